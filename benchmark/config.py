@@ -1,0 +1,74 @@
+"""Trial configuration as plain dataclasses, and the stable trial key. Torch-free, so grids and
+the report can use it without importing the training stack."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+SELECTION_PROTOCOLS = ("paper", "validation")
+
+
+@dataclass(frozen=True)
+class TrialConfig:
+    """One grid entry, as a user or a grid writes it (unresolved: defaults not filled in)."""
+
+    dataset: str
+    method: str
+    dataset_params: Mapping[str, Any] = field(default_factory=dict)
+    method_hparams: Mapping[str, Any] = field(default_factory=dict)
+    trial_seed: int = 0
+    data_seed: int = 0
+    hparams_seed: int = 0
+    epochs: int | None = None  # None: the dataset's protocol
+    protocol: str = "paper"  # selection protocol (SPEC 3)
+    tables: tuple[int, ...] = ()  # which paper tables need this trial (not part of the key)
+
+
+@dataclass(frozen=True)
+class ResolvedTrial:
+    """A trial with every default resolved; its key is a hash of all of this."""
+
+    dataset: str
+    dataset_params: dict[str, Any]
+    method: str
+    method_hparams: dict[str, Any]
+    supervision: str
+    predictor_role: str
+    roles: tuple[str, ...]
+    trial_seed: int
+    data_seed: int
+    hparams_seed: int
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    optimizer: str
+    protocol: str
+    tables: tuple[int, ...] = ()
+
+    def key_fields(self) -> dict[str, Any]:
+        fields = asdict(self)
+        fields.pop("tables")
+        return fields
+
+    @property
+    def key(self) -> str:
+        return trial_key(self.key_fields())
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ResolvedTrial":
+        data = json.loads(text)
+        data["roles"] = tuple(data["roles"])
+        data["tables"] = tuple(data.get("tables", ()))
+        return cls(**data)
+
+
+def trial_key(fields: Mapping[str, Any]) -> str:
+    canonical = json.dumps(dict(fields), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:20]

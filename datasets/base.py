@@ -1,0 +1,160 @@
+"""The dataset contract. A dataset is one module in `datasets/` with a class registered by
+`@register_dataset("name")`. It turns raw data plus protocol parameters into a `BiasedData`:
+train and evaluation splits with target and (optional) bias attributes, the aligned mapping and
+what the trainer needs to feed the model (input scaling, augmentation, architecture, optimiser).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
+
+import torch
+
+from benchmark.registry import Registry
+
+DATA_ROOT_ENV = "DEBIAS_DATA_ROOT"
+CACHE_DIR_ENV = "DEBIAS_CACHE_DIR"
+
+
+class DataNotFoundError(FileNotFoundError):
+    """Raw data is missing; the message says where to put it."""
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    data_root: Path  # raw data (may be read-only)
+    cache_dir: Path  # generated datasets
+    allow_download: bool = True
+
+    @classmethod
+    def resolve(
+        cls, data_root: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None
+    ) -> "DataPaths":
+        """--data-root, else $DEBIAS_DATA_ROOT, else ./data; cache: --cache-dir, else
+        $DEBIAS_CACHE_DIR, else ./data/cache (never inside a read-only data root)."""
+        root = Path(data_root or os.environ.get(DATA_ROOT_ENV) or "data").expanduser().resolve()
+        cache = Path(cache_dir or os.environ.get(CACHE_DIR_ENV) or "data/cache").expanduser().resolve()
+        return cls(data_root=root, cache_dir=cache)
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8, (N, C, H, W)
+    targets: torch.Tensor  # long, (N,)
+    biases: torch.Tensor | None = None  # long, (N,); None when the dataset has no bias labels
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8:
+            raise TypeError(f"split images must be uint8, got {self.images.dtype}")
+        if len(self.images) != len(self.targets) or (
+            self.biases is not None and len(self.biases) != len(self.targets)
+        ):
+            raise ValueError("images, targets and biases of a split must have the same length")
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How uint8 images become model inputs: x = uint8 * scale, then optional augmentation
+    (training only) and per-channel normalisation."""
+
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    crop_padding: int = 0  # random crop of the input size from the image padded by this much
+    horizontal_flip: bool = False
+
+
+@dataclass(frozen=True)
+class TrainProtocol:
+    """The paper's optimisation settings for a dataset (SPEC 3)."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    epochs: int = 100
+    optimizer: str = "adam"
+
+
+@dataclass
+class BiasedData:
+    train: Split
+    test: Split  # the evaluation split (unbiased test set, or the official validation partition)
+    num_classes: int
+    class_names: list[str]
+    num_bias_values: int | None  # None: no bias labels (BAR)
+    bias_names: list[str] | None
+    aligned_bias: torch.Tensor | None  # g(y) for each class y: sample is aligned iff b == g(y)
+    input_spec: InputSpec
+    model: str
+    generator_version: str
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def aligned_mask(self, split: Split) -> torch.Tensor | None:
+        if split.biases is None or self.aligned_bias is None:
+            return None
+        return split.biases == self.aligned_bias[split.targets]
+
+
+class BiasedDataset(abc.ABC):
+    """A registered dataset family. `Params` is a frozen dataclass of protocol parameters;
+    fields with metadata {"generation": False} change the input pipeline, not the generated data."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type]
+    has_bias_labels: ClassVar[bool] = True
+    target_attribute: ClassVar[str] = ""
+    bias_attribute: ClassVar[str] = ""
+    generator_version: ClassVar[str] = "1"
+    protocol: ClassVar[TrainProtocol] = TrainProtocol()
+
+    @classmethod
+    def train_protocol(cls, params: Any) -> TrainProtocol:
+        """The paper's optimisation settings for these parameters."""
+        return cls.protocol
+
+    @classmethod
+    def make_params(cls, values: Mapping[str, Any] | None = None) -> Any:
+        """Validated, canonical parameters from a plain mapping (unknown keys are an error)."""
+        names = {f.name for f in dataclasses.fields(cls.Params)}
+        unknown = set(values or {}) - names
+        if unknown:
+            raise ValueError(
+                f"dataset {cls.name!r} has no parameter(s) {', '.join(sorted(unknown))}; "
+                f"its parameters are: {', '.join(sorted(names))}"
+            )
+        return cls.canonical(cls.Params(**dict(values or {})))
+
+    @classmethod
+    def canonical(cls, params: Any) -> Any:
+        """Validate `params` and return a canonical form (raise ValueError naming the fix)."""
+        return params
+
+    @classmethod
+    def generation_params(cls, params: Any) -> dict[str, Any]:
+        return {
+            f.name: getattr(params, f.name)
+            for f in dataclasses.fields(params)
+            if f.metadata.get("generation", True)
+        }
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, params: Any, paths: DataPaths, data_seed: int = 0) -> BiasedData:
+        """Generate (or read from the cache) and return the dataset."""
+
+    @classmethod
+    def prepare(cls, params: Any, paths: DataPaths, data_seed: int = 0) -> None:
+        """Make sure the generated dataset is cached (the runner calls this before training)."""
+        cls.load(params, paths, data_seed)
+
+
+DATASETS: Registry[type[BiasedDataset]] = Registry("dataset", "datasets")
+register_dataset = DATASETS.register

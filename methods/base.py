@@ -1,0 +1,195 @@
+"""The method contract. A debiasing method is one module in `methods/` that subclasses `Method`
+and registers itself with `@register_method("name")`; nothing outside that module changes.
+
+A method never sees the runner, the store or the report. It gets a `MethodContext` (model and
+optimiser factories, training-set metadata) and one `Batch` at a time. Bias labels appear in the
+context and the batch only when the method's supervision type allows them: the trainer enforces it.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmark.registry import Registry
+
+
+class Supervision(str, enum.Enum):
+    """What a method is told about the bias (SPEC 1)."""
+
+    NONE = "none"  # ○ e.g. Vanilla, LfF
+    BIAS_TAILORED = "bias-tailored"  # ◐ knowledge of the bias type built into the method (HEX, ReBias)
+    BIAS_LABELS = "bias-labels"  # ● reads the bias attribute of training samples (Group DRO, REPAIR)
+
+    @property
+    def symbol(self) -> str:
+        return {"none": "○", "bias-tailored": "◐", "bias-labels": "●"}[self.value]
+
+    @property
+    def receives_bias_labels(self) -> bool:
+        return self is Supervision.BIAS_LABELS
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One training minibatch. `index` are stable dataset indices (LfF and REPAIR keep per-sample
+    state); `x` is the augmented, normalised float input; `bias` is None unless allowed."""
+
+    index: torch.Tensor
+    x: torch.Tensor
+    y: torch.Tensor
+    bias: torch.Tensor | None = None
+
+
+@dataclass
+class StepOutput:
+    """What one training step reports. Tensors stay on the device (no host sync per step)."""
+
+    loss: torch.Tensor
+    # Plain per-sample cross-entropy of every trained role, detached: the trainer splits it into
+    # aligned/conflicting means for Figure 2 using bias labels the method never sees.
+    per_sample_loss: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodContext:
+    """Everything a method may know about its training run."""
+
+    dataset: str
+    num_classes: int
+    num_train: int
+    train_targets: torch.Tensor  # (N,) long, on `device`
+    device: torch.device
+    model_factory: Callable[[], nn.Module]  # a fresh network of the dataset's architecture
+    optimizer_factory: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+    # Un-augmented, normalised inputs for the given training indices (for pre-training stages).
+    train_inputs: Callable[[torch.Tensor], torch.Tensor]
+    num_bias_values: int | None = None
+    train_bias: torch.Tensor | None = None  # only for methods with Supervision.BIAS_LABELS
+
+
+@dataclass(frozen=True)
+class NoHparams:
+    """For methods without hyper-parameters of their own."""
+
+
+Sampler = Callable[[np.random.Generator], Any]
+
+
+class Method(nn.Module, abc.ABC):
+    """Base class of every debiasing method (cf. DomainBed's Algorithm).
+
+    Subclasses set the class attributes and implement `train_step`. Networks go in `self.nets`
+    (one per model role) and their optimisers in `self.optimizers`; per-sample state goes in
+    registered buffers, so `checkpoint_state()` captures everything needed to resume.
+    """
+
+    name: ClassVar[str]
+    supervision: ClassVar[Supervision] = Supervision.NONE
+    Hparams: ClassVar[type] = NoHparams
+    # Optional random-search space: parameter name -> sampler(rng). See `resolve_hparams`.
+    search_space: ClassVar[Mapping[str, Sampler]] = {}
+    roles: ClassVar[tuple[str, ...]] = ("main",)
+    predictor_role: ClassVar[str] = "main"
+    drop_last: ClassVar[bool] = False  # methods that need full batches (HEX, HSIC) set this
+
+    def __init__(self, hparams: Any, ctx: MethodContext) -> None:
+        super().__init__()
+        self.hparams = hparams
+        self.ctx = ctx
+        self.nets = nn.ModuleDict()
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+
+    # -- contract -------------------------------------------------------------------------
+    @classmethod
+    def supervision_on(cls, dataset: str) -> Supervision:
+        """The supervision this method needs on `dataset` (REPAIR needs labels on some only)."""
+        return cls.supervision
+
+    @abc.abstractmethod
+    def train_step(self, batch: Batch) -> StepOutput:
+        """Update the method's networks on one batch."""
+
+    def logits(self, x: torch.Tensor, role: str) -> torch.Tensor:
+        """Evaluation logits of one role (called in eval mode under no_grad)."""
+        return self.nets[role](x)
+
+    def prepare(self) -> None:
+        """Optional stage run once before the first epoch (e.g. REPAIR's weight learning)."""
+
+    def epoch_indices(self, epoch: int, generator: torch.Generator) -> torch.Tensor | None:
+        """Optional custom sampling: the training indices to visit this epoch, in order.
+        None means a uniform random permutation of the whole training set."""
+        return None
+
+    # -- helpers --------------------------------------------------------------------------
+    def add_net(self, role: str) -> nn.Module:
+        net = self.ctx.model_factory().to(self.ctx.device)
+        self.nets[role] = net
+        self.optimizers[role] = self.ctx.optimizer_factory(net.parameters())
+        return net
+
+    def zero_grad_all(self) -> None:
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+
+    def step_all(self) -> None:
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {
+            "module": self.state_dict(),
+            "optimizers": {role: opt.state_dict() for role, opt in self.optimizers.items()},
+        }
+
+    def load_checkpoint_state(self, state: Mapping[str, Any]) -> None:
+        self.load_state_dict(state["module"])
+        for role, opt_state in state["optimizers"].items():
+            self.optimizers[role].load_state_dict(opt_state)
+
+
+METHODS: Registry[type[Method]] = Registry("method", "methods")
+register_method = METHODS.register
+
+
+def _param_rng(method: str, dataset: str, hparams_seed: int, param: str) -> np.random.Generator:
+    # One generator per (method, dataset, k, parameter): adding a parameter never shifts the others.
+    digest = hashlib.sha256(f"{method}|{dataset}|{hparams_seed}|{param}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def resolve_hparams(
+    method_cls: type[Method],
+    dataset: str,
+    hparams_seed: int = 0,
+    overrides: Mapping[str, Any] | None = None,
+) -> Any:
+    """The method's hyper-parameters: defaults for hparams_seed 0, else draws from its search
+    space (SPEC 3), then explicit overrides. Unknown override names are an error."""
+    fields = {f.name for f in dataclasses.fields(method_cls.Hparams)}
+    values: dict[str, Any] = {}
+    if hparams_seed != 0:
+        if not method_cls.search_space:
+            raise ValueError(
+                f"method {method_cls.name!r} declares no search space, so hparams_seed "
+                f"{hparams_seed} has nothing to draw; use hparams_seed 0 (the paper's defaults)"
+            )
+        for param, sampler in method_cls.search_space.items():
+            values[param] = sampler(_param_rng(method_cls.name, dataset, hparams_seed, param))
+    for key, value in (overrides or {}).items():
+        if key not in fields:
+            raise ValueError(
+                f"method {method_cls.name!r} has no hyper-parameter {key!r}; "
+                f"its hyper-parameters are: {', '.join(sorted(fields)) or '(none)'}"
+            )
+        values[key] = value
+    return method_cls.Hparams(**values)

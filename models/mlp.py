@@ -1,0 +1,28 @@
+"""The Colored MNIST multi-layer perceptron: flatten, three hidden layers of 100 units with ReLU,
+a linear classifier (SPEC 2.1). Input scaling is done by the input pipeline, not here."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from models import MODELS
+
+
+@MODELS.register("mlp")
+class MLP(nn.Module):
+    def __init__(self, num_classes: int, in_features: int = 3 * 28 * 28, hidden: int = 100, depth: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        self.feature_extractor = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feature_extractor(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
