@@ -1,0 +1,146 @@
+"""Named grids: declarative lists of trials (SPEC 5). Torch-free.
+
+`paper` is the union of every trial Tables 1-10 need, deduplicated (a trial shared by Tables 2, 3
+and 8 runs once and remembers every table that uses it). `quick` is a CPU-sized subset that shows
+LfF's effect on Colored MNIST in minutes; `smoke` is what the tests drive.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Callable, Iterable, Sequence
+
+from benchmark.config import TrialConfig
+
+RATIOS = (95.0, 98.0, 99.0, 99.5)
+DIFFICULTIES = (1, 2, 3, 4)
+CONTROLLED = ("cmnist", "ccifar1", "ccifar2")
+BASELINES = ("vanilla", "lff", "hex", "repair", "group_dro")  # Tables 2, 3, 8, 9
+REPAIR_VARIANTS = ("T", "R", "C", "S")  # all four run; tables show the best (LfF Appendix D)
+DEFAULT_SEEDS = (0, 1, 2)
+TABLES = tuple(range(1, 11))
+# (target, bias) attribute pairs of Table 1 per controlled dataset: (malignant, benign direction)
+TABLE1_TARGETS = {"cmnist": ("digit", "color"), "ccifar1": ("object", "corruption"), "ccifar2": ("object", "corruption")}
+CELEBA_TARGETS = ("Blond_Hair", "Heavy_Makeup")
+
+
+def _method_entries(method: str) -> list[dict]:
+    """Hyper-parameter variants a table runs for one method name."""
+    if method == "repair":
+        return [{"variant": v} for v in REPAIR_VARIANTS]
+    return [{}]
+
+
+def _controlled(tables: tuple[int, ...], methods: Iterable[str], ratios: Iterable[float],
+                difficulties: Iterable[int], datasets: Iterable[str] = CONTROLLED) -> list[TrialConfig]:
+    return [
+        TrialConfig(dataset=ds, method=m, dataset_params={"ratio": r, "difficulty": d}, method_hparams=h, tables=tables)
+        for ds in datasets for r in ratios for d in difficulties for m in methods for h in _method_entries(m)
+    ]
+
+
+def table_trials(table: int) -> list[TrialConfig]:
+    """The trials one paper table needs (one seed; seeds are expanded by `build_grid`)."""
+    if table == 1:
+        out = []
+        for ds, (malignant, benign) in TABLE1_TARGETS.items():
+            for target in (malignant, benign):
+                for unbiased in (False, True):
+                    params = {"ratio": 99.0, "difficulty": 4, "target": target, "unbiased_train": unbiased}
+                    out.append(TrialConfig(ds, "vanilla", params, tables=(1,)))
+        return out
+    if table in (2, 3):
+        return _controlled((2, 3), BASELINES, RATIOS, (4,))
+    if table == 4:
+        return _controlled((4,), ("vanilla", "lff_ce", "lff"), (99.0,), (4,))
+    if table == 5:
+        return [TrialConfig("celeba", m, {"target": t, "bias": "Male"}, tables=(5,))
+                for t in CELEBA_TARGETS for m in ("vanilla", "lff", "group_dro")]
+    if table == 6:
+        return [TrialConfig("bar", m, tables=(6,)) for m in ("vanilla", "rebias", "lff")]
+    if table == 7:
+        return []  # BAR's per-class counts come from the dataset itself, not from training
+    if table in (8, 9):
+        return _controlled((8, 9), BASELINES, (99.0,), DIFFICULTIES)
+    if table == 10:
+        return _controlled((10,), ("vanilla", "lff", "lff_rubi"), RATIOS, (4,), datasets=("cmnist",))
+    raise ValueError(f"unknown table {table!r}; the paper has tables {TABLES[0]}-{TABLES[-1]}")
+
+
+def paper_grid() -> list[TrialConfig]:
+    return [t for table in TABLES for t in table_trials(table)]
+
+
+def quick_grid() -> list[TrialConfig]:
+    """Colored MNIST at 95% and 99.5%, Vanilla vs LfF and Group DRO, one seed, reduced epochs."""
+    return [
+        TrialConfig("cmnist", m, {"ratio": r, "difficulty": 4}, epochs=QUICK_EPOCHS, tables=(2, 3))
+        for r in (95.0, 99.5) for m in ("vanilla", "lff", "group_dro")
+    ]
+
+
+QUICK_EPOCHS = 30
+
+
+def smoke_grid() -> list[TrialConfig]:
+    return [TrialConfig("cmnist", m, {"ratio": 99.0, "difficulty": 4}, epochs=1, tables=(2, 3))
+            for m in ("vanilla", "lff")]
+
+
+GRIDS: dict[str, Callable[[], list[TrialConfig]]] = {"paper": paper_grid, "quick": quick_grid, "smoke": smoke_grid}
+DEFAULT_GRID_SEEDS = {"paper": DEFAULT_SEEDS, "quick": (0,), "smoke": (0,)}
+
+
+def _identity(trial: TrialConfig) -> str:
+    return json.dumps({**trial.__dict__, "tables": None}, sort_keys=True, default=str)
+
+
+def deduplicate(trials: Iterable[TrialConfig]) -> list[TrialConfig]:
+    """Merge trials that differ only in which tables use them (order kept)."""
+    merged: dict[str, TrialConfig] = {}
+    for trial in trials:
+        identity = _identity(trial)
+        if identity in merged:
+            previous = merged[identity]
+            merged[identity] = replace(previous, tables=tuple(sorted(set(previous.tables) | set(trial.tables))))
+        else:
+            merged[identity] = trial
+    return list(merged.values())
+
+
+def build_grid(
+    name: str,
+    tables: Sequence[int] | None = None,
+    datasets: Sequence[str] | None = None,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    epochs: int | None = None,
+    ratios: Sequence[float] | None = None,
+    difficulties: Sequence[int] | None = None,
+) -> list[TrialConfig]:
+    """A named grid, filtered and with seeds expanded. Filters are validated by the caller
+    against the registries; unknown tables and grids are rejected here."""
+    if name not in GRIDS:
+        raise ValueError(f"unknown grid {name!r}; valid grids: {', '.join(GRIDS)}")
+    if tables is not None:
+        bad = [t for t in tables if t not in TABLES]
+        if bad:
+            raise ValueError(f"unknown table(s) {bad}; the paper has tables {TABLES[0]}-{TABLES[-1]}")
+    trials = GRIDS[name]()
+    if tables is not None:
+        trials = [replace(t, tables=tuple(x for x in t.tables if x in tables)) for t in trials
+                  if set(t.tables) & set(tables)]
+    if datasets is not None:
+        trials = [t for t in trials if t.dataset in datasets]
+    if methods is not None:
+        trials = [t for t in trials if t.method in methods]
+    if ratios is not None:
+        trials = [t for t in trials if float(t.dataset_params.get("ratio", -1)) in {float(r) for r in ratios}]
+    if difficulties is not None:
+        trials = [t for t in trials if t.dataset_params.get("difficulty") in set(difficulties)]
+    if epochs is not None:
+        trials = [replace(t, epochs=epochs) for t in trials]
+    seed_list = tuple(seeds) if seeds is not None else DEFAULT_GRID_SEEDS[name]
+    expanded = [replace(t, trial_seed=s) for t in trials for s in seed_list]
+    return deduplicate(expanded)

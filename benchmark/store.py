@@ -1,0 +1,267 @@
+"""The Parquet result store (SPEC 7). Torch-free: the report reads it without the training stack.
+
+Layout under the store root (a local directory or any pyarrow filesystem URI):
+
+    trials/<key>.parquet       one file per trial: long-format metrics, each row also carrying
+                               the trial's columns (key, config, seeds, status, timings, versions)
+    predictions/<key>.parquet  optional final per-sample predictions of the evaluation split
+
+A trial is complete once its file has been renamed into place (written to a temporary name in
+the same directory first), so an interrupted write never leaves a file a reader trusts. Failed
+trials are stored too (status "failed", the error text, no metric rows); rerunning retries them.
+
+Schema version 1, one row per (trial, epoch, role, split, subset, target, bias, metric):
+    trial columns  schema_version, trial_key, status, error, dataset, method, supervision,
+                   predictor_role, dataset_params (JSON), method_hparams (JSON), config (JSON of
+                   the resolved trial), trial_seed, data_seed, hparams_seed, epochs,
+                   selection_protocol, code_version, data_generator_version, wall_time_s,
+                   seconds_per_epoch, peak_memory_mb, device, hostname, torch_version,
+                   cuda_version, finished_at (ISO 8601, UTC)
+    metric columns epoch (1-based), role, split ("train"/"test"/"valid"), subset ("all",
+                   "aligned", "conflicting", "group", "class"), target, bias (cell of a
+                   "group"/"class" row, else null), metric, value (accuracies are fractions)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_META_VERSION = b"debiasbench.schema_version"
+_META_STATUS = b"debiasbench.status"
+_META_KEY = b"debiasbench.trial_key"
+
+TRIAL_FIELDS: dict[str, pa.DataType] = {
+    "schema_version": pa.int32(),
+    "trial_key": pa.string(),
+    "status": pa.string(),
+    "error": pa.string(),
+    "dataset": pa.string(),
+    "method": pa.string(),
+    "supervision": pa.string(),
+    "predictor_role": pa.string(),
+    "dataset_params": pa.string(),
+    "method_hparams": pa.string(),
+    "config": pa.string(),
+    "trial_seed": pa.int64(),
+    "data_seed": pa.int64(),
+    "hparams_seed": pa.int64(),
+    "epochs": pa.int64(),
+    "selection_protocol": pa.string(),
+    "code_version": pa.string(),
+    "data_generator_version": pa.string(),
+    "wall_time_s": pa.float64(),
+    "seconds_per_epoch": pa.float64(),
+    "peak_memory_mb": pa.float64(),
+    "device": pa.string(),
+    "hostname": pa.string(),
+    "torch_version": pa.string(),
+    "cuda_version": pa.string(),
+    "finished_at": pa.string(),
+}
+METRIC_FIELDS: dict[str, pa.DataType] = {
+    "epoch": pa.int64(),
+    "role": pa.string(),
+    "split": pa.string(),
+    "subset": pa.string(),
+    "target": pa.int64(),
+    "bias": pa.int64(),
+    "metric": pa.string(),
+    "value": pa.float64(),
+}
+SCHEMA = pa.schema([pa.field(n, t) for n, t in {**TRIAL_FIELDS, **METRIC_FIELDS}.items()])
+PREDICTION_SCHEMA = pa.schema(
+    [("trial_key", pa.string()), ("role", pa.string()), ("index", pa.int64()),
+     ("target", pa.int64()), ("bias", pa.int64()), ("prediction", pa.int64())]
+)
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class StoreVersionError(StoreError):
+    pass
+
+
+class StoreNotWritableError(StoreError):
+    pass
+
+
+@dataclass
+class TrialRecord:
+    """Everything stored for one trial. `trial` holds the resolved configuration fields."""
+
+    trial: Mapping[str, Any]
+    key: str
+    status: str  # "completed" or "failed"
+    metrics: Mapping[str, list] = field(default_factory=dict)
+    predictions: Mapping[str, Any] | None = None
+    error: str | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)  # timings, device, versions, host
+
+
+def _open(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
+    text = str(location)
+    if "://" in text:
+        try:
+            return pafs.FileSystem.from_uri(text)
+        except Exception as error:
+            raise StoreError(
+                f"cannot open result store {text!r}: {error}. Use a local directory or a URI pyarrow "
+                "supports (file://, s3://, gs://, hdfs://) with its credentials configured"
+            ) from None
+    return pafs.LocalFileSystem(), str(Path(text).expanduser().resolve())
+
+
+class ResultStore:
+    def __init__(self, location: str | os.PathLike) -> None:
+        self.location = str(location)
+        self.fs, self.root = _open(location)
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    # -- writing ---------------------------------------------------------------------------
+    def ensure_writable(self) -> None:
+        """Create the store layout and prove it is writable, or fail with the fix."""
+        probe = self._path("trials", f".write-probe-{uuid.uuid4().hex}")
+        try:
+            self.fs.create_dir(self._path("trials"), recursive=True)
+            self.fs.create_dir(self._path("predictions"), recursive=True)
+            with self.fs.open_output_stream(probe) as stream:
+                stream.write(b"ok")
+            self.fs.delete_file(probe)
+        except Exception as error:
+            raise StoreNotWritableError(
+                f"results path {self.location!r} is not writable ({error}); pass --results with a "
+                "directory you can write to"
+            ) from None
+
+    def _atomic_write(self, table: pa.Table, directory: str, name: str) -> None:
+        self.fs.create_dir(self._path(directory), recursive=True)
+        final = self._path(directory, name)
+        tmp = self._path(directory, f".{name}.{uuid.uuid4().hex}.tmp")
+        try:
+            pq.write_table(table, tmp, filesystem=self.fs, compression="zstd")
+            self.fs.move(tmp, final)  # a rename on local and POSIX filesystems
+        except BaseException:
+            try:
+                self.fs.delete_file(tmp)
+            except Exception:
+                pass
+            raise
+
+    def write_trial(self, record: TrialRecord) -> None:
+        """Write one trial atomically (predictions first, so a complete trial always has them)."""
+        if record.predictions is not None:
+            n = len(record.predictions["index"])
+            columns = {"trial_key": [record.key] * n, **{k: list(record.predictions[k]) for k in
+                       ("role", "index", "target", "bias", "prediction")}}
+            self._atomic_write(pa.table(columns, schema=PREDICTION_SCHEMA), "predictions", f"{record.key}.parquet")
+        self._atomic_write(self._trial_table(record), "trials", f"{record.key}.parquet")
+
+    def _trial_table(self, record: TrialRecord) -> pa.Table:
+        trial = record.trial
+        n = len(record.metrics.get("value", [])) or 1  # a failed trial is one row without metrics
+        values: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "trial_key": record.key,
+            "status": record.status,
+            "error": record.error,
+            "dataset": trial["dataset"],
+            "method": trial["method"],
+            "supervision": trial["supervision"],
+            "predictor_role": trial["predictor_role"],
+            "dataset_params": json.dumps(trial["dataset_params"], sort_keys=True),
+            "method_hparams": json.dumps(trial["method_hparams"], sort_keys=True),
+            "config": json.dumps(dict(trial), sort_keys=True),
+            "trial_seed": trial["trial_seed"],
+            "data_seed": trial["data_seed"],
+            "hparams_seed": trial["hparams_seed"],
+            "epochs": trial["epochs"],
+            "selection_protocol": trial["protocol"],
+        }
+        for name in TRIAL_FIELDS:
+            values.setdefault(name, record.info.get(name))
+        columns = {name: pa.array([values[name]] * n, type=dtype) for name, dtype in TRIAL_FIELDS.items()}
+        for name, dtype in METRIC_FIELDS.items():
+            data = record.metrics.get(name) if record.metrics else None
+            columns[name] = pa.array(data if data is not None else [None] * n, type=dtype)
+        table = pa.table(columns, schema=SCHEMA)
+        return table.replace_schema_metadata({
+            _META_VERSION: str(SCHEMA_VERSION).encode(),
+            _META_STATUS: record.status.encode(),
+            _META_KEY: record.key.encode(),
+        })
+
+    # -- reading ---------------------------------------------------------------------------
+    def _trial_files(self) -> list[str]:
+        selector = pafs.FileSelector(self._path("trials"), allow_not_found=True)
+        return sorted(
+            info.path for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")
+            and not info.base_name.startswith(".")
+        )
+
+    def _valid_files(self) -> dict[str, dict[bytes, bytes]]:
+        """File -> its debiasbench metadata; foreign or corrupt files are skipped with a warning."""
+        valid = {}
+        for path in self._trial_files():
+            try:
+                metadata = pq.read_metadata(path, filesystem=self.fs).metadata or {}
+            except Exception as error:
+                warnings.warn(f"skipping unreadable Parquet file {path} ({error})", stacklevel=3)
+                continue
+            if _META_VERSION not in metadata:
+                warnings.warn(f"skipping foreign Parquet file {path}: it was not written by debiasbench", stacklevel=3)
+                continue
+            version = int(metadata[_META_VERSION])
+            if version != SCHEMA_VERSION:
+                raise StoreVersionError(
+                    f"{path} has result-store schema version {version}, but this debiasbench reads "
+                    f"version {SCHEMA_VERSION}; use a debiasbench release that matches the store, or "
+                    "re-run those trials into a new results directory"
+                )
+            valid[path] = metadata
+        return valid
+
+    def completed_keys(self) -> set[str]:
+        return {meta[_META_KEY].decode() for meta in self._valid_files().values()
+                if meta.get(_META_STATUS) == b"completed"}
+
+    def read(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """Every stored row as one DataFrame (one pyarrow dataset scan over the valid files)."""
+        import pyarrow.dataset as pads
+
+        files = list(self._valid_files())
+        if not files:
+            return SCHEMA.empty_table().to_pandas() if columns is None else SCHEMA.empty_table().select(columns).to_pandas()
+        dataset = pads.dataset(files, schema=SCHEMA, format="parquet", filesystem=self.fs)
+        return dataset.to_table(columns=columns).to_pandas()
+
+    def trials(self) -> pd.DataFrame:
+        """One row per trial (the trial columns only)."""
+        frame = self.read(columns=list(TRIAL_FIELDS))
+        return frame.drop_duplicates("trial_key").reset_index(drop=True)
+
+    def predictions(self, key: str) -> pd.DataFrame:
+        return pq.read_table(self._path("predictions", f"{key}.parquet"), filesystem=self.fs).to_pandas()

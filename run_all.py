@@ -1,0 +1,172 @@
+#!/usr/bin/env python
+"""DebiasBench command line: run a named grid through Ray Tune into a Parquet result store,
+then print and write the comparison tables.
+
+    python run_all.py --grid quick                 # CPU-sized demo of LfF on Colored MNIST
+    python run_all.py --grid paper --dry-run       # list what the paper's tables need
+    python run_all.py --list                       # registered methods and datasets
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+
+def _csv(kind):
+    def parse(text: str):
+        try:
+            return [kind(item) for item in text.split(",") if item.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind.__name__}, got {text!r}")
+    return parse
+
+
+def _assignment(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from benchmark.grids import GRIDS
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--list", action="store_true", help="print registered methods and datasets, then exit")
+    p.add_argument("--grid", default="quick", help=f"named grid: {', '.join(GRIDS)} (default: quick)")
+    p.add_argument("--tables", type=_csv(int), help="only trials these paper tables need, e.g. 2,3,10")
+    p.add_argument("--datasets", type=_csv(str), help="only these datasets, e.g. cmnist")
+    p.add_argument("--methods", type=_csv(str), help="only these methods, e.g. vanilla,lff")
+    p.add_argument("--ratios", type=_csv(float), help="only these bias-aligned ratios (percent), e.g. 95,99.5")
+    p.add_argument("--difficulties", type=_csv(int), help="only these difficulties, e.g. 4")
+    p.add_argument("--seeds", type=_csv(int), help="trial seeds (default: the grid's; paper: 0,1,2)")
+    p.add_argument("--epochs", type=int, help="override every trial's epochs")
+    p.add_argument("--dataset-param", type=_assignment, action="append", default=[], metavar="KEY=VALUE",
+                   help="set a dataset parameter on every trial, e.g. input_scaling=unit")
+    p.add_argument("--method-param", type=_assignment, action="append", default=[], metavar="KEY=VALUE",
+                   help="set a method hyper-parameter on every trial, e.g. q=0.5")
+    p.add_argument("--data-root", help="raw data directory (default: $DEBIAS_DATA_ROOT, else ./data)")
+    p.add_argument("--cache-dir", help="generated-dataset cache (default: $DEBIAS_CACHE_DIR, else ./data/cache)")
+    p.add_argument("--results", help="result store directory or URI (default: results/<grid>)")
+    p.add_argument("--dry-run", action="store_true", help="list the trials still to run and their estimated cost")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, help="fractional GPUs per trial (default: 1 if a GPU is visible)")
+    p.add_argument("--max-concurrent", type=int, help="cap on trials running at once")
+    p.add_argument("--max-failures", type=int, default=1, help="Tune retries per trial before recording a failure")
+    p.add_argument("--address", help="join an existing Ray cluster at this address instead of starting one")
+    p.add_argument("--device", default="auto", help="training device: auto, cpu, cuda")
+    p.add_argument("--mixed-precision", action="store_true", help="bf16 autocast on CUDA")
+    p.add_argument("--channels-last", action="store_true", help="channels-last memory format on CUDA")
+    p.add_argument("--plugin", action="append", default=[], help="extra method/dataset module (file or module name)")
+    p.add_argument("--no-progress", action="store_true", help="plain progress lines instead of the live view")
+    p.add_argument("--no-report", action="store_true", help="do not print/write tables after the run")
+    return p
+
+
+def list_registered() -> str:
+    import dataclasses as dc
+
+    from datasets.base import DATASETS
+    from methods.base import METHODS
+
+    lines = ["Methods (name, supervision, roles, default hyper-parameters):"]
+    for name, cls in METHODS:
+        defaults = {f.name: f.default for f in dc.fields(cls.Hparams)}
+        lines.append(f"  {name:<10} {cls.supervision.symbol} {cls.supervision.value:<14} roles={','.join(cls.roles)} "
+                     f"predictor={cls.predictor_role} {defaults}")
+    lines.append("Datasets (name, target/bias, parameters with defaults):")
+    for name, cls in DATASETS:
+        defaults = {f.name: f.default for f in dc.fields(cls.Params)}
+        labels = "bias labels" if cls.has_bias_labels else "no bias labels"
+        lines.append(f"  {name:<10} {cls.target_attribute}/{cls.bias_attribute} ({labels}) {defaults}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from benchmark.plugins import load_plugins
+    from benchmark.registry import UnknownNameError
+    from benchmark.resolve import InvalidTrialError
+    from benchmark.store import StoreError
+    from datasets.base import DATASETS, DataNotFoundError
+    from methods.base import METHODS
+
+    try:
+        load_plugins(args.plugin)
+        if args.list:
+            print(list_registered())
+            return 0
+        return _run(args, DATASETS, METHODS)
+    except (UnknownNameError, InvalidTrialError, DataNotFoundError, StoreError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args, DATASETS, METHODS) -> int:
+    from benchmark.grids import build_grid
+    from benchmark.runner import RunOptions, estimate_seconds, plan, resolve_all, run_grid
+    from benchmark.store import ResultStore
+
+    for name in args.methods or []:
+        METHODS.get(name)  # unknown names fail here with the list of valid ones
+    for name in args.datasets or []:
+        DATASETS.get(name)
+    configs = build_grid(args.grid, tables=args.tables, datasets=args.datasets, methods=args.methods,
+                         seeds=args.seeds, epochs=args.epochs, ratios=args.ratios,
+                         difficulties=args.difficulties)
+    unavailable = sorted({f"{c.dataset}/{c.method}" for c in configs
+                          if c.method not in METHODS or c.dataset not in DATASETS})
+    runnable = [c for c in configs if c.method in METHODS and c.dataset in DATASETS]
+    if unavailable:
+        print(f"note: {len(configs) - len(runnable)} trial(s) of grid {args.grid!r} need methods or datasets "
+              f"that are not implemented yet and are left out: {', '.join(unavailable)}", file=sys.stderr)
+    if args.dataset_param or args.method_param:
+        runnable = [dataclasses.replace(c, dataset_params={**c.dataset_params, **dict(args.dataset_param)},
+                                        method_hparams={**c.method_hparams, **dict(args.method_param)})
+                    for c in runnable]
+    results = args.results or str(Path("results") / args.grid)
+    options = RunOptions(
+        results=results, data_root=args.data_root, cache_dir=args.cache_dir, cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, address=args.address,
+        max_failures=args.max_failures, device=args.device, mixed_precision=args.mixed_precision,
+        channels_last=args.channels_last, plugins=tuple(args.plugin), progress=not args.no_progress,
+    )
+    if args.dry_run:
+        trials = resolve_all(runnable)
+        store = ResultStore(results)
+        todo, done = plan(trials, store)
+        from benchmark.runner import _label
+
+        for trial in todo:
+            print(f"{trial.key}  {_label(trial)}  epochs={trial.epochs}  tables={','.join(map(str, trial.tables))}")
+        concurrency = args.max_concurrent or 1
+        seconds, measured = estimate_seconds(todo, store, concurrency)
+        cost = (f"estimated {seconds / 3600:.2f} h at concurrency {concurrency} "
+                f"(from measured seconds/epoch for {measured} of {len(todo)} trials)") if seconds else \
+            "no measured seconds/epoch in the store yet, so no cost estimate"
+        print(f"{len(todo)} trial(s) to run, {len(done)} already complete; {cost}")
+        return 0
+
+    summary = run_grid(runnable, options)
+    print(f"grid {args.grid!r}: {len(summary.completed)} trial(s) completed, {len(summary.failed)} failed, "
+          f"{summary.skipped} skipped (already complete), {len(summary.unfinished)} unfinished")
+    for key, error in summary.failed.items():
+        print(f"  failed {key}: {error}", file=sys.stderr)
+    if summary.unfinished:
+        print("  the run was interrupted; rerun the same command to resume", file=sys.stderr)
+    if not args.no_report:
+        from benchmark.report import write_report
+
+        print(write_report(results))
+    return 1 if summary.failed or summary.unfinished else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
