@@ -54,6 +54,10 @@ class DeviceSplit:
     def __len__(self) -> int:
         return len(self.targets)
 
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """Model inputs back to pixel intensities in [0, 1] (undoes scale and normalisation)."""
+        return (x - self._add) / self._mul / 255.0
+
     def inputs(self, index: torch.Tensor, augment: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.on_device:
             images = self.images[index]

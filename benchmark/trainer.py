@@ -195,6 +195,7 @@ def train_trial(trial: ResolvedTrial, env: TrainEnv,
         model_factory=model_factory,
         optimizer_factory=make_optimizer_factory(trial),
         train_inputs=lambda index: train.inputs(index),
+        unit_inputs=train.to_unit,
         num_bias_values=data.num_bias_values,
         train_bias=train.biases if supervision.receives_bias_labels else None,
     )

@@ -72,6 +72,9 @@ class MethodContext:
     optimizer_factory: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
     # Un-augmented, normalised inputs for the given training indices (for pre-training stages).
     train_inputs: Callable[[torch.Tensor], torch.Tensor]
+    # Maps model inputs (scaled, normalised) back to pixel intensities in [0, 1], for methods whose
+    # bias representation reads raw colour or texture (HEX's NGLCM, REPAIR's colour feature).
+    unit_inputs: Callable[[torch.Tensor], torch.Tensor]
     num_bias_values: int | None = None
     train_bias: torch.Tensor | None = None  # only for methods with Supervision.BIAS_LABELS
 
