@@ -1,0 +1,68 @@
+import warnings
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from benchmark.store import SCHEMA_VERSION, ResultStore, StoreNotWritableError, StoreVersionError, TrialRecord
+
+TRIAL = {"dataset": "cmnist", "method": "lff", "supervision": "none", "predictor_role": "debiased",
+         "dataset_params": {"ratio": 99.5}, "method_hparams": {"q": 0.7}, "trial_seed": 0, "data_seed": 0,
+         "hparams_seed": 0, "epochs": 2, "protocol": "paper"}
+METRICS = {"epoch": [1, 2], "role": ["debiased"] * 2, "split": ["test"] * 2, "subset": ["all"] * 2,
+           "target": [None, None], "bias": [None, None], "metric": ["accuracy"] * 2, "value": [0.4, 0.6]}
+
+
+def test_write_read_roundtrip_and_completed_keys(tmp_path):
+    store = ResultStore(tmp_path)
+    store.ensure_writable()
+    store.write_trial(TrialRecord(trial=TRIAL, key="k1", status="completed", metrics=METRICS,
+                                  info={"wall_time_s": 3.0}, predictions={"role": ["debiased"], "index": [0],
+                                                                         "target": [1], "bias": [2], "prediction": [1]}))
+    store.write_trial(TrialRecord(trial=TRIAL, key="k2", status="failed", error="boom"))
+    assert store.completed_keys() == {"k1"}
+    frame = store.read()
+    assert len(frame) == 3
+    assert frame[frame.trial_key == "k1"]["value"].tolist() == [0.4, 0.6]
+    assert frame[frame.trial_key == "k2"]["error"].item() == "boom"
+    assert set(store.trials()["status"]) == {"completed", "failed"}
+    assert store.predictions("k1")["prediction"].tolist() == [1]
+    assert not [p for p in (tmp_path / "trials").iterdir() if p.name.startswith(".")]  # no temp files left
+
+
+def test_foreign_and_corrupt_files_are_skipped_with_a_warning(tmp_path):
+    store = ResultStore(tmp_path)
+    store.ensure_writable()
+    store.write_trial(TrialRecord(trial=TRIAL, key="good", status="completed", metrics=METRICS))
+    pq.write_table(pa.table({"x": [1]}), tmp_path / "trials" / "foreign.parquet")
+    (tmp_path / "trials" / "corrupt.parquet").write_bytes(b"PAR1 not really")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        keys = store.completed_keys()
+        frame = store.read()
+    assert keys == {"good"} and set(frame.trial_key) == {"good"}
+    messages = " ".join(str(w.message) for w in caught)
+    assert "foreign" in messages and "unreadable" in messages
+
+
+def test_unknown_schema_version_is_rejected(tmp_path):
+    store = ResultStore(tmp_path)
+    store.ensure_writable()
+    table = pa.table({"x": [1]}).replace_schema_metadata({b"debiasbench.schema_version": str(SCHEMA_VERSION + 1).encode()})
+    pq.write_table(table, tmp_path / "trials" / "future.parquet")
+    with pytest.raises(StoreVersionError, match="schema version"):
+        store.read()
+
+
+def test_unwritable_results_path_names_the_fix(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreNotWritableError, match="--results"):
+        ResultStore(blocker / "results").ensure_writable()
+
+
+def test_file_uri_works(tmp_path):
+    store = ResultStore(f"file://{tmp_path}/store")
+    store.ensure_writable()
+    store.write_trial(TrialRecord(trial=TRIAL, key="k", status="completed", metrics=METRICS))
+    assert ResultStore(tmp_path / "store").completed_keys() == {"k"}
