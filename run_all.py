@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mixed-precision", action="store_true", help="bf16 autocast on CUDA")
     p.add_argument("--channels-last", action="store_true", help="channels-last memory format on CUDA")
     p.add_argument("--plugin", action="append", default=[], help="extra method/dataset module (file or module name)")
-    p.add_argument("--no-progress", action="store_true", help="plain progress lines instead of the live view")
+    p.add_argument("--progress", choices=("auto", "lines", "off"), default="auto",
+                   help="auto: live view on a terminal, plain lines otherwise; lines; off")
     p.add_argument("--no-report", action="store_true", help="do not print/write tables after the run")
     return p
 
@@ -136,7 +137,7 @@ def _run(args, DATASETS, METHODS) -> int:
         results=results, data_root=args.data_root, cache_dir=args.cache_dir, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, address=args.address,
         max_failures=args.max_failures, device=args.device, mixed_precision=args.mixed_precision,
-        channels_last=args.channels_last, plugins=tuple(args.plugin), progress=not args.no_progress,
+        channels_last=args.channels_last, plugins=tuple(args.plugin), progress=args.progress,
     )
     if args.dry_run:
         trials = resolve_all(runnable)

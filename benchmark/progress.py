@@ -51,14 +51,18 @@ def _fmt(seconds: float) -> str:
 
 
 class LiveView:
-    """A rich Live display when attached to a terminal; periodic plain lines otherwise."""
+    """mode "auto": a rich Live display on a terminal, else periodic plain lines; "lines": plain
+    lines only (for logs); "off": nothing."""
 
-    def __init__(self, progress: GridProgress, enabled: bool = True) -> None:
+    def __init__(self, progress: GridProgress, mode: str = "auto") -> None:
+        if mode not in ("auto", "lines", "off"):
+            raise ValueError(f"progress mode must be auto, lines or off, got {mode!r}")
         self.progress = progress
         self.console = Console(stderr=True)
-        self.enabled = enabled
+        self.enabled = mode != "off"
+        use_live = mode == "auto" and self.console.is_terminal
         self.live = Live(progress.render(), console=self.console, refresh_per_second=2,
-                         transient=False) if enabled and self.console.is_terminal else None
+                         transient=False) if use_live else None
         self._last_line = 0.0
 
     def __enter__(self) -> "LiveView":

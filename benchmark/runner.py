@@ -49,7 +49,7 @@ class RunOptions:
     mixed_precision: bool = False
     channels_last: bool = False
     plugins: tuple[str, ...] = ()
-    progress: bool = True
+    progress: str = "auto"  # "auto" (live view on a terminal), "lines" or "off"
 
 
 @dataclass
@@ -300,7 +300,7 @@ def run_grid(configs: list[TrialConfig], options: RunOptions) -> RunSummary:
             log_to_file=True,
         ),
     )
-    view = LiveView(progress, enabled=options.progress)
+    view = LiveView(progress, mode=options.progress)
     try:
         with view:
             grid = tuner.fit()

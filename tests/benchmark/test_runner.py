@@ -14,7 +14,7 @@ def test_grid_runs_records_failures_and_resumes(tmp_path, toy_plugin):
     configs = [TrialConfig("toy", "vanilla", epochs=2), TrialConfig("toy", "lff", epochs=2),
                TrialConfig("toy", "always_fails", epochs=1)]
     options = RunOptions(results=str(tmp_path / "results"), data_root=str(tmp_path), cache_dir=str(tmp_path / "cache"),
-                         num_cpus=2, max_failures=0, device="cpu", plugins=(toy_plugin,), progress=False)
+                         num_cpus=2, max_failures=0, device="cpu", plugins=(toy_plugin,), progress="off")
     summary = run_grid(configs, options)
     assert len(summary.completed) == 2 and len(summary.failed) == 1
     assert "always fails" in next(iter(summary.failed.values()))
