@@ -25,6 +25,7 @@ class TrialConfig:
     epochs: int | None = None  # None: the dataset's protocol
     protocol: str = "paper"  # selection protocol (SPEC 3)
     tables: tuple[int, ...] = ()  # which paper tables need this trial (not part of the key)
+    validation_fraction: float = 0.1  # held out under the "validation" protocol
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,13 @@ class ResolvedTrial:
     optimizer: str
     protocol: str
     tables: tuple[int, ...] = ()
+    validation_fraction: float = 0.1
 
     def key_fields(self) -> dict[str, Any]:
         fields = asdict(self)
         fields.pop("tables")
+        if self.protocol == "paper":
+            fields.pop("validation_fraction")  # unused without a validation split
         return fields
 
     @property

@@ -21,6 +21,8 @@ def resolve_trial(config: TrialConfig) -> ResolvedTrial:
         raise InvalidTrialError(
             f"unknown selection protocol {config.protocol!r}; choose one of {', '.join(SELECTION_PROTOCOLS)}"
         )
+    if config.protocol == "validation" and not 0.0 < config.validation_fraction < 1.0:
+        raise InvalidTrialError(f"validation_fraction must lie in (0, 1), got {config.validation_fraction}")
     supervision = method_cls.supervision_on(config.dataset)
     if supervision.receives_bias_labels and not dataset_cls.has_bias_labels:
         raise InvalidTrialError(
@@ -57,4 +59,5 @@ def resolve_trial(config: TrialConfig) -> ResolvedTrial:
         optimizer=protocol.optimizer,
         protocol=config.protocol,
         tables=tuple(sorted(set(config.tables))),
+        validation_fraction=float(config.validation_fraction),
     )

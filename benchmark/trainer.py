@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from benchmark.config import ResolvedTrial
 from benchmark.input_pipeline import DeviceSplit
 from benchmark.metrics import GroupCounts, summarize
+from benchmark.validation import holdout_indices, subset
 from datasets.base import DATASETS, BiasedData, DataPaths
 from methods.base import METHODS, Batch, Method, MethodContext, Supervision
 from models import build_model
@@ -141,7 +142,8 @@ def _record_eval(metric_log: MetricLog, epoch: int, split_name: str, role: str, 
         metric_log.add(epoch, role, split_name, subset, "accuracy", float(accuracy[y, b]), y, bias)
         metric_log.add(epoch, role, split_name, subset, "count", float(total[y, b]), y, bias)
     return {f"{subset}_accuracy": metrics["accuracy"] for subset, metrics in summary.items()} | {
-        "worst_group_accuracy": summary["all"]["worst_group_accuracy"]
+        "worst_group_accuracy": summary["all"]["worst_group_accuracy"],
+        "all_sample_accuracy": summary["all"]["sample_accuracy"],
     }
 
 
@@ -167,11 +169,20 @@ def train_trial(trial: ResolvedTrial, env: TrainEnv,
     supervision = Supervision(trial.supervision)
     has_bias = data.num_bias_values is not None and data.train.biases is not None
 
+    train_split, eval_splits = data.train, {"test": data.test}
+    if trial.protocol == "validation":
+        # The model trains on the rest; the held-out part is evaluated every epoch like the test set.
+        train_index, valid_index = holdout_indices(data.train.targets, data.train.biases,
+                                                   trial.validation_fraction, trial.data_seed)
+        train_split = subset(data.train, train_index)
+        eval_splits["valid"] = subset(data.train, valid_index)
     keep = data.train.images.numel() + data.test.images.numel() <= env.max_device_bytes
-    train = DeviceSplit(data.train, data.input_spec, device, keep_on_device=keep)
-    test = DeviceSplit(data.test, data.input_spec, device, keep_on_device=keep)
+    train = DeviceSplit(train_split, data.input_spec, device, keep_on_device=keep)
+    evaluated = {name: DeviceSplit(split, data.input_spec, device, keep_on_device=keep)
+                 for name, split in eval_splits.items()}
+    test = evaluated["test"]
     # Slot per training sample for loss logging: 1 aligned, 0 conflicting (0 for all without bias).
-    aligned = data.aligned_mask(data.train)
+    aligned = data.aligned_mask(train_split)
     loss_slot = (aligned.long() if aligned is not None else torch.zeros(len(train), dtype=torch.long)).to(device)
     loss_slot_names = ("conflicting", "aligned") if aligned is not None else ("all",)
     num_eval_bias = data.num_bias_values if (has_bias and data.test.biases is not None) else 1
@@ -258,16 +269,23 @@ def train_trial(trial: ResolvedTrial, env: TrainEnv,
                 if visits[slot_index] > 0:
                     metric_log.add(record_epoch, role, "train", slot_name, "loss", mean_losses[role_index, slot_index])
 
-        evaluation = evaluate(method, test, trial.roles, data.num_classes, num_eval_bias)
         summary: dict[str, Any] = {"epoch": record_epoch}
-        for role, (counts, _) in evaluation.items():
-            for name, value in _record_eval(metric_log, record_epoch, "test", role, counts, data,
-                                            has_bias and data.test.biases is not None).items():
-                summary[f"test/{role}/{name}"] = value
+        for split_name, split in evaluated.items():
+            split_evaluation = evaluate(method, split, trial.roles, data.num_classes, num_eval_bias)
+            if split_name == "test":
+                evaluation = split_evaluation
+            for role, (counts, _) in split_evaluation.items():
+                for name, value in _record_eval(metric_log, record_epoch, split_name, role, counts, data,
+                                                has_bias and split.biases is not None).items():
+                    summary[f"{split_name}/{role}/{name}"] = value
         epoch_seconds.append(time.perf_counter() - epoch_started)
         metric_log.add(record_epoch, "-", "train", "all", "seconds", epoch_seconds[-1])
         summary["seconds"] = epoch_seconds[-1]
+        # Flat names for Tune: searches may only optimise the valid_* ones.
         summary["test_accuracy"] = summary[f"test/{trial.predictor_role}/all_accuracy"]
+        if "valid" in evaluated:
+            summary["valid_accuracy"] = summary[f"valid/{trial.predictor_role}/all_sample_accuracy"]
+            summary["valid_worst_group_accuracy"] = summary[f"valid/{trial.predictor_role}/worst_group_accuracy"]
         if epoch + 1 == trial.epochs and env.save_predictions:
             predictions = _predictions(evaluation, test)
         if checkpoint_file is not None and epoch + 1 < trial.epochs:
