@@ -3,12 +3,19 @@
 Small datasets live on the training device as uint8 tensors; a batch is a gather by index, then
 (training only) a random crop from the zero-padded image and a random horizontal flip, per sample
 and without a Python loop, then scale and normalisation fused into one multiply-add.
+
+Datasets stored larger than the model input (InputSpec.crop_size) get a centre crop for evaluation
+and, for training, either the same centre crop or a RandomResizedCrop: one box per sample drawn as
+torchvision does, all boxes resampled to the output size by one roi_align call.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
+from torchvision.ops import roi_align
 
 from datasets.base import InputSpec, Split
 
@@ -32,6 +39,71 @@ def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     """Flip each image horizontally with probability 1/2."""
     flip = torch.rand(images.shape[0], generator=generator, device=images.device) < 0.5
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    """The central size x size window (torchvision's CenterCrop offsets; images at least that large)."""
+    height, width = images.shape[-2:]
+    if size > height or size > width:
+        raise ValueError(f"crop size {size} exceeds the stored image size {height}x{width}")
+    top = int(round((height - size) / 2.0))
+    left = int(round((width - size) / 2.0))
+    return images[..., top:top + size, left:left + size]
+
+
+def resized_crop_boxes(n: int, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
+                       generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """RandomResizedCrop boxes (top, left, h, w), shape (n, 4), sampled as torchvision's
+    RandomResizedCrop.get_params: up to 10 draws of area scale and log-uniform aspect ratio, the
+    first draw that fits wins, else the central crop clamped to the ratio range. All samples'
+    draws are made at once."""
+    attempts = 10
+    area = float(height * width)
+    u_area = torch.rand(n, attempts, generator=generator, device=device, dtype=torch.float64)
+    u_ratio = torch.rand(n, attempts, generator=generator, device=device, dtype=torch.float64)
+    target = area * (scale[0] + (scale[1] - scale[0]) * u_area)
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(log_lo + (log_hi - log_lo) * u_ratio)
+    w = torch.round(torch.sqrt(target * aspect))
+    h = torch.round(torch.sqrt(target / aspect))
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = fits.to(torch.uint8).argmax(1, keepdim=True)  # index of the first fitting draw
+    found = fits.any(1)
+    w = w.gather(1, first).squeeze(1)
+    h = h.gather(1, first).squeeze(1)
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        fallback_w, fallback_h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        fallback_w, fallback_h = int(round(height * max(ratio))), height
+    else:
+        fallback_w, fallback_h = width, height
+    w = torch.where(found, w, torch.full_like(w, fallback_w))
+    h = torch.where(found, h, torch.full_like(h, fallback_h))
+    u_top = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+    u_left = torch.rand(n, generator=generator, device=device, dtype=torch.float64)
+    top = torch.where(found, torch.floor(u_top * (height - h + 1)), torch.full_like(h, (height - fallback_h) // 2))
+    left = torch.where(found, torch.floor(u_left * (width - w + 1)), torch.full_like(w, (width - fallback_w) // 2))
+    return torch.stack([top, left, h, w], 1)
+
+
+def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Float (N, C, size, size): box (top, left, h, w) of each image resampled to size x size.
+    roi_align with pixel-centre alignment equals bilinear resizing when enlarging and averages
+    ceil(box/size)^2 bilinear samples per output pixel when shrinking (anti-aliased)."""
+    n = images.shape[0]
+    top, left, h, w = boxes.to(torch.float32).unbind(1)
+    rois = torch.stack([torch.arange(n, device=images.device, dtype=torch.float32), left, top, left + w, top + h], 1)
+    return roi_align(images.float(), rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1,
+                     aligned=True)
+
+
+def random_resized_crop(images: torch.Tensor, size: int, scale: tuple[float, float], ratio: tuple[float, float],
+                        generator: torch.Generator | None) -> torch.Tensor:
+    """Per-sample RandomResizedCrop(size, scale, ratio) of a batch, float output in pixel units."""
+    n, _, height, width = images.shape
+    boxes = resized_crop_boxes(n, height, width, scale, ratio, generator, images.device)
+    return resized_crop(images, boxes, size)
 
 
 class DeviceSplit:
@@ -63,6 +135,13 @@ class DeviceSplit:
             images = self.images[index]
         else:
             images = self.images[index.cpu()].to(self.device, non_blocking=True)
+        spec = self.spec
+        if spec.crop_size is not None:
+            if augment and spec.random_resized_crop:
+                images = random_resized_crop(images, spec.crop_size, spec.resized_crop_scale,
+                                             spec.resized_crop_ratio, generator)
+            else:
+                images = center_crop(images, spec.crop_size)
         if augment:
             if self.spec.crop_padding:
                 images = random_crop(images, self.spec.crop_padding, generator)

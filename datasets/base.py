@@ -70,6 +70,19 @@ class InputSpec:
     std: tuple[float, ...] | None = None
     crop_padding: int = 0  # random crop of the input size from the image padded by this much
     horizontal_flip: bool = False
+    # Stored images larger than the model input (BAR): evaluation takes a centre crop of
+    # crop_size; training takes the same centre crop, or a RandomResizedCrop to crop_size when
+    # random_resized_crop is set (torchvision's sampling of area scale and aspect ratio).
+    crop_size: int | None = None
+    random_resized_crop: bool = False
+    resized_crop_scale: tuple[float, float] = (0.08, 1.0)
+    resized_crop_ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+
+    def __post_init__(self) -> None:
+        if self.random_resized_crop and not self.crop_size:
+            raise ValueError("random_resized_crop needs crop_size (the output size of the crop)")
+        if self.crop_size is not None and self.crop_size < 1:
+            raise ValueError(f"crop_size must be positive, got {self.crop_size}")
 
 
 @dataclass(frozen=True)
