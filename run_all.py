@@ -68,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", choices=("auto", "lines", "off"), default="auto",
                    help="auto: live view on a terminal, plain lines otherwise; lines; off")
     p.add_argument("--no-report", action="store_true", help="do not print/write tables after the run")
+    p.add_argument("--protocol", choices=("paper", "validation"), default="paper",
+                   help="selection protocol: paper (train on all training data) or validation (hold out a part)")
+    p.add_argument("--validation-fraction", type=float, default=0.1, help="held-out fraction under --protocol validation")
+    search = p.add_argument_group("hyper-parameter search (validation protocol, Ray Tune)")
+    search.add_argument("--search", action="store_true",
+                        help="search each selected method's declared space, then run the best configuration "
+                             "per (method, dataset, parameters) with the grid's seeds")
+    search.add_argument("--num-samples", type=int, default=8, help="hyper-parameter draws per search cell (k = 1..N)")
+    search.add_argument("--metric", default="valid_accuracy",
+                        help="validation metric to maximise: valid_accuracy or valid_worst_group_accuracy")
+    search.add_argument("--scheduler", choices=("asha",), help="early-stopping scheduler for the search trials")
     return p
 
 
@@ -105,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             print(list_registered())
             return 0
         return _run(args, DATASETS, METHODS)
-    except (UnknownNameError, InvalidTrialError, DataNotFoundError, StoreError, ValueError, FileNotFoundError) as error:
+    except (UnknownNameError, InvalidTrialError, DataNotFoundError, StoreError, ValueError, FileNotFoundError,
+            ConnectionError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -132,6 +144,8 @@ def _run(args, DATASETS, METHODS) -> int:
         runnable = [dataclasses.replace(c, dataset_params={**c.dataset_params, **dict(args.dataset_param)},
                                         method_hparams={**c.method_hparams, **dict(args.method_param)})
                     for c in runnable]
+    runnable = [dataclasses.replace(c, protocol=args.protocol, validation_fraction=args.validation_fraction)
+                for c in runnable]
     results = args.results or str(Path("results") / args.grid)
     options = RunOptions(
         results=results, data_root=args.data_root, cache_dir=args.cache_dir, cpus_per_trial=args.cpus_per_trial,
@@ -139,6 +153,8 @@ def _run(args, DATASETS, METHODS) -> int:
         max_failures=args.max_failures, device=args.device, mixed_precision=args.mixed_precision,
         channels_last=args.channels_last, plugins=tuple(args.plugin), progress=args.progress,
     )
+    if args.search:
+        return _search(args, runnable, options, METHODS)
     if args.dry_run:
         trials = resolve_all(runnable)
         store = ResultStore(results)
@@ -157,6 +173,7 @@ def _run(args, DATASETS, METHODS) -> int:
 
     summary = run_grid(runnable, options)
     print(f"grid {args.grid!r}: {len(summary.completed)} trial(s) completed, {len(summary.failed)} failed, "
+          f"{len(summary.stopped)} stopped early, "
           f"{summary.skipped} skipped (already complete), {len(summary.unfinished)} unfinished")
     for key, error in summary.failed.items():
         print(f"  failed {key}: {error}", file=sys.stderr)
@@ -167,6 +184,51 @@ def _run(args, DATASETS, METHODS) -> int:
 
         print(write_report(results))
     return 1 if summary.failed or summary.unfinished else 0
+
+
+def _search(args, configs, options, METHODS) -> int:
+    """Phase 1: one trial per hparams_seed (0 = defaults, 1..N = draws) under the validation
+    protocol with the first seed. Phase 2: the best configuration per cell with every seed."""
+    from benchmark.runner import resolve_all, run_grid
+    from benchmark.search import best_configurations, check_metric, search_results, summary_table
+    from benchmark.store import ResultStore
+
+    check_metric(args.metric)
+    if not args.methods:
+        raise ValueError("--search needs --methods naming the method(s) whose search space to explore")
+    for name in args.methods:
+        if not METHODS.get(name).search_space:
+            raise ValueError(f"method {name!r} declares no search space, so there is nothing to search; "
+                             "drop it from --methods or add a search_space to its module")
+    if args.num_samples < 1:
+        raise ValueError("--num-samples must be at least 1")
+    seeds = sorted({c.trial_seed for c in configs})
+    cells = [dataclasses.replace(c, protocol="validation", trial_seed=seeds[0]) for c in configs if c.trial_seed == seeds[0]]
+    search_configs = [dataclasses.replace(c, hparams_seed=k) for c in cells for k in range(args.num_samples + 1)]
+    resolve_all(search_configs)  # validate everything before anything runs
+    if args.dry_run:
+        print(f"{len(search_configs)} search trial(s) ({len(cells)} cell(s) x {args.num_samples + 1} configurations), "
+              f"then the best per cell x {len(seeds)} seed(s)")
+        return 0
+    phase1 = run_grid(search_configs, dataclasses.replace(options, scheduler=args.scheduler, metric=args.metric))
+    results = search_results(ResultStore(options.results).read(), args.metric)
+    keys = {t.key for t in resolve_all(search_configs)}
+    results = results[results["trial_key"].isin(keys)]
+    best = best_configurations(results, args.metric)
+    by_cell = {(r.method, r.dataset, r.dataset_params): int(r.hparams_seed) for r in best.itertuples()}
+    import json as _json
+
+    final = []
+    for c in cells:
+        resolved = resolve_all([c])[0]
+        k = by_cell.get((c.method, c.dataset, _json.dumps(resolved.dataset_params, sort_keys=True)))
+        if k is not None:
+            final += [dataclasses.replace(c, hparams_seed=k, trial_seed=s) for s in seeds]
+    phase2 = run_grid(final, options)
+    print(f"search: {len(phase1.completed)} completed, {len(phase1.stopped)} stopped early, {len(phase1.failed)} failed, "
+          f"{phase1.skipped} already done; final runs: {len(phase2.completed)} completed, {phase2.skipped} already done")
+    print(summary_table(results, args.metric))
+    return 1 if phase1.failed or phase2.failed else 0
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from benchmark.config import ResolvedTrial, TrialConfig
 from benchmark.plugins import load_plugins
 from benchmark.progress import GridProgress, LiveView
 from benchmark.resolve import resolve_trial
+from benchmark.search import check_metric
 from benchmark.store import ResultStore, TrialRecord
 from datasets.base import DATASETS, DataPaths
 
@@ -50,6 +51,8 @@ class RunOptions:
     channels_last: bool = False
     plugins: tuple[str, ...] = ()
     progress: str = "auto"  # "auto" (live view on a terminal), "lines" or "off"
+    scheduler: str | None = None  # "asha": early stopping on `metric` (searches only)
+    metric: str = "valid_accuracy"  # what a scheduler optimises; must be a validation metric
 
 
 @dataclass
@@ -58,6 +61,7 @@ class RunSummary:
     skipped: int = 0
     completed: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    stopped: list[str] = field(default_factory=list)
     unfinished: list[str] = field(default_factory=list)
 
 
@@ -86,8 +90,8 @@ def resolve_all(configs: Iterable[TrialConfig]) -> list[ResolvedTrial]:
 
 
 def plan(trials: list[ResolvedTrial], store: ResultStore) -> tuple[list[ResolvedTrial], list[ResolvedTrial]]:
-    """(to run, already complete)."""
-    done = store.completed_keys()
+    """(to run, already finished)."""
+    done = store.finished_keys()
     return [t for t in trials if t.key not in done], [t for t in trials if t.key in done]
 
 
@@ -151,7 +155,19 @@ def run_one_trial(trial: ResolvedTrial, env_spec: dict[str, Any], report=None) -
             mixed_precision=env_spec["mixed_precision"],
             channels_last=env_spec["channels_last"],
         )
-        output = train_trial(trial, env, on_epoch=report)
+        try:
+            output = train_trial(trial, env, on_epoch=report)
+        except SystemExit as stop:
+            # Tune ends a trial its scheduler stops by raising SystemExit inside report().
+            if env_spec.get("scheduler") and getattr(stop, "partial_metrics", None) is not None:
+                store.write_trial(TrialRecord(
+                    trial=dataclasses.asdict(trial), key=trial.key, status="stopped", metrics=stop.partial_metrics,
+                    info={"code_version": env_spec["code_version"], "hostname": socket.gethostname(),
+                          "ray_node_id": _ray_node_id(),
+                          "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+                shutil.rmtree(checkpoint_dir, ignore_errors=True)
+                log.info("trial %s stopped early by the scheduler", trial.key)
+            raise
         info = {
             "code_version": env_spec["code_version"],
             "data_generator_version": DATASETS.get(trial.dataset).generator_version,
@@ -160,6 +176,7 @@ def run_one_trial(trial: ResolvedTrial, env_spec: dict[str, Any], report=None) -
             "peak_memory_mb": output.peak_memory_mb,
             "device": output.device_name,
             "hostname": socket.gethostname(),
+            "ray_node_id": _ray_node_id(),
             "torch_version": output.torch_version,
             "cuda_version": output.cuda_version,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -175,6 +192,30 @@ def run_one_trial(trial: ResolvedTrial, env_spec: dict[str, Any], report=None) -
         if handler is not None:
             logging.getLogger().removeHandler(handler)
             handler.close()
+
+
+def _ray_node_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:
+        return None
+
+
+def check_cluster(address: str, timeout: float = 5.0) -> None:
+    """Fail within seconds, before anything is written, when no Ray cluster listens at `address`."""
+    if address == "auto" or address.startswith("ray://"):
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as error:
+        raise ConnectionError(
+            f"no Ray cluster is listening at {address!r} ({error}); start one with "
+            "`ray start --head --node-ip-address 127.0.0.1` or drop --address to use an embedded Ray"
+        ) from None
 
 
 def _tune_trainable(config: dict[str, Any]) -> None:
@@ -224,6 +265,12 @@ def _ray_init(options: RunOptions, gpus: float) -> None:
 def run_grid(configs: list[TrialConfig], options: RunOptions) -> RunSummary:
     """Resolve, skip what is complete, prepare data, run the rest through Ray Tune."""
     load_plugins(options.plugins)
+    if options.address:
+        check_cluster(options.address)
+    if options.scheduler is not None:
+        if options.scheduler != "asha":
+            raise ValueError(f"unknown scheduler {options.scheduler!r}; the supported scheduler is 'asha'")
+        check_metric(options.metric)
     trials = resolve_all(configs)
     store = ResultStore(options.results)
     store.ensure_writable()
@@ -249,6 +296,7 @@ def run_grid(configs: list[TrialConfig], options: RunOptions) -> RunSummary:
         "device": options.device if options.device != "auto" else ("cuda" if gpus > 0 else "cpu"),
         "cpus_per_trial": options.cpus_per_trial, "mixed_precision": options.mixed_precision,
         "channels_last": options.channels_last, "plugins": list(options.plugins), "code_version": code_version(),
+        "scheduler": options.scheduler,
     }
     _ray_init(options, gpus)
     labels = {t.to_json(): _label(t) for t in todo}
@@ -287,10 +335,17 @@ def run_grid(configs: list[TrialConfig], options: RunOptions) -> RunSummary:
 
     results_path = Path(env_spec["results"]) if "://" not in options.results else Path.home() / ".cache" / "debiasbench"
     trainable = tune.with_resources(_tune_trainable, {"cpu": options.cpus_per_trial, "gpu": gpus})
+    scheduler = None
+    if options.scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        max_epochs = max(t.epochs for t in todo)
+        scheduler = ASHAScheduler(time_attr="epoch", metric=options.metric, mode="max", max_t=max_epochs,
+                                  grace_period=max(1, max_epochs // 4), reduction_factor=2)
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search([t.to_json() for t in todo]), "env": env_spec},
-        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, reuse_actors=False),
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, reuse_actors=False, scheduler=scheduler),
         run_config=tune.RunConfig(
             name=f"grid-{datetime.now().strftime('%Y%m%d-%H%M%S')}",
             storage_path=str(results_path / "_ray"),
@@ -305,10 +360,13 @@ def run_grid(configs: list[TrialConfig], options: RunOptions) -> RunSummary:
         with view:
             grid = tuner.fit()
         completed = store.completed_keys()
+        stopped = store.finished_keys() - completed
         for result in grid:
             trial = ResolvedTrial.from_json(result.config["trial"])
             if trial.key in completed:
                 summary.completed.append(trial.key)
+            elif trial.key in stopped:
+                summary.stopped.append(trial.key)
             elif result.error is not None:
                 error = "".join(traceback.format_exception(result.error)) if isinstance(result.error, BaseException) else str(result.error)
                 store.write_trial(TrialRecord(

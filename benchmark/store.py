@@ -9,14 +9,16 @@ Layout under the store root (a local directory or any pyarrow filesystem URI):
 A trial is complete once its file has been renamed into place (written to a temporary name in
 the same directory first), so an interrupted write never leaves a file a reader trusts. Failed
 trials are stored too (status "failed", the error text, no metric rows); rerunning retries them.
+Trials an early-stopping scheduler ended (status "stopped") keep the per-epoch metrics they
+reported to Tune; they count as finished and are never used by the paper tables.
 
 Schema version 1, one row per (trial, epoch, role, split, subset, target, bias, metric):
     trial columns  schema_version, trial_key, status, error, dataset, method, supervision,
                    predictor_role, dataset_params (JSON), method_hparams (JSON), config (JSON of
                    the resolved trial), trial_seed, data_seed, hparams_seed, epochs,
                    selection_protocol, code_version, data_generator_version, wall_time_s,
-                   seconds_per_epoch, peak_memory_mb, device, hostname, torch_version,
-                   cuda_version, finished_at (ISO 8601, UTC)
+                   seconds_per_epoch, peak_memory_mb, device, hostname, ray_node_id,
+                   torch_version, cuda_version, finished_at (ISO 8601, UTC)
     metric columns epoch (1-based), role, split ("train"/"test"/"valid"), subset ("all",
                    "aligned", "conflicting", "group", "class"), target, bias (cell of a
                    "group"/"class" row, else null), metric, value (accuracies are fractions)
@@ -69,6 +71,7 @@ TRIAL_FIELDS: dict[str, pa.DataType] = {
     "peak_memory_mb": pa.float64(),
     "device": pa.string(),
     "hostname": pa.string(),
+    "ray_node_id": pa.string(),
     "torch_version": pa.string(),
     "cuda_version": pa.string(),
     "finished_at": pa.string(),
@@ -108,7 +111,7 @@ class TrialRecord:
 
     trial: Mapping[str, Any]
     key: str
-    status: str  # "completed" or "failed"
+    status: str  # "completed", "failed" or "stopped" (ended early by a Tune scheduler)
     metrics: Mapping[str, list] = field(default_factory=dict)
     predictions: Mapping[str, Any] | None = None
     error: str | None = None
@@ -248,6 +251,11 @@ class ResultStore:
         return {meta[_META_KEY].decode() for meta in self._valid_files().values()
                 if meta.get(_META_STATUS) == b"completed"}
 
+    def finished_keys(self) -> set[str]:
+        """Trials that need no rerun: completed, or stopped early by a scheduler."""
+        return {meta[_META_KEY].decode() for meta in self._valid_files().values()
+                if meta.get(_META_STATUS) in (b"completed", b"stopped")}
+
     def read(self, columns: list[str] | None = None) -> pd.DataFrame:
         """Every stored row as one DataFrame (one pyarrow dataset scan over the valid files)."""
         import pyarrow.dataset as pads
@@ -265,3 +273,86 @@ class ResultStore:
 
     def predictions(self, key: str) -> pd.DataFrame:
         return pq.read_table(self._path("predictions", f"{key}.parquet"), filesystem=self.fs).to_pandas()
+
+
+# Columns that legitimately differ between two runs of the same trial.
+_RUN_SPECIFIC = ("wall_time_s", "seconds_per_epoch", "peak_memory_mb", "device", "hostname", "ray_node_id",
+                 "finished_at", "code_version", "torch_version", "cuda_version")
+
+
+def _comparable(table: pa.Table) -> pd.DataFrame:
+    frame = table.to_pandas()
+    frame = frame[frame["metric"] != "seconds"].drop(columns=[c for c in _RUN_SPECIFIC if c in frame])
+    return frame.sort_values(["epoch", "role", "split", "subset", "target", "bias", "metric"], na_position="first",
+                             ignore_index=True)
+
+
+@dataclass
+class MergeReport:
+    copied: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)  # same key, same results: dropped
+    conflicts: list[str] = field(default_factory=list)  # same key, different results: first kept
+    upgraded: list[str] = field(default_factory=list)  # a failed record replaced by a completed one
+
+
+def merge_stores(sources: list[str], into: str) -> MergeReport:
+    """Merge result stores into `into` (which may already hold trials). A key seen again with the
+    same results is dropped; with different results it is a conflict: the first copy is kept and
+    the key reported; a failed record is replaced by a completed one. Nothing is overwritten
+    silently."""
+    target = ResultStore(into)
+    target.ensure_writable()
+    report = MergeReport()
+    present: dict[str, tuple[str, str]] = {}  # key -> (status, path) already in the target
+    for path, meta in target._valid_files().items():
+        present[meta[_META_KEY].decode()] = (meta[_META_STATUS].decode(), path)
+    for source_location in sources:
+        source = ResultStore(source_location)
+        for path, meta in source._valid_files().items():
+            key, status = meta[_META_KEY].decode(), meta[_META_STATUS].decode()
+            table = pq.read_table(path, filesystem=source.fs)
+            if key in present:
+                old_status, old_path = present[key]
+                if old_status == "failed" and status == "completed":
+                    report.upgraded.append(key)
+                elif _comparable(table).equals(_comparable(pq.read_table(old_path, filesystem=target.fs))):
+                    report.duplicates.append(key)
+                    continue
+                else:
+                    report.conflicts.append(key)
+                    continue
+            else:
+                report.copied.append(key)
+            prediction = source._path("predictions", f"{key}.parquet")
+            if source.fs.get_file_info(prediction).type == pafs.FileType.File:
+                target._atomic_write(pq.read_table(prediction, filesystem=source.fs), "predictions", f"{key}.parquet")
+            target._atomic_write(table, "trials", f"{key}.parquet")
+            present[key] = (status, target._path("trials", f"{key}.parquet"))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m benchmark.store", description="Result-store utilities.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    merge = commands.add_parser("merge", help="merge stores made on different machines")
+    merge.add_argument("sources", nargs="+", help="stores to merge (directories or URIs)")
+    merge.add_argument("--into", required=True, help="destination store (created if absent)")
+    args = parser.parse_args(argv)
+    try:
+        report = merge_stores(args.sources, args.into)
+    except StoreError as error:
+        print(f"error: {error}")
+        return 2
+    print(f"copied {len(report.copied)}, dropped {len(report.duplicates)} identical duplicate(s), "
+          f"upgraded {len(report.upgraded)} failed record(s), {len(report.conflicts)} conflict(s)")
+    for key in report.conflicts:
+        print(f"  conflict: trial {key} differs between stores; kept the first copy")
+    return 1 if report.conflicts else 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -292,7 +292,13 @@ def train_trial(trial: ResolvedTrial, env: TrainEnv,
             _save_checkpoint(checkpoint_file, trial.key, record_epoch, method, order_generator,
                              augment_generator, metric_log, epoch_seconds)
         if on_epoch is not None:
-            on_epoch(summary)
+            try:
+                on_epoch(summary)
+            except BaseException as stop:
+                # The callback may end the trial (a Tune scheduler stops it from inside report);
+                # hand what was measured so far to whoever records the stop.
+                stop.partial_metrics = metric_log.columns  # type: ignore[attr-defined]
+                raise
 
     if predictions is None and env.save_predictions:  # resumed after the final epoch
         predictions = _predictions(evaluate(method, test, trial.roles, data.num_classes, num_eval_bias), test)

@@ -66,3 +66,26 @@ def test_file_uri_works(tmp_path):
     store.ensure_writable()
     store.write_trial(TrialRecord(trial=TRIAL, key="k", status="completed", metrics=METRICS))
     assert ResultStore(tmp_path / "store").completed_keys() == {"k"}
+
+
+def test_merge_drops_duplicates_reports_conflicts_and_upgrades_failures(tmp_path):
+    from benchmark.store import merge_stores
+
+    a, b = ResultStore(tmp_path / "a"), ResultStore(tmp_path / "b")
+    for store in (a, b):
+        store.ensure_writable()
+    a.write_trial(TrialRecord(trial=TRIAL, key="same", status="completed", metrics=METRICS, info={"hostname": "a"}))
+    b.write_trial(TrialRecord(trial=TRIAL, key="same", status="completed", metrics=METRICS, info={"hostname": "b"}))
+    a.write_trial(TrialRecord(trial=TRIAL, key="clash", status="completed", metrics=METRICS))
+    b.write_trial(TrialRecord(trial=TRIAL, key="clash", status="completed", metrics={**METRICS, "value": [0.1, 0.2]}))
+    a.write_trial(TrialRecord(trial=TRIAL, key="retry", status="failed", error="oom"))
+    b.write_trial(TrialRecord(trial=TRIAL, key="retry", status="completed", metrics=METRICS))
+    b.write_trial(TrialRecord(trial=TRIAL, key="only_b", status="completed", metrics=METRICS))
+
+    report = merge_stores([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "c"))
+
+    assert report.duplicates == ["same"] and report.conflicts == ["clash"] and report.upgraded == ["retry"]
+    merged = ResultStore(tmp_path / "c")
+    assert merged.completed_keys() == {"same", "clash", "retry", "only_b"}
+    clash = merged.read().query("trial_key == 'clash'")["value"].tolist()
+    assert clash == [0.4, 0.6]  # the first copy is kept, not silently overwritten
