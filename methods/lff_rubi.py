@@ -1,0 +1,80 @@
+"""LfF with RUBi's combination rule (Table 10 ablation; METHODS.md 5).
+
+LfF's biased network f_B (trained with GCE, no bias labels) takes the place of RUBi's bias-only
+branch. Instead of reweighting f_D's cross-entropy by the relative difficulty score, f_D is trained
+through the fused logits z_D * sigmoid(z_B); prediction uses f_D's logits without the mask.
+There is no EMA, no class-wise normalisation and no per-sample weight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+from methods.losses import generalized_ce
+
+
+@dataclass(frozen=True)
+class LfFRUBiHparams:
+    q: float = 0.7  # GCE exponent of the biased network, as in LfF
+    # True [inferred default]: the mask is sg(sigmoid(z_B)), so f_B is shaped by GCE alone, as in
+    # LfF where W is detached; only the combination rule changes. False is the RUBi-faithful
+    # variant, in which f_B also receives gradients from the fused loss.
+    detach_mask: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.q <= 1.0:
+            raise ValueError(f"GCE q must lie in (0, 1], got {self.q}")
+        if not isinstance(self.detach_mask, bool):
+            raise ValueError(f"detach_mask must be true or false, got {self.detach_mask!r}")
+
+
+def rubi_fused_logits(debiased_logits: torch.Tensor, biased_logits: torch.Tensor,
+                      detach_mask: bool = True) -> torch.Tensor:
+    """RUBi's fusion: the debiased logits scaled element-wise by the sigmoid of the bias logits."""
+    mask_logits = biased_logits.detach() if detach_mask else biased_logits
+    return debiased_logits * torch.sigmoid(mask_logits)
+
+
+@register_method("lff_rubi")
+class LfFRUBi(Method):
+    supervision = Supervision.NONE
+    Hparams = LfFRUBiHparams
+    search_space = {"q": lambda rng: float(rng.choice([0.3, 0.5, 0.7, 0.9]))}
+    roles = ("debiased", "biased")
+    predictor_role = "debiased"
+
+    def __init__(self, hparams: LfFRUBiHparams, ctx: MethodContext) -> None:
+        super().__init__(hparams, ctx)
+        self.biased = self.add_net("biased")
+        self.debiased = self.add_net("debiased")
+        # RUBi's caveat: a (0, 1) mask moves a negative target logit toward 0, i.e. it helps that
+        # logit instead of damping it. Counted on the device (no host sync per step) so the
+        # fraction can be read after training with `negative_target_logit_fraction()`.
+        self.register_buffer("negative_target_logits", torch.zeros((), device=ctx.device))
+        self.register_buffer("target_logits_seen", torch.zeros((), device=ctx.device))
+
+    def negative_target_logit_fraction(self) -> float:
+        """Fraction of training steps' target logits of f_D that were negative (RUBi caveat)."""
+        return float(self.negative_target_logits / self.target_logits_seen.clamp_min(1.0))
+
+    def train_step(self, batch: Batch) -> StepOutput:
+        x, y = batch.x, batch.y
+        logits_b = self.biased(x)
+        logits_d = self.debiased(x)
+        fused = rubi_fused_logits(logits_d, logits_b, self.hparams.detach_mask)
+        loss = generalized_ce(logits_b, y, self.hparams.q).mean() + F.cross_entropy(fused, y)
+        self.zero_grad_all()
+        loss.backward()  # one backward; with detach_mask, f_B gets gradients from GCE only
+        self.step_all()
+
+        with torch.no_grad():
+            target_logits = logits_d.gather(1, y[:, None])
+            self.negative_target_logits += (target_logits < 0).sum()
+            self.target_logits_seen += target_logits.numel()
+            ce_b = F.cross_entropy(logits_b, y, reduction="none")
+            ce_d = F.cross_entropy(logits_d, y, reduction="none")  # unmasked: the predictor's loss
+        return StepOutput(loss=loss.detach(), per_sample_loss={"biased": ce_b, "debiased": ce_d})
