@@ -101,7 +101,7 @@ def caption(result: TableResult, sel: Selection | None, numbered: bool = True) -
         how = ("by its mean validation score (selector's metric)" if sel is not None and sel.selector.split == "valid"
                else "on the test set, as the paper did")
         parts.append(f"REPAIR: best of its variants (T/R/C/S) per cell, chosen {how}; the chosen variant is shown "
-                     f"in brackets and every variant's numbers are in table{result.number}.csv.")
+                     f"beside the value and every variant's numbers are in table{result.number}.csv.")
     if any(c.marker for c in result.columns) or result.number == 6:
         parts.append("Supervision: ○ none, ◐ bias-tailored, ● bias labels.")
     if sel is not None and sel.selector.uses_validation_bias_labels and result.value_kind != "count":
@@ -140,7 +140,7 @@ def _cell_text(cell: pd.Series | None, result: TableResult, bold: bool, modal_n:
         text += (r" \ensuremath{\pm} " if latex else " ± ") + f"{cell['std']:.2f}"
     if isinstance(cell.get("repair_variant"), str) and cell["repair_variant"]:
         variant = latex_escape(cell["repair_variant"]) if latex else cell["repair_variant"]
-        text += rf"\textsubscript{{{variant}}}" if latex else f" [{variant}]"
+        text += rf"\textsubscript{{{variant}}}" if latex else f" ({variant})"
     if kind != "count" and modal_n and cell["n"] != modal_n:
         text += rf"\textsuperscript{{n={int(cell['n'])}}}" if latex else f" (n={int(cell['n'])})"
     if show_paper and not math.isnan(cell["paper_mean"]):
@@ -148,7 +148,7 @@ def _cell_text(cell: pd.Series | None, result: TableResult, bold: bool, modal_n:
         if latex:
             text += rf" {{\scriptsize({paper})}}"
         else:
-            text += f" (paper {paper}; Δ {cell['difference']:+.2f})"
+            text += f" [paper {paper}; Δ {cell['difference']:+.2f}]"
     return text
 
 
@@ -199,6 +199,7 @@ def _lists(result: TableResult) -> list[str]:
         out += [f"- {row}: " + ("all columns" if len(columns) == width and not any("(failed)" in c for c in columns)
                                 else ", ".join(columns)) for row, columns in by_row.items()]
     if result.failed:
+        out += [""] if out else []
         out += [f"Failed trials ({len(result.failed)}):"] + [f"- {f}" for f in result.failed]
     return out
 
