@@ -1,0 +1,367 @@
+"""CelebA (SPEC 2.3): any (target, bias) pair of its 40 binary attributes, by name.
+
+Raw data in torchvision's layout under the data root:
+
+    <root>/celeba/img_align_celeba/000001.jpg ...
+    <root>/celeba/list_attr_celeba.txt       line 1 the count, line 2 the 40 names, then
+                                             "<file> <±1 x 40>" per image
+    <root>/celeba/list_eval_partition.txt    "<file> <0 train | 1 valid | 2 test>" per image
+
+Training uses the official train partition and evaluation the official validation partition, as
+the paper did. Groups are the 2x2 (y, b) cells; the aligned bijection g is the one of the two
+(identity or swap) that makes most training samples satisfy b == g(y).
+
+Decoding 160k JPEGs per epoch would be the bottleneck, so a one-time preprocessing step decodes
+and resizes every train and validation image in parallel (with a progress bar) into one uint8
+.npy per partition, written incrementally as a memory map (a 224px cache is about 27 GB) inside a
+temporary directory that is renamed into place only when complete. Training reads the memory map.
+The image cache does not depend on the attribute pair, so every pair shares it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import itertools
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from datasets.base import (
+    BiasedData,
+    BiasedDataset,
+    DataNotFoundError,
+    DataPaths,
+    InputSpec,
+    Split,
+    TrainProtocol,
+    register_dataset,
+)
+
+log = logging.getLogger(__name__)
+
+# The 40 attributes of list_attr_celeba.txt, in file order.
+ATTRIBUTES = (
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
+    "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby",
+    "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male",
+    "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose",
+    "Receding_Hairline", "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair",
+    "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
+)
+PARTITIONS = {"train": 0, "valid": 1, "test": 2}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CACHE_FAMILY = "celeba"
+CHUNK = 64  # images per worker task: large enough to amortise inter-process overhead
+
+
+def _normalise_name(name: str) -> str:
+    return name.replace("_", "").replace(" ", "").lower()
+
+
+def attribute_name(name: str, valid: Sequence[str] = ATTRIBUTES) -> str:
+    """The official spelling of an attribute (case, spaces and underscores are forgiven, so
+    BlondHair and blond_hair both mean Blond_Hair); unknown names raise a ValueError listing them all."""
+    if name in valid:
+        return name
+    by_key = {_normalise_name(a): a for a in valid}
+    if _normalise_name(name) in by_key:
+        return by_key[_normalise_name(name)]
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"unknown CelebA attribute {name!r}.{hint} Valid attributes: {', '.join(valid)}")
+
+
+# -- image preprocessing shared with BAR -------------------------------------------------------
+
+def load_resized(path: str, size: int, mode: str) -> np.ndarray:
+    """One image as uint8 (3, size, size). mode "stretch": resize both sides to size (CelebA's
+    Resize((224, 224))); "short_side_center": resize the shorter side to size, then centre crop
+    (torchvision's Resize(size) + CenterCrop(size)). Bilinear with Pillow's anti-aliasing."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        # JPEG draft mode decodes at a reduced DCT scale when the image is much larger than needed.
+        image.draft("RGB", (size, size))
+        image = image.convert("RGB")
+        if mode == "stretch":
+            image = image.resize((size, size), Image.BILINEAR)
+        elif mode == "short_side_center":
+            width, height = image.size
+            scale = size / min(width, height)
+            new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+            image = image.resize((new_w, new_h), Image.BILINEAR)
+            left, top = int(round((new_w - size) / 2.0)), int(round((new_h - size) / 2.0))
+            image = image.crop((left, top, left + size, top + size))
+        else:
+            raise ValueError(f"unknown resize mode {mode!r}")
+        array = np.asarray(image, dtype=np.uint8)
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def _load_chunk(task: tuple[int, list[str], int, str]) -> tuple[int, np.ndarray]:
+    start, files, size, mode = task
+    return start, np.stack([load_resized(f, size, mode) for f in files])
+
+
+def decode_images(files: Sequence[str], size: int, mode: str, out: np.ndarray, workers: int | None = None,
+                  description: str = "decoding images") -> None:
+    """Decode and resize `files` into `out` (uint8, (len(files), 3, size, size), e.g. a memmap),
+    in parallel over processes, with a progress bar."""
+    from tqdm import tqdm
+
+    workers = workers or default_workers()
+    tasks = [(start, list(files[start:start + CHUNK]), size, mode) for start in range(0, len(files), CHUNK)]
+    with tqdm(total=len(files), desc=description, unit="img", mininterval=2.0) as progress:
+        for start, block in _run_tasks(tasks, workers):
+            out[start:start + len(block)] = block
+            progress.update(len(block))
+
+
+def _run_tasks(tasks: list, workers: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Results of `_load_chunk` in completion order (each block carries its offset), with a
+    bounded number of tasks in flight so finished blocks never pile up in memory."""
+    if workers <= 1 or len(tasks) <= 1:
+        yield from map(_load_chunk, tasks)
+        return
+    # Workers only run Pillow and numpy, so forking is safe and avoids re-importing torch per worker.
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    pending = iter(tasks)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        in_flight = {pool.submit(_load_chunk, task) for task in itertools.islice(pending, 4 * workers)}
+        while in_flight:
+            done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                yield future.result()
+            in_flight |= {pool.submit(_load_chunk, task) for task in itertools.islice(pending, len(done))}
+
+
+def default_workers() -> int:
+    """Processes for preprocessing: $DEBIAS_PREPROCESS_WORKERS, else every CPU this process may use."""
+    env = os.environ.get("DEBIAS_PREPROCESS_WORKERS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def build_memmap_cache(entry: Path, arrays: dict[str, tuple[Sequence[str], int, str]], meta: dict,
+                       workers: int | None = None) -> None:
+    """Write one uint8 .npy memory map per name (files, size, resize mode) plus meta.json into a
+    temporary sibling directory and rename it to `entry` once everything is on disk."""
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+    try:
+        meta = {**meta, "arrays": {}}
+        for name, (files, size, mode) in arrays.items():
+            shape = (len(files), 3, size, size)
+            out = np.lib.format.open_memmap(tmp / f"{name}.npy", mode="w+", dtype=np.uint8, shape=shape)
+            decode_images(files, size, mode, out, workers, description=f"{entry.parent.name} {name} {size}px")
+            out.flush()
+            del out
+            meta["arrays"][name] = {"shape": list(shape), "dtype": "uint8"}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+        try:
+            os.rename(tmp, entry)
+        except OSError:
+            # Another process finished the same entry first; theirs is equivalent.
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def read_memmap_cache(entry: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of a complete entry as copy-on-write memory maps (None if absent or corrupt)."""
+    try:
+        meta = json.loads((entry / "meta.json").read_text())
+        arrays = {}
+        for name, spec in meta["arrays"].items():
+            # Copy-on-write keeps the file untouched while giving torch a writable array.
+            array = np.load(entry / f"{name}.npy", mmap_mode="c", allow_pickle=False)
+            if list(array.shape) != spec["shape"] or str(array.dtype) != spec["dtype"]:
+                return None
+            arrays[name] = array
+        return arrays
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return None
+
+
+# -- CelebA ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CelebAParams:
+    target: str = field(default="Blond_Hair", metadata={"generation": False})
+    bias: str = field(default="Male", metadata={"generation": False})
+    resolution: int = 224  # images are resized to resolution x resolution once, into the cache
+    pretrained: bool = field(default=True, metadata={"generation": False})  # ImageNet weights
+    # The reference code trains only the final layer; the paper's text says fine-tuning (default).
+    freeze_backbone: bool = field(default=False, metadata={"generation": False})
+
+
+@dataclass(frozen=True)
+class CelebAMeta:
+    """Attributes and partitions read from the two text files (no images)."""
+
+    names: list[str]  # image file names, file order
+    attributes: np.ndarray  # (N, 40) int8 in {0, 1}
+    attribute_names: list[str]
+    partition: np.ndarray  # (N,) 0 train, 1 valid, 2 test
+    partition_digest: str
+
+
+def celeba_dir(paths: DataPaths) -> Path:
+    return paths.data_root / "celeba"
+
+
+def _missing(paths: DataPaths, what: Path) -> DataNotFoundError:
+    return DataNotFoundError(
+        f"CelebA not found: {what} is missing. CelebA cannot be downloaded automatically here; put it in "
+        f"torchvision's layout under the data root: {celeba_dir(paths)}/img_align_celeba/*.jpg, "
+        f"{celeba_dir(paths)}/list_attr_celeba.txt and {celeba_dir(paths)}/list_eval_partition.txt (from the "
+        "official CelebA Google Drive: Img/img_align_celeba.zip, Anno/list_attr_celeba.txt, "
+        "Eval/list_eval_partition.txt), or point --data-root / DEBIAS_DATA_ROOT at a directory holding celeba/"
+    )
+
+
+def read_metadata(paths: DataPaths) -> CelebAMeta:
+    import pandas as pd
+
+    root = celeba_dir(paths)
+    attr_file, part_file = root / "list_attr_celeba.txt", root / "list_eval_partition.txt"
+    for required in (root / "img_align_celeba", attr_file, part_file):
+        if not required.exists():
+            raise _missing(paths, required)
+    with open(attr_file) as handle:
+        count = int(handle.readline().split()[0])
+        names = handle.readline().split()
+    attrs = pd.read_csv(attr_file, sep=r"\s+", skiprows=2, header=None, index_col=0, names=["file", *names],
+                        dtype={"file": str, **{n: np.int8 for n in names}})
+    if len(attrs) != count:
+        raise ValueError(f"{attr_file} announces {count} images but lists {len(attrs)}")
+    part_bytes = part_file.read_bytes()
+    partition = pd.read_csv(part_file, sep=r"\s+", header=None, index_col=0, names=["file", "split"],
+                            dtype={"file": str, "split": np.int8})
+    missing = attrs.index.difference(partition.index)
+    if len(missing):
+        raise ValueError(f"{len(missing)} images of {attr_file.name} have no partition in {part_file.name}, "
+                         f"e.g. {missing[0]}")
+    return CelebAMeta(
+        names=list(attrs.index),
+        attributes=(attrs.to_numpy() > 0).astype(np.int8),
+        attribute_names=names,
+        partition=partition.loc[attrs.index, "split"].to_numpy().astype(np.int64),
+        partition_digest=hashlib.sha256(part_bytes).hexdigest()[:16],
+    )
+
+
+def aligned_mapping(targets: np.ndarray, biases: np.ndarray) -> np.ndarray:
+    """g as an array over y in {0, 1}: the identity or the swap, whichever makes more training
+    samples bias-aligned (b == g(y)); ties go to the identity."""
+    identity = int(np.sum(targets == biases))
+    return np.array([0, 1]) if identity * 2 >= len(targets) else np.array([1, 0])
+
+
+@register_dataset("celeba")
+class CelebA(BiasedDataset):
+    Params = CelebAParams
+    has_bias_labels = True
+    target_attribute = "Blond_Hair"
+    bias_attribute = "Male"
+    generator_version = "1"
+    protocol = TrainProtocol(lr=1e-4, weight_decay=1e-4, batch_size=256, epochs=50)
+
+    @classmethod
+    def canonical(cls, params: CelebAParams) -> CelebAParams:
+        target, bias = attribute_name(params.target), attribute_name(params.bias)
+        if target == bias:
+            raise ValueError(f"target and bias are the same CelebA attribute ({target}); choose two different ones")
+        if int(params.resolution) < 8:
+            raise ValueError(f"resolution must be at least 8 pixels, got {params.resolution}")
+        return replace(params, target=target, bias=bias, resolution=int(params.resolution),
+                       pretrained=bool(params.pretrained), freeze_backbone=bool(params.freeze_backbone))
+
+    @classmethod
+    def images(cls, params: CelebAParams, paths: DataPaths, meta: CelebAMeta,
+               workers: int | None = None) -> dict[str, np.ndarray]:
+        """The cached uint8 train/valid arrays (memory maps), building them once if needed."""
+        key = {"family": CACHE_FAMILY, "version": cls.generator_version, "resolution": params.resolution,
+               "partition_digest": meta.partition_digest, "num_images": len(meta.names)}
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        entry = paths.cache_dir / CACHE_FAMILY / digest
+        arrays = read_memmap_cache(entry)
+        if arrays is not None:
+            return arrays
+        if entry.exists():
+            log.warning("CelebA cache entry %s is incomplete or corrupt; rebuilding it", entry)
+            shutil.rmtree(entry, ignore_errors=True)
+        image_dir = celeba_dir(paths) / "img_align_celeba"
+        todo = {}
+        for split in ("train", "valid"):
+            files = [str(image_dir / meta.names[i]) for i in np.flatnonzero(meta.partition == PARTITIONS[split])]
+            missing = [f for f in files if not os.path.isfile(f)]
+            if missing:
+                raise _missing(paths, Path(missing[0]))
+            todo[split] = (files, params.resolution, "stretch")
+        build_memmap_cache(entry, todo, {"params": key}, workers)
+        arrays = read_memmap_cache(entry)
+        if arrays is None:
+            raise RuntimeError(f"CelebA cache {entry} could not be read back after building it")
+        return arrays
+
+    @classmethod
+    def prepare(cls, params: CelebAParams, paths: DataPaths, data_seed: int = 0) -> None:
+        params = cls.canonical(params)
+        cls.images(params, paths, read_metadata(paths))
+        if params.pretrained:
+            from models.resnet18 import ensure_imagenet_weights
+
+            ensure_imagenet_weights()  # fail once in the driver, not in every trial
+
+    @classmethod
+    def load(cls, params: CelebAParams, paths: DataPaths, data_seed: int = 0) -> BiasedData:
+        params = cls.canonical(params)
+        meta = read_metadata(paths)
+        for name in (params.target, params.bias):
+            if name not in meta.attribute_names:
+                attribute_name(name, meta.attribute_names)  # raises with the file's own list
+        column = {n: i for i, n in enumerate(meta.attribute_names)}
+        arrays = cls.images(params, paths, meta)
+
+        def split(name: str) -> Split:
+            rows = meta.partition == PARTITIONS[name]
+            return Split(
+                images=torch.from_numpy(arrays[name]),
+                targets=torch.from_numpy(meta.attributes[rows, column[params.target]].astype(np.int64)),
+                biases=torch.from_numpy(meta.attributes[rows, column[params.bias]].astype(np.int64)),
+            )
+
+        train, valid = split("train"), split("valid")
+        aligned = aligned_mapping(train.targets.numpy(), train.biases.numpy())
+        return BiasedData(
+            train=train,
+            test=valid,
+            num_classes=2,
+            class_names=[f"not {params.target}", params.target],
+            num_bias_values=2,
+            bias_names=[f"not {params.bias}", params.bias],
+            aligned_bias=torch.from_numpy(aligned),
+            input_spec=InputSpec(scale=1.0 / 255.0, mean=IMAGENET_MEAN, std=IMAGENET_STD, horizontal_flip=True),
+            model="resnet18",
+            model_kwargs={"pretrained": params.pretrained, "freeze_backbone": params.freeze_backbone},
+            generator_version=cls.generator_version,
+        )
