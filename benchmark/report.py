@@ -134,7 +134,7 @@ def _cell_text(cell: pd.Series | None, result: TableResult, bold: bool, modal_n:
         failed = cell is not None and cell["n_failed"] > 0
         return "failed" if failed else ("--" if latex else MISSING)
     kind = _cell_kind(result, cell["metric"])
-    value = _fmt(cell["mean"], kind)
+    value = latex_escape(_fmt(cell["mean"], kind)) if latex else _fmt(cell["mean"], kind)
     text = (rf"\textbf{{{value}}}" if latex else f"**{value}**") if bold else value
     if not math.isnan(cell["std"]):
         text += (r" \ensuremath{\pm} " if latex else " ± ") + f"{cell['std']:.2f}"
@@ -146,6 +146,7 @@ def _cell_text(cell: pd.Series | None, result: TableResult, bold: bool, modal_n:
     if show_paper and not math.isnan(cell["paper_mean"]):
         paper = _fmt(cell["paper_mean"], kind)
         if latex:
+            paper = latex_escape(paper)
             text += rf" {{\scriptsize({paper})}}"
         else:
             text += f" [paper {paper}; Δ {cell['difference']:+.2f}]"
@@ -409,7 +410,7 @@ def group_view(results: str, spec: str, out: Path | None = None, protocol: str =
     counts = rows[rows["metric"] == "count"].groupby(["target", "bias"], dropna=False)["value"].mean()
     long["count"] = counts
     long = long.reset_index()
-    long["bias"] = long["bias"].astype(object).where(long["bias"].notna(), "all")
+    long["bias"] = [int(b) if pd.notna(b) else "all" for b in long["bias"]]  # "all": a class of a dataset without bias labels
     matrix = long.pivot(index="target", columns="bias", values="accuracy_mean")
     matrix.index.name, matrix.columns.name = "target", "bias"
     out.mkdir(parents=True, exist_ok=True)
