@@ -1,0 +1,315 @@
+"""The CIFAR-10-C corruptions (SPEC 2.2): closed forms against direct evaluation of the reference
+formulas (to within one intensity level: the reference truncates its float result to uint8, so a
+last-bit difference in the float can move a value by one level), stochastic ones by their
+statistics, and the contracts every corruption keeps (dtype, range, shape, seeding)."""
+
+import colorsys
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+
+from datasets import corruptions as C
+
+N = 12
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    """Smooth random colour images with edges and saturated corners (a stand-in for CIFAR)."""
+    rng = np.random.default_rng(123)
+    base = rng.integers(0, 256, size=(N, 8, 8, 3)).astype(np.float64)
+    smooth = ndimage.zoom(base, (1, 4, 4, 1), order=1)
+    smooth[:, :4, :4] = 255
+    smooth[:, -4:, -4:] = 0
+    return np.clip(smooth, 0, 255).astype(np.uint8)
+
+
+def rngs(n: int = N, seed: int = 0, split: int = 0) -> list:
+    return C.image_rngs(seed, split, range(n))
+
+
+def truncate(unit: np.ndarray) -> np.ndarray:
+    return (np.clip(unit, 0, 1) * 255).astype(np.uint8)
+
+
+def assert_within_one_level(actual: np.ndarray, expected: np.ndarray) -> None:
+    diff = np.abs(actual.astype(np.int64) - expected.astype(np.int64))
+    assert diff.max() <= 1, f"max difference {diff.max()} levels"
+
+
+def gaussian_kernel(sigma: float, truncate_at: float = 4.0) -> np.ndarray:
+    radius = int(truncate_at * sigma + 0.5)
+    taps = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * taps ** 2 / sigma ** 2)
+    return weights / weights.sum()
+
+
+def correlate_2d(image: np.ndarray, kernel: np.ndarray, pad_mode: str) -> np.ndarray:
+    """Direct sum over kernel taps of a padded (H, W, C) image."""
+    kh, kw = kernel.shape
+    padded = np.pad(image, ((kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)), mode=pad_mode)
+    out = np.zeros_like(image, dtype=np.float64)
+    for dy in range(kh):
+        for dx in range(kw):
+            out += kernel[dy, dx] * padded[dy:dy + image.shape[0], dx:dx + image.shape[1]]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# closed forms
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_contrast_formula(images, severity):
+    x = images / 255.0
+    means = x.mean(axis=(1, 2), keepdims=True)
+    expected = truncate((x - means) * C.CONTRAST[severity - 1] + means)
+    assert_within_one_level(C.corrupt(images, "Contrast", severity, rngs()), expected)
+
+
+def _hsv_map(images: np.ndarray, change) -> np.ndarray:
+    out = np.empty(images.shape)
+    for index in np.ndindex(images.shape[:3]):
+        h, s, v = colorsys.rgb_to_hsv(*(images[index] / 255.0))
+        out[index] = colorsys.hsv_to_rgb(*change(h, s, v))
+    return truncate(out)
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_brightness_adds_to_hsv_value(images, severity):
+    c = C.BRIGHTNESS[severity - 1]
+    expected = _hsv_map(images[:3], lambda h, s, v: (h, s, min(max(v + c, 0), 1)))
+    assert_within_one_level(C.corrupt(images[:3], "Brightness", severity, rngs(3)), expected)
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_saturate_scales_hsv_saturation(images, severity):
+    a, b = C.SATURATE[severity - 1]
+    expected = _hsv_map(images[:3], lambda h, s, v: (h, min(max(s * a + b, 0), 1), v))
+    assert_within_one_level(C.corrupt(images[:3], "Saturate", severity, rngs(3)), expected)
+
+
+def _box_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Pillow's BOX resampling from n_in to n_out pixels: output o averages, with equal weights,
+    the input pixels whose centres lie within half a (scaled) pixel of o's centre."""
+    scale = n_in / n_out
+    width = max(scale, 1.0)
+    centres = (np.arange(n_out) + 0.5) * scale
+    offsets = (np.arange(n_in)[None, :] + 0.5 - centres[:, None]) / width
+    m = ((offsets > -0.5) & (offsets <= 0.5)).astype(np.float64)
+    return m / m.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_pixelate_is_box_down_then_box_up(images, severity):
+    small = int(32 * C.PIXELATE[severity - 1])
+    down, up = _box_matrix(32, small), _box_matrix(small, 32)
+    # Pillow rounds to 8 bits after each resize and each resize's two 1-D passes.
+    reduced = np.rint(np.einsum("ai,nijc,bj->nabc", down, images.astype(np.float64), down))
+    expected = np.clip(np.rint(np.einsum("ai,nijc,bj->nabc", up, reduced, up)), 0, 255)
+    assert_within_one_level(C.corrupt(images, "Pixelate", severity, rngs()), expected)
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_jpeg_is_a_pillow_round_trip_at_the_quality(images, severity):
+    out = C.corrupt(images, "JPEG", severity, rngs())
+    for image, result in zip(images[:3], out[:3]):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, "JPEG", quality=C.JPEG_QUALITY[severity - 1])
+        np.testing.assert_array_equal(result, np.asarray(Image.open(io.BytesIO(buffer.getvalue()))))
+
+
+def test_jpeg_error_grows_with_severity(images):
+    errors = [np.abs(C.corrupt(images, "JPEG", s, rngs()).astype(int) - images).mean() for s in C.SEVERITIES]
+    assert errors == sorted(errors) and errors[0] > 0
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_gaussian_blur_formula(images, severity):
+    k = gaussian_kernel(C.GAUSSIAN_BLUR[severity - 1])
+    expected = np.stack([truncate(correlate_2d(i / 255.0, np.outer(k, k), "edge")) for i in images])
+    assert_within_one_level(C.corrupt(images, "GaussianBlur", severity, rngs()), expected)
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_defocus_blur_is_an_antialiased_disk(images, severity):
+    radius, alias = C.DEFOCUS_BLUR[severity - 1]
+    grid = np.arange(-8, 9)
+    disk = ((grid[:, None] ** 2 + grid[None, :] ** 2) <= radius ** 2).astype(np.float64)
+    disk /= disk.sum()
+    g = np.exp(-0.5 * np.arange(-1, 2) ** 2 / alias ** 2)
+    g /= g.sum()  # OpenCV's 3x3 Gaussian for that sigma, applied with reflect-101 borders
+    kernel = correlate_2d(disk[..., None], np.outer(g, g), "reflect")[..., 0]
+    expected = np.stack([truncate(correlate_2d(i / 255.0, kernel, "reflect")) for i in images])
+    assert_within_one_level(C.corrupt(images, "DefocusBlur", severity, rngs()), expected)
+
+
+def _reference_clipped_zoom(image: np.ndarray, factor: float) -> np.ndarray:
+    crop = int(np.ceil(32 / factor))
+    top = (32 - crop) // 2
+    zoomed = ndimage.zoom(image[top:top + crop, top:top + crop], (factor, factor, 1), order=1)
+    trim = (zoomed.shape[0] - 32) // 2
+    return zoomed[trim:trim + 32, trim:trim + 32]
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_zoom_blur_averages_centre_zooms(images, severity):
+    factors = np.arange(1, C.ZOOM_BLUR_END[severity - 1], 0.01)
+    assert len(factors) == (7, 12, 16, 21, 26)[severity - 1]  # the reference's np.arange quirk
+    expected = []
+    for image in images[:4]:
+        x = (image / 255.0).astype(np.float32)
+        total = x + sum(_reference_clipped_zoom(x, z) for z in factors)
+        expected.append(truncate(total / (len(factors) + 1)))
+    assert_within_one_level(C.corrupt(images[:4], "ZoomBlur", severity, rngs(4)), np.stack(expected))
+
+
+def test_original_is_identity(images):
+    np.testing.assert_array_equal(C.corrupt(images, "Original", 3, rngs()), images)
+
+
+# ---------------------------------------------------------------------------------------------
+# stochastic corruptions: statistics on a flat mid-grey image (values away from the clip range)
+
+
+GREY = np.full((64, 32, 32, 3), 128, np.uint8)
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_gaussian_noise_std(severity):
+    noise = (C.corrupt(GREY, "GaussianNoise", severity, rngs(64)).astype(np.float64) - 128) / 255
+    assert noise.std() == pytest.approx(C.GAUSSIAN_NOISE[severity - 1], rel=0.05)
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_speckle_noise_std(severity):
+    noise = (C.corrupt(GREY, "SpeckleNoise", severity, rngs(64)).astype(np.float64) - 128) / 255
+    assert noise.std() == pytest.approx(128 / 255 * C.SPECKLE_NOISE[severity - 1], rel=0.05)
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_shot_noise_is_poisson(severity):
+    c = C.SHOT_NOISE[severity - 1]
+    out = C.corrupt(GREY, "ShotNoise", severity, rngs(64)).astype(np.float64) / 255
+    # counts ~ Poisson(x c): std of counts / c is sqrt(x / c); the mean stays x (up to truncation)
+    assert out.std() == pytest.approx(np.sqrt(128 / 255 / c), rel=0.06)
+    assert out.mean() == pytest.approx(128 / 255, abs=1.5 / 255)
+
+
+@pytest.mark.parametrize("severity", C.SEVERITIES)
+def test_impulse_noise_fraction(severity):
+    out = C.corrupt(GREY, "ImpulseNoise", severity, rngs(64))
+    amount = C.IMPULSE_NOISE[severity - 1]
+    assert (out == 255).mean() == pytest.approx(amount / 2, rel=0.1)
+    assert (out == 0).mean() == pytest.approx(amount / 2, rel=0.1)
+    assert ((out == 0) | (out == 255) | (out == 128)).all()
+
+
+def test_glass_blur_pass_equals_the_reference_loop(images):
+    """The vectorised pass equals the reference's sequential loop with its numpy-view 'swap'."""
+    severity = 5
+    sigma, delta, iterations = C.GLASS_BLUR[severity - 1]
+    out = C.corrupt(images[:3], "GlassBlur", severity, rngs(3))
+    for i, rng in enumerate(rngs(3)):
+        offsets = rng.integers(-delta, delta, size=(iterations, 2, 30, 30))
+        x = (ndimage.gaussian_filter(images[i] / 255.0, (sigma, sigma, 0), mode="nearest") * 255).astype(np.uint8)
+        for it in range(iterations):
+            for h in range(32 - delta, delta, -1):
+                for w in range(32 - delta, delta, -1):
+                    dy, dx = offsets[it, 0, h - 2, w - 2], offsets[it, 1, h - 2, w - 2]
+                    x[h, w], x[h + dy, w + dx] = x[h + dy, w + dx], x[h, w]
+        expected = truncate(ndimage.gaussian_filter(x / 255.0, (sigma, sigma, 0), mode="nearest"))
+        np.testing.assert_array_equal(out[i], expected)
+
+
+def test_motion_blur_is_imagemagick_line_kernel(images):
+    """Compare one image with a direct evaluation of ImageMagick's MotionBlurImage sum."""
+    radius, sigma = C.MOTION_BLUR[4]
+    angle = C.image_rngs(0, 0, [0])[0].uniform(-45, 45)
+    width = 2 * radius + 1
+    weights = np.exp(-np.arange(width) ** 2 / (2 * sigma ** 2))
+    weights /= weights.sum()
+    image = images[0].astype(np.float64)
+    expected = np.zeros_like(image)
+    for i, w in enumerate(weights):
+        ox = int(np.ceil(i * np.cos(np.radians(angle)) - 0.5))
+        oy = int(np.ceil(i * np.sin(np.radians(angle)) - 0.5))
+        rows = np.clip(np.arange(32) + oy, 0, 31)
+        cols = np.clip(np.arange(32) + ox, 0, 31)
+        expected += w * image[rows][:, cols]
+    out = C.corrupt(images[:1], "MotionBlur", 5, rngs(1))
+    np.testing.assert_array_equal(out[0], np.clip(np.rint(expected), 0, 255).astype(np.uint8))
+
+
+def test_frost_blends_a_crop_of_one_of_the_first_five_textures():
+    black = np.zeros((8, 32, 32, 3), np.uint8)
+    severity = 4
+    image_weight, frost_weight = C.FROST[severity - 1]
+    out = C.corrupt(black, "Frost", severity, rngs(8))
+    textures = C.frost_textures()
+    assert len(textures) == 5
+    for i, rng in enumerate(rngs(8)):
+        t = rng.integers(5)
+        top = rng.integers(0, textures[t].shape[0] - 32)
+        left = rng.integers(0, textures[t].shape[1] - 32)
+        crop = textures[t][top:top + 32, left:left + 32].astype(np.float64)
+        np.testing.assert_array_equal(out[i], np.clip(frost_weight * crop, 0, 255).astype(np.uint8))
+
+
+def test_fog_plasma_fractal_is_a_normalised_torus_map():
+    noise = np.random.default_rng(0).random((3, C.PLASMA_DRAWS)) * 2 - 1
+    maps = C.plasma_fractal(noise, 2.0)
+    assert maps.shape == (3, 32, 32)
+    assert np.allclose(maps.min(axis=(1, 2)), 0) and np.allclose(maps.max(axis=(1, 2)), 1)
+    assert not np.allclose(maps[0], maps[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# contracts of every corruption
+
+
+ALL = [(name, severity) for name in C.CORRUPTIONS for severity in C.SEVERITIES]
+
+
+@pytest.mark.parametrize("name,severity", ALL)
+def test_dtype_shape_and_determinism(images, name, severity):
+    out = C.corrupt(images, name, severity, rngs())
+    assert out.dtype == np.uint8 and out.shape == images.shape
+    np.testing.assert_array_equal(out, C.corrupt(images, name, severity, rngs()))
+    if name != "Original":
+        assert (out != images).any()
+    if C.CORRUPTIONS[name].random:
+        other = C.corrupt(images, name, severity, C.image_rngs(1, 0, range(N)))
+        assert (other != out).any()
+
+
+@pytest.mark.parametrize("name", list(C.CORRUPTIONS))
+def test_an_image_does_not_depend_on_its_batch(images, name):
+    """Image i corrupted alone equals image i corrupted in a batch (seeded per image)."""
+    together = C.corrupt(images, name, 5, rngs())
+    alone = C.corrupt(images[5:6], name, 5, C.image_rngs(0, 0, [5]))
+    np.testing.assert_array_equal(alone[0], together[5])
+
+
+def test_types_list_ten_corruptions_each():
+    assert C.corruption_names(1) == ("Snow", "Frost", "Fog", "Brightness", "Contrast", "Spatter", "Elastic",
+                                     "JPEG", "Pixelate", "Saturate")
+    assert C.corruption_names(2)[-1] == "Original" and len(C.corruption_names(2)) == 10
+    assert set(C.TYPE1 + C.TYPE2) == set(C.CORRUPTIONS)
+
+
+def test_bad_input_errors(images):
+    with pytest.raises(ValueError, match="unknown corruption 'Snowy'.*Did you mean 'Snow'"):
+        C.corrupt(images, "Snowy", 1, rngs())
+    for severity in (0, 6, 2.5, True):
+        with pytest.raises(ValueError, match="severities are 1..5"):
+            C.corrupt(images, "Snow", severity, rngs())
+    with pytest.raises(ValueError, match="type 3"):
+        C.corruption_names(3)
+    with pytest.raises(ValueError, match="one generator per image"):
+        C.corrupt(images, "Snow", 1, rngs(2))
+    with pytest.raises(ValueError, match="uint8 images"):
+        C.corrupt(images.astype(np.float32), "Snow", 1, rngs())
