@@ -170,6 +170,11 @@ def figure2(sel: Selection, out: Path, options: FigureOptions = FigureOptions())
             if len(part):
                 _lineplot(sns, part, ax, "loss", "samples", hue_order=["bias-aligned", "bias-conflicting"],
                           palette=dict(zip(["bias-aligned", "bias-conflicting"], sns.color_palette("deep", 2))))
+            else:
+                ax.text(0.5, 0.5, "no trials in the store\n(run the grid with --tables 1)", ha="center",
+                        va="center", transform=ax.transAxes, fontsize=8)
+                ax.set_xticks([])
+                ax.set_yticks([])
             ax.set_xlabel("epoch")
             ax.set_ylabel("training loss (CE)")
     figure.suptitle("Figure 2: training loss of bias-aligned vs bias-conflicting samples (Vanilla)", fontsize=9)

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from benchmark.paper_values import BAR_CLASSES, BASELINES, DIFFICULTIES, PAPER, RATIOS, paper_cell
 from benchmark.selectors import Selector, get_selector, select_epochs
-from benchmark.store import METRIC_FIELDS, TRIAL_FIELDS, ResultStore
+from benchmark.store import METRIC_FIELDS, SCHEMA, TRIAL_FIELDS, ResultStore
 
 TABLES = tuple(range(1, 11))
 CONTROLLED = ("cmnist", "ccifar1", "ccifar2")
@@ -89,8 +89,6 @@ def _first_row(store: ResultStore, path: str) -> dict[str, Any]:
 
 def scan(store: ResultStore, columns: list[str], expression: Any = None, files: list[str] | None = None) -> pd.DataFrame:
     """Selected columns of the stored rows matching a pyarrow filter expression."""
-    from benchmark.store import SCHEMA
-
     files = _valid_files(store) if files is None else files
     if not files:
         return SCHEMA.empty_table().select(columns).to_pandas()
@@ -670,8 +668,8 @@ def table_6(sel: Selection, class_names: dict[int, str], class_note: str = "") -
             return None
         return method, method
 
-    found = {m for m in sel.summaries.get("method", []) if m not in PAPER_METHODS} | \
-            {m for m in sel.failed.get("method", []) if m not in PAPER_METHODS}
+    found = {m for frame in (sel.summaries, sel.failed) if len(frame)
+             for m in frame.loc[frame["dataset"] == "bar", "method"] if m not in PAPER_METHODS}
     order = _method_order(found, methods)
     supervision_frame = sel.summaries if len(sel.summaries) else sel.failed
 
