@@ -259,6 +259,19 @@ def test_frost_blends_a_crop_of_one_of_the_first_five_textures():
         np.testing.assert_array_equal(out[i], np.clip(frost_weight * crop, 0, 255).astype(np.uint8))
 
 
+def test_bilinear_reflect_equals_scipy_map_coordinates():
+    rng = np.random.default_rng(0)
+    images = rng.random((3, 32, 32, 3))
+    rows = np.arange(32)[None, :, None] + rng.uniform(-5, 5, (3, 32, 32))
+    cols = np.arange(32)[None, None, :] + rng.uniform(-5, 5, (3, 32, 32))
+    out = C.bilinear_reflect(images, rows, cols)
+    for i in range(3):
+        coords = np.stack([np.repeat(rows[i][..., None], 3, -1), np.repeat(cols[i][..., None], 3, -1),
+                           np.broadcast_to(np.arange(3), (32, 32, 3))])
+        expected = ndimage.map_coordinates(images[i], coords.reshape(3, -1), order=1, mode="reflect")
+        np.testing.assert_allclose(out[i], expected.reshape(32, 32, 3), atol=1e-9)
+
+
 def test_fog_plasma_fractal_is_a_normalised_torus_map():
     noise = np.random.default_rng(0).random((3, C.PLASMA_DRAWS)) * 2 - 1
     maps = C.plasma_fractal(noise, 2.0)
