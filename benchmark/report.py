@@ -296,6 +296,7 @@ def build_report(results: str, out: Path | None = None, options: ReportOptions =
     lines = [f"# DebiasBench report: {results}", "",
              f"Protocol {sel.protocol}, selector {sel.selector.name} ({sel.selector.description}). "
              f"{len(sel.summaries)} completed trial(s) evaluated, {len(sel.failed)} failed, "
+             f"{len(sel.stopped)} stopped early by a scheduler (never tabulated), "
              f"{len(sel.excluded)} stored under another protocol."]
     if len(sel.excluded):
         others = ", ".join(sorted(set(sel.excluded["selection_protocol"].astype(str))))
@@ -321,7 +322,7 @@ def build_report(results: str, out: Path | None = None, options: ReportOptions =
         lines += ["", "Not filled by this store: " + ", ".join(skipped) + "."]
     if options.figures:
         lines += ["", "### Figures", ""] + _figures(sel, out / "figures", options)
-    failed_all = data.trials[data.trials["status"] != "completed"] if len(data.trials) else data.trials
+    failed_all = data.trials[data.trials["status"] == "failed"] if len(data.trials) else data.trials
     if len(failed_all):
         lines += ["", f"### Failed trials ({len(failed_all)})", ""] + _trial_lines(failed_all, with_error=True)
         columns = ["trial_key", "dataset", "method", "dataset_params", "method_hparams", "trial_seed",

@@ -129,6 +129,7 @@ class Selection:
     excluded: pd.DataFrame  # trials stored under another protocol
     unevaluated: pd.DataFrame  # completed trials without any evaluation row
     location: str = ""
+    stopped: pd.DataFrame = field(default_factory=pd.DataFrame)  # ended early by a scheduler: not tabulated
 
 
 def select(data: StoreData, protocol: str = "paper", selector: str = "last") -> Selection:
@@ -137,14 +138,16 @@ def select(data: StoreData, protocol: str = "paper", selector: str = "last") -> 
     mine = trials[trials["selection_protocol"] == protocol] if len(trials) else trials
     excluded = trials[trials["selection_protocol"] != protocol] if len(trials) else trials
     completed = mine[mine["status"] == "completed"]
-    failed = mine[mine["status"] != "completed"]
+    failed = mine[mine["status"] == "failed"]
+    # Trials an early-stopping scheduler ended ("stopped") are finished but never in the tables.
+    stopped = mine[~mine["status"].isin(["completed", "failed"])]
     metrics = data.metrics[data.metrics["trial_key"].isin(set(completed["trial_key"]))]
     roles = completed.set_index("trial_key")["predictor_role"]
     chosen = select_epochs(metrics, roles, rule.name)
     summaries = _summaries(completed, metrics, chosen)
     unevaluated = completed[~completed["trial_key"].isin(set(chosen["trial_key"]))]
     return Selection(protocol, rule, summaries, failed.reset_index(drop=True), excluded.reset_index(drop=True),
-                     unevaluated.reset_index(drop=True), data.location)
+                     unevaluated.reset_index(drop=True), data.location, stopped.reset_index(drop=True))
 
 
 def _summaries(completed: pd.DataFrame, metrics: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
@@ -275,6 +278,8 @@ def _settings(frame: pd.DataFrame) -> list[str]:
         for i in index:
             row = frame.iloc[i]
             config = {k: v for k, v in row["cfg"].items() if k not in _CELL_FIELDS}
+            if row["selection_protocol"] != "validation":
+                config.pop("validation_fraction", None)  # no validation split: the fraction has no effect
             config.update({k: v for k, v in row["params"].items() if k not in _TABLE_PARAMS})
             records.append(config)
         for i, label in zip(index, _varying_label(records)):
