@@ -9,6 +9,7 @@ paper's text says the network is fine-tuned, which is the default here.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import torch
@@ -17,6 +18,7 @@ from torch import nn
 from models import MODELS
 
 FEATURE_DIM = 512
+DOWNLOAD_TIMEOUT_S = 60.0
 
 
 class PretrainedWeightsNotFoundError(FileNotFoundError):
@@ -39,6 +41,9 @@ def ensure_imagenet_weights() -> Path:
     path = imagenet_weights_path()
     if path.is_file():
         return path
+    previous_timeout = socket.getdefaulttimeout()
+    # urllib waits forever by default; a firewall that drops packets must not hang every trial.
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
         torch.hub.load_state_dict_from_url(imagenet_weights_url(), model_dir=str(path.parent), progress=False,
                                            check_hash=True, weights_only=True)
@@ -50,6 +55,8 @@ def ensure_imagenet_weights() -> Path:
             "cache; set TORCH_HOME to move it), or train from scratch with the dataset parameter "
             "pretrained=false (e.g. --dataset-param pretrained=false)"
         ) from None
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
     if not path.is_file():
         raise PretrainedWeightsNotFoundError(f"downloaded ImageNet weights but {path} is missing")
     return path

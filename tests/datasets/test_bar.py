@@ -178,3 +178,20 @@ def test_real_bar_counts_match_table_7(data_root):
     index = read_index(DataPaths(data_root, data_root / "unused-cache"))
     assert [len(index[s][0]) for s in ("train", "test")] == [1941, 654]
     assert tuple(np.bincount(index["train"][1]).tolist()) == PUBLISHED_COUNTS["train"]
+
+
+def test_prepare_fails_early_without_imagenet_weights(bar_paths, tmp_path, monkeypatch):
+    import urllib.error
+
+    from models.resnet18 import PretrainedWeightsNotFoundError
+
+    previous = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "empty_hub"))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url",
+                        lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline")))
+    try:
+        with pytest.raises(PretrainedWeightsNotFoundError, match="resnet18-f37072fd.pth"):
+            BAR.prepare(BAR.make_params({"resolution": 16}), bar_paths)
+        BAR.prepare(BAR.make_params({"resolution": 16, "pretrained": False}), bar_paths)  # no weights needed
+    finally:
+        torch.hub.set_dir(previous)
