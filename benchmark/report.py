@@ -258,7 +258,7 @@ def render_csv(result: TableResult) -> str:
 @dataclass
 class ReportOptions:
     tables: Sequence[int] | None = None  # None: every table the store can fill
-    protocol: str = "paper"
+    protocol: str | None = None  # None: "paper", unless the store holds another protocol only
     selector: str = DEFAULT_SELECTOR
     data_root: str | None = None
     figures: bool = True
@@ -382,7 +382,7 @@ def _resolve_group_keys(spec: str, sel: Selection, data_root: str | None) -> tup
     return keys, re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
 
 
-def group_view(results: str, spec: str, out: Path | None = None, protocol: str = "paper",
+def group_view(results: str, spec: str, out: Path | None = None, protocol: str | None = None,
                selector: str = DEFAULT_SELECTOR, role: str | None = None, data_root: str | None = None) -> str:
     """The (target, bias) accuracy matrix (percent, mean over the trials) at the selected epoch as
     CSV and heatmap, plus unbiased/aligned/conflicting/worst-group accuracy and the worst groups."""
@@ -467,7 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("results", help="result store directory or URI")
     p.add_argument("--out", type=Path, help="output directory (default: RESULTS/report)")
     p.add_argument("--tables", type=_tables_arg, help="only these tables, e.g. 1,2,3 (written even if empty)")
-    p.add_argument("--protocol", default="paper", choices=("paper", "validation"), help="selection protocol of the trials")
+    p.add_argument("--protocol", choices=("paper", "validation"),
+                   help="selection protocol of the trials (default: paper, unless the store holds only validation trials)")
     p.add_argument("--selector", default=DEFAULT_SELECTOR, choices=tuple(SELECTORS),
                    help="epoch per trial: last (the paper's), val_accuracy, val_worst_group, test_oracle")
     p.add_argument("--data-root", help="raw data directory holding BAR/ for Table 7 (default: $DEBIAS_DATA_ROOT, else ./data)")

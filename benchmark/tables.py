@@ -132,8 +132,19 @@ class Selection:
     stopped: pd.DataFrame = field(default_factory=pd.DataFrame)  # ended early by a scheduler: not tabulated
 
 
-def select(data: StoreData, protocol: str = "paper", selector: str = "last") -> Selection:
+def resolve_protocol(data: StoreData, requested: str | None) -> str:
+    """The requested protocol, else "paper" unless the store holds trials of another protocol only
+    (so a report after a validation-protocol run shows that run)."""
+    if requested:
+        return requested
+    present = set(data.trials["selection_protocol"].dropna()) if len(data.trials) else set()
+    return "paper" if "paper" in present or not present else sorted(present)[0]
+
+
+def select(data: StoreData, protocol: str | None = "paper", selector: str = "last") -> Selection:
+    """Trials of `protocol` (None: see resolve_protocol), each summarised at the epoch `selector` picks."""
     rule = get_selector(selector)
+    protocol = resolve_protocol(data, protocol)
     trials = data.trials
     mine = trials[trials["selection_protocol"] == protocol] if len(trials) else trials
     excluded = trials[trials["selection_protocol"] != protocol] if len(trials) else trials

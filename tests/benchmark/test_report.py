@@ -307,6 +307,9 @@ def test_validation_selectors_and_the_test_oracle_are_labelled(tmp_path):
     oracle = build_table(2, oracle_sel)
     assert _mean(oracle, "lff") == pytest.approx(80.0) and _mean(oracle, "vanilla") == pytest.approx(60.0)
     assert "TEST ORACLE" in render_latex(oracle, oracle_sel)
+    # A store holding only validation-protocol trials is reported under that protocol by default.
+    markdown = write_report(str(store.root), tmp_path / "report", figures=False)
+    assert "Selection protocol: validation; epoch selector: last" in markdown
 
 
 def test_write_report_is_run_all_s_entry_point(tmp_path):
