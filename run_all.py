@@ -182,7 +182,7 @@ def _run(args, DATASETS, METHODS) -> int:
     if not args.no_report:
         from benchmark.report import write_report
 
-        print(write_report(results))
+        print(write_report(results, protocol=args.protocol))
     return 1 if summary.failed or summary.unfinished else 0
 
 

@@ -251,6 +251,7 @@ def _ray_init(options: RunOptions, gpus: float) -> None:
         import torch
 
         ray.init(
+            address="local",  # a new embedded instance, even when another cluster runs on this machine
             num_cpus=options.num_cpus or os.cpu_count(),
             num_gpus=torch.cuda.device_count(),
             include_dashboard=False,

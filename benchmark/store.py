@@ -225,8 +225,9 @@ class ResultStore:
             and not info.base_name.startswith(".")
         )
 
-    def _valid_files(self) -> dict[str, dict[bytes, bytes]]:
-        """File -> its debiasbench metadata; foreign or corrupt files are skipped with a warning."""
+    def valid_files(self) -> dict[str, dict[bytes, bytes]]:
+        """Trial file path -> its debiasbench Parquet metadata, for readers that scan the files
+        themselves; foreign or corrupt files are skipped with a warning."""
         valid = {}
         for path in self._trial_files():
             try:
@@ -248,19 +249,19 @@ class ResultStore:
         return valid
 
     def completed_keys(self) -> set[str]:
-        return {meta[_META_KEY].decode() for meta in self._valid_files().values()
+        return {meta[_META_KEY].decode() for meta in self.valid_files().values()
                 if meta.get(_META_STATUS) == b"completed"}
 
     def finished_keys(self) -> set[str]:
         """Trials that need no rerun: completed, or stopped early by a scheduler."""
-        return {meta[_META_KEY].decode() for meta in self._valid_files().values()
+        return {meta[_META_KEY].decode() for meta in self.valid_files().values()
                 if meta.get(_META_STATUS) in (b"completed", b"stopped")}
 
     def read(self, columns: list[str] | None = None) -> pd.DataFrame:
         """Every stored row as one DataFrame (one pyarrow dataset scan over the valid files)."""
         import pyarrow.dataset as pads
 
-        files = list(self._valid_files())
+        files = list(self.valid_files())
         if not files:
             return SCHEMA.empty_table().to_pandas() if columns is None else SCHEMA.empty_table().select(columns).to_pandas()
         dataset = pads.dataset(files, schema=SCHEMA, format="parquet", filesystem=self.fs)
@@ -304,11 +305,11 @@ def merge_stores(sources: list[str], into: str) -> MergeReport:
     target.ensure_writable()
     report = MergeReport()
     present: dict[str, tuple[str, str]] = {}  # key -> (status, path) already in the target
-    for path, meta in target._valid_files().items():
+    for path, meta in target.valid_files().items():
         present[meta[_META_KEY].decode()] = (meta[_META_STATUS].decode(), path)
     for source_location in sources:
         source = ResultStore(source_location)
-        for path, meta in source._valid_files().items():
+        for path, meta in source.valid_files().items():
             key, status = meta[_META_KEY].decode(), meta[_META_STATUS].decode()
             table = pq.read_table(path, filesystem=source.fs)
             if key in present:

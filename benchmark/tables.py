@@ -78,7 +78,7 @@ class StoreData:
 
 def _valid_files(store: ResultStore) -> list[str]:
     # The store's own file check (schema version, foreign/corrupt files) applies to the report too.
-    return list(store._valid_files())
+    return list(store.valid_files())
 
 
 def _first_row(store: ResultStore, path: str) -> dict[str, Any]:
