@@ -21,6 +21,7 @@ import hashlib
 import importlib
 import logging
 import pickle
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -37,6 +38,7 @@ TEST_FILES = ("test_batch",)
 SEARCH_PARENTS = ("", "CIFAR10", "CIFAR10-subset")
 CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 FULL_SIZES = {"train": 50_000, "test": 10_000}
+DOWNLOAD_TIMEOUT_S = 60.0  # per socket operation, not for the whole download
 
 
 class CIFARBatchError(ValueError):
@@ -148,12 +150,16 @@ def locate_cifar10(paths: DataPaths) -> Path:
         return found
     if not paths.allow_download:
         raise DataNotFoundError(missing_message(paths.data_root))
+    previous_timeout = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # torchvision sets none: a silent network would hang
     try:
         from torchvision.datasets import CIFAR10
 
         CIFAR10(str(paths.data_root), train=True, download=True)
     except Exception as error:  # offline, unwritable root, bad checksum: all mean "not available"
         raise DataNotFoundError(f"{missing_message(paths.data_root)} (download failed: {error})") from None
+    finally:
+        socket.setdefaulttimeout(previous_timeout)
     found = find_cifar10(paths.data_root)
     if found is None:
         raise DataNotFoundError(missing_message(paths.data_root))
