@@ -195,6 +195,10 @@ class CorruptedCIFAR10(BiasedDataset):
         return load_or_build(paths.cache_dir, cls.name, key, build)
 
     @classmethod
+    def prepare(cls, params: CCIFARParams, paths: DataPaths, data_seed: int = 0) -> None:
+        cls.arrays(cls.canonical(params), paths, data_seed)  # generate and cache; no tensors needed
+
+    @classmethod
     def load(cls, params: CCIFARParams, paths: DataPaths, data_seed: int = 0) -> BiasedData:
         params = cls.canonical(params)
         arrays = cls.arrays(params, paths, data_seed)

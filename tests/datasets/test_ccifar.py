@@ -264,3 +264,24 @@ def test_raw_data_is_part_of_the_cache_key(tmp_path):
 def test_invalid_parameters(values, message):
     with pytest.raises(ValueError, match=message):
         DATASETS.get("ccifar1").make_params(values)
+
+
+def test_prepare_caches_what_load_reads(paths):
+    cls = DATASETS.get("ccifar2")
+    params = cls.make_params({"ratio": 99.5, "difficulty": 4})
+    cls.prepare(params, paths)
+    entries = {e.name for e in (paths.cache_dir / "ccifar2").iterdir()}
+    cls.load(params, paths)
+    assert {e.name for e in (paths.cache_dir / "ccifar2").iterdir()} == entries  # no new generation
+
+
+def test_contact_sheet_renders_every_corruption_and_severity(fake_root, tmp_path):
+    from datasets import contact_sheet
+
+    out = tmp_path / "sheet.png"
+    assert contact_sheet.main(["--data-root", str(fake_root), "--out", str(out), "--images", "2", "--scale", "1"]) == 0
+    from PIL import Image
+
+    sheet = Image.open(out)
+    rows = 20 * (32 + contact_sheet.GAP) + 2 * contact_sheet.HEADER_HEIGHT + contact_sheet.GAP
+    assert sheet.size == (contact_sheet.LABEL_WIDTH + 6 * (2 * 32 + contact_sheet.GAP), rows)
