@@ -150,12 +150,12 @@ def test_sample_variant_is_drawn_once_and_reproducibly() -> None:
 def test_stage_three_visits_only_the_kept_subset() -> None:
     images, targets, _ = colour_dataset(20, 2)
     torch.manual_seed(0)
-    method = REPAIR(REPAIRHparams(variant="T", weight_epochs=20), make_context(images, targets))
+    method = REPAIR(REPAIRHparams(variant="T", weight_epochs=20, epoch_length="subset"), make_context(images, targets))
     method.prepare()
     subset = set(torch.nonzero(method.kept).squeeze(1).tolist())
     order = method.epoch_indices(0, torch.Generator().manual_seed(0))
     assert sorted(order.tolist()) == sorted(subset)
-    full = REPAIR(REPAIRHparams(variant="T", weight_epochs=20, epoch_length="full"), make_context(images, targets))
+    full = REPAIR(REPAIRHparams(variant="T", weight_epochs=20), make_context(images, targets))  # "full"
     full.load_checkpoint_state(method.checkpoint_state())
     order = full.epoch_indices(0, torch.Generator().manual_seed(0))
     assert len(order) == len(targets) and set(order.tolist()) <= subset
