@@ -80,8 +80,21 @@ def shifted_difference(levels: torch.Tensor, height: int, width: int, shift_row:
 
 
 def soft_step(values: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
-    """s(u; t) = min(max(u - t, 0), 1) for every threshold: (B, K, P) x (K, L) -> (B, K, L, P)."""
-    return (values[:, :, None, :] - thresholds[None, :, :, None]).clamp(0.0, 1.0)
+    """s(u; t) = min(max(u - t, 0), 1) for every value and threshold: (V,) x (K, L) -> (K, V, L)."""
+    return (values[None, :, None] - thresholds[:, None, :]).clamp(0.0, 1.0)
+
+
+def joint_histogram(differences: torch.Tensor, levels: torch.Tensor, n_gray: int) -> torch.Tensor:
+    """Counts of (difference, level) pairs over the pixels: (B, K, P) -> (B, K, 2 n_gray - 1, n_gray).
+
+    Both inputs are integer-valued, so the NGLCM sum over pixels of s(d_p; lambda_k) s(a_p; theta_l)
+    equals sum over value pairs of count(d, a) s(d; lambda_k) s(a; theta_l): the same number,
+    computed from a (2n-1) x n table instead of n_gray x P ramp matrices per image."""
+    b, k, _ = levels.shape
+    cell = ((differences + (n_gray - 1)) * n_gray + levels).long().flatten(0, 1)
+    counts = torch.zeros(b * k, (2 * n_gray - 1) * n_gray, dtype=levels.dtype, device=levels.device)
+    counts.scatter_add_(1, cell, torch.ones_like(cell, dtype=levels.dtype))
+    return counts.view(b, k, 2 * n_gray - 1, n_gray)
 
 
 class NGLCM(nn.Module):
@@ -115,13 +128,19 @@ class NGLCM(nn.Module):
         return quantise(pixels, self.hparams.n_gray, per_image_max=mode == "gray_permax")
 
     def cooccurrence(self, unit_images: torch.Tensor) -> torch.Tensor:
-        """(B, planes, n_gray, n_gray) soft co-occurrence matrices."""
+        """(B, planes, n_gray, n_gray) soft co-occurrence matrices G = A Bm^T, with
+        A_kp = s(d_p; lambda_k) and Bm_lp = s(a_p; theta_l) summed over the pixels p."""
+        n = self.hparams.n_gray
         height, width = unit_images.shape[-2:]
-        levels = self.planes_of(unit_images)
-        differences = shifted_difference(levels, height, width, self.hparams.shift_row, self.hparams.shift_col)
-        a = soft_step(differences, self.difference_thresholds)  # (B, planes, n_gray, P)
-        b = soft_step(levels, self.level_thresholds)
-        return a @ b.transpose(-1, -2)
+        with torch.no_grad():  # integer preprocessing of the image: nothing to learn here
+            levels = self.planes_of(unit_images.float())
+            differences = shifted_difference(levels, height, width, self.hparams.shift_row, self.hparams.shift_col)
+            counts = joint_histogram(differences, levels, n)
+        difference_values = torch.arange(-(n - 1), n, dtype=counts.dtype, device=counts.device)
+        level_values = torch.arange(n, dtype=counts.dtype, device=counts.device)
+        ramp_d = soft_step(difference_values, self.difference_thresholds)  # (planes, 2n-1, n)
+        ramp_a = soft_step(level_values, self.level_thresholds)  # (planes, n, n)
+        return torch.einsum("pdk,bpda,pal->bpkl", ramp_d, counts, ramp_a)
 
     def forward(self, unit_images: torch.Tensor) -> torch.Tensor:
         return F.relu(self.head(self.cooccurrence(unit_images).flatten(1)))

@@ -91,6 +91,24 @@ def test_shifted_difference_is_the_reference_direction_matrix() -> None:
     assert torch.equal(shifted_difference(levels, height, width, row, col), levels @ direction)
 
 
+@pytest.mark.parametrize("mode", ["gray_permax", "per_channel"])
+def test_cooccurrence_is_the_reference_ramp_product_summed_over_pixels(mode: str) -> None:
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, 4, 5)
+    nglcm = NGLCM(HEXHparams(nglcm_input=mode, shift_row=0, shift_col=1), channels=3)
+    levels = nglcm.planes_of(images)
+    differences = shifted_difference(levels, 4, 5, 0, 1)
+    # The reference: A = clamp(d - lambda, 0, 1), Bm = clamp(a - theta, 0, 1), G = A Bm^T.
+    ramps_d = (differences[:, :, None, :] - nglcm.difference_thresholds[None, :, :, None]).clamp(0, 1)
+    ramps_a = (levels[:, :, None, :] - nglcm.level_thresholds[None, :, :, None]).clamp(0, 1)
+    expected = ramps_d @ ramps_a.transpose(-1, -2)
+    got = nglcm.cooccurrence(images)
+    assert torch.allclose(got, expected, atol=1e-4)
+    # Gradients reach the learnable thresholds, as through the reference's product.
+    got.sum().backward()
+    assert nglcm.difference_thresholds.grad.abs().sum() > 0 and nglcm.level_thresholds.grad.abs().sum() > 0
+
+
 def test_quantisation_modes() -> None:
     pixels = torch.tensor([[[0.0, 0.25, 0.5]]])
     assert torch.equal(quantise(pixels, 16, per_image_max=False), torch.tensor([[[0.0, 3.0, 7.0]]]))
