@@ -11,7 +11,7 @@ from torch import nn
 from benchmark import resolve as resolve_module
 from benchmark.config import TrialConfig
 from benchmark.resolve import InvalidTrialError, resolve_trial
-from datasets.base import BiasedDataset
+from datasets.base import DATASETS, BiasedDataset
 from methods.base import METHODS, Batch, MethodContext, Supervision, resolve_hparams
 from methods.group_dro import GroupDRO, GroupDROHparams, group_mean_losses
 
@@ -165,3 +165,13 @@ def test_trial_on_a_dataset_without_bias_labels_is_refused(monkeypatch: pytest.M
     monkeypatch.setattr(resolve_module, "DATASETS", _StubDatasets())
     with pytest.raises(InvalidTrialError, match="needs bias labels"):
         resolve_trial(TrialConfig(dataset="no_bias_labels", method="group_dro"))
+
+
+def test_registered_datasets_resolve_to_the_right_supervision() -> None:
+    for dataset in ("ccifar1", "ccifar2"):
+        if dataset in DATASETS:
+            assert resolve_trial(TrialConfig(dataset, "group_dro", method_hparams={})).supervision == "bias-labels"
+    if "bar" not in DATASETS:
+        pytest.skip("BAR is not registered")
+    with pytest.raises(InvalidTrialError, match="needs bias labels"):
+        resolve_trial(TrialConfig("bar", "group_dro", method_hparams={}))

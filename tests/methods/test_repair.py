@@ -13,7 +13,7 @@ from torch import nn
 from benchmark import resolve as resolve_module
 from benchmark.config import TrialConfig
 from benchmark.resolve import InvalidTrialError, resolve_trial
-from datasets.base import BiasedDataset
+from datasets.base import DATASETS, BiasedDataset
 from methods.base import METHODS, Batch, MethodContext, Supervision
 from methods.repair import (
     REPAIR,
@@ -218,3 +218,13 @@ def test_trial_on_a_dataset_without_bias_labels_is_refused(monkeypatch: pytest.M
     monkeypatch.setattr(resolve_module, "DATASETS", _StubDatasets())
     with pytest.raises(InvalidTrialError, match="needs bias labels"):
         resolve_trial(TrialConfig(dataset="no_bias_labels", method="repair", method_hparams={"variant": "T"}))
+
+
+def test_registered_datasets_resolve_to_the_right_supervision() -> None:
+    for dataset in ("ccifar1", "ccifar2"):
+        if dataset in DATASETS:
+            assert resolve_trial(TrialConfig(dataset, "repair", method_hparams={"variant": "T"})).supervision == "bias-labels"
+    if "bar" not in DATASETS:
+        pytest.skip("BAR is not registered")
+    with pytest.raises(InvalidTrialError, match="needs bias labels"):
+        resolve_trial(TrialConfig("bar", "repair", method_hparams={"variant": "T"}))
