@@ -80,7 +80,7 @@ def quick_grid() -> list[TrialConfig]:
     ]
 
 
-QUICK_EPOCHS = 30
+QUICK_EPOCHS = 40
 
 
 def smoke_grid() -> list[TrialConfig]:
