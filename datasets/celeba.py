@@ -111,26 +111,42 @@ def load_resized(path: str, size: int, mode: str) -> np.ndarray:
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
-def _load_chunk(task: tuple[int, list[str], int, str]) -> tuple[int, np.ndarray]:
-    start, files, size, mode = task
-    return start, np.stack([load_resized(f, size, mode) for f in files])
+def _load_chunk(task: tuple[int, list[str], int, str, str | None]) -> tuple[int, int, np.ndarray | None]:
+    """Decode one block of files. With a target .npy path the block is written straight into that
+    memory-mapped file (no pickling of pixels back to the parent); otherwise it is returned."""
+    start, files, size, mode, target = task
+    block = np.stack([load_resized(f, size, mode) for f in files])
+    if target is None:
+        return start, len(block), block
+    # Shared file mapping: the pages land in the page cache the parent maps too; it flushes at the end.
+    array = np.load(target, mmap_mode="r+")
+    array[start:start + len(block)] = block
+    del array
+    return start, len(block), None
 
 
 def decode_images(files: Sequence[str], size: int, mode: str, out: np.ndarray, workers: int | None = None,
-                  description: str = "decoding images") -> None:
-    """Decode and resize `files` into `out` (uint8, (len(files), 3, size, size), e.g. a memmap),
-    in parallel over processes, with a progress bar."""
+                  description: str = "decoding images", chunk: int = CHUNK) -> None:
+    """Decode and resize `files` into `out` (uint8, (len(files), 3, size, size)), in parallel over
+    processes, with a progress bar. When `out` is a memory-mapped .npy file (np.lib.format.open_memmap)
+    the workers write into the file directly."""
     from tqdm import tqdm
 
     workers = workers or default_workers()
-    tasks = [(start, list(files[start:start + CHUNK]), size, mode) for start in range(0, len(files), CHUNK)]
+    parallel = workers > 1 and len(files) > chunk
+    target = getattr(out, "filename", None) if parallel and isinstance(out, np.memmap) else None
+    if target is not None:
+        out.flush()  # the header and any earlier writes are on disk before workers map the file
+    tasks = [(start, list(files[start:start + chunk]), size, mode, str(target) if target else None)
+             for start in range(0, len(files), chunk)]
     with tqdm(total=len(files), desc=description, unit="img", mininterval=2.0) as progress:
-        for start, block in _run_tasks(tasks, workers):
-            out[start:start + len(block)] = block
-            progress.update(len(block))
+        for start, count, block in _run_tasks(tasks, workers if parallel else 1):
+            if block is not None:
+                out[start:start + count] = block
+            progress.update(count)
 
 
-def _run_tasks(tasks: list, workers: int) -> Iterator[tuple[int, np.ndarray]]:
+def _run_tasks(tasks: list, workers: int) -> Iterator[tuple[int, int, np.ndarray | None]]:
     """Results of `_load_chunk` in completion order (each block carries its offset), with a
     bounded number of tasks in flight so finished blocks never pile up in memory."""
     if workers <= 1 or len(tasks) <= 1:

@@ -166,14 +166,31 @@ def test_corrupt_entry_is_rebuilt(celeba):
     assert torch.equal(good, rebuilt.train.images)
 
 
-def test_parallel_decoding_matches_sequential(celeba):
+def test_parallel_decoding_matches_sequential(celeba, tmp_path, monkeypatch):
     paths, _, _ = celeba
     files = sorted(str(p) for p in (paths.data_root / "celeba" / "img_align_celeba").iterdir())
     one = np.zeros((len(files), 3, 12, 12), np.uint8)
+    decode_images(files, 12, "stretch", one, workers=1, chunk=8)
+    # Workers return blocks to the parent for an in-memory array ...
     two = np.zeros_like(one)
-    decode_images(files, 12, "stretch", one, workers=1)
-    decode_images(files, 12, "stretch", two, workers=2)
+    decode_images(files, 12, "stretch", two, workers=2, chunk=8)
+    # ... and write straight into a memory-mapped .npy file.
+    mapped = np.lib.format.open_memmap(tmp_path / "out.npy", mode="w+", dtype=np.uint8, shape=one.shape)
+    import datasets.celeba as module
+
+    returned = []
+    real = module._run_tasks
+
+    def spy(tasks, workers):
+        for start, count, block in real(tasks, workers):
+            returned.append(block)
+            yield start, count, block
+
+    monkeypatch.setattr(module, "_run_tasks", spy)
+    decode_images(files, 12, "stretch", mapped, workers=2, chunk=8)
+    assert len(returned) == 6 and all(block is None for block in returned)  # no pixels came back
     assert np.array_equal(one, two) and one.any()
+    assert np.array_equal(np.load(tmp_path / "out.npy"), one)
 
 
 def test_missing_data_explains_the_layout(tmp_path):
