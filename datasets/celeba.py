@@ -111,17 +111,19 @@ def load_resized(path: str, size: int, mode: str) -> np.ndarray:
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
-def _load_chunk(task: tuple[int, list[str], int, str, str | None]) -> tuple[int, int, np.ndarray | None]:
-    """Decode one block of files. With a target .npy path the block is written straight into that
-    memory-mapped file (no pickling of pixels back to the parent); otherwise it is returned."""
+def _load_chunk(task: tuple[int, list[str], int, str, tuple[str, int] | None]) -> tuple[int, int, np.ndarray | None]:
+    """Decode one block of files. With a target (.npy path, data offset) the block is written
+    straight into that file (no pixels pickled back to the parent); otherwise it is returned."""
     start, files, size, mode, target = task
     block = np.stack([load_resized(f, size, mode) for f in files])
     if target is None:
         return start, len(block), block
-    # Shared file mapping: the pages land in the page cache the parent maps too; it flushes at the end.
-    array = np.load(target, mmap_mode="r+")
-    array[start:start + len(block)] = block
-    del array
+    path, offset = target
+    # A positioned write of the rows' bytes: cheaper than faulting in pages of a shared mapping
+    # from several processes, and coherent with the parent's mapping through the page cache.
+    with open(path, "r+b") as handle:
+        handle.seek(offset + start * block[0].nbytes)
+        handle.write(memoryview(block).cast("B"))
     return start, len(block), None
 
 
@@ -134,11 +136,11 @@ def decode_images(files: Sequence[str], size: int, mode: str, out: np.ndarray, w
 
     workers = workers or default_workers()
     parallel = workers > 1 and len(files) > chunk
-    target = getattr(out, "filename", None) if parallel and isinstance(out, np.memmap) else None
-    if target is not None:
-        out.flush()  # the header and any earlier writes are on disk before workers map the file
-    tasks = [(start, list(files[start:start + chunk]), size, mode, str(target) if target else None)
-             for start in range(0, len(files), chunk)]
+    target = None
+    if parallel and isinstance(out, np.memmap) and out.filename is not None and out.flags.c_contiguous:
+        out.flush()  # the .npy header is on disk before workers write after it
+        target = (str(out.filename), int(out.offset))
+    tasks = [(start, list(files[start:start + chunk]), size, mode, target) for start in range(0, len(files), chunk)]
     with tqdm(total=len(files), desc=description, unit="img", mininterval=2.0) as progress:
         for start, count, block in _run_tasks(tasks, workers if parallel else 1):
             if block is not None:
