@@ -182,7 +182,9 @@ def _run(args, DATASETS, METHODS) -> int:
     if not args.no_report:
         from benchmark.report import write_report
 
-        print(write_report(results, protocol=args.protocol))
+        from datasets.base import DataPaths
+
+        print(write_report(results, protocol=args.protocol, data_root=str(DataPaths.resolve(args.data_root).data_root)))
     return 1 if summary.failed or summary.unfinished else 0
 
 
