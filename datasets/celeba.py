@@ -29,7 +29,6 @@ import multiprocessing
 import os
 import shutil
 import sys
-import tempfile
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from datasets._cache import atomic_entry, read_entry
 from datasets.base import (
     BiasedData,
     BiasedDataset,
@@ -179,11 +179,9 @@ def default_workers() -> int:
 
 def build_memmap_cache(entry: Path, arrays: dict[str, tuple[Sequence[str], int, str]], meta: dict,
                        workers: int | None = None) -> None:
-    """Write one uint8 .npy memory map per name (files, size, resize mode) plus meta.json into a
-    temporary sibling directory and rename it to `entry` once everything is on disk."""
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
-    try:
+    """Write one uint8 .npy memory map per name (files, size, resize mode) plus meta.json, made
+    visible as `entry` only once everything is on disk."""
+    with atomic_entry(entry) as tmp:
         meta = {**meta, "arrays": {}}
         for name, (files, size, mode) in arrays.items():
             shape = (len(files), 3, size, size)
@@ -193,30 +191,12 @@ def build_memmap_cache(entry: Path, arrays: dict[str, tuple[Sequence[str], int, 
             del out
             meta["arrays"][name] = {"shape": list(shape), "dtype": "uint8"}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
-        try:
-            os.rename(tmp, entry)
-        except OSError:
-            # Another process finished the same entry first; theirs is equivalent.
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def read_memmap_cache(entry: Path) -> dict[str, np.ndarray] | None:
-    """The arrays of a complete entry as copy-on-write memory maps (None if absent or corrupt)."""
-    try:
-        meta = json.loads((entry / "meta.json").read_text())
-        arrays = {}
-        for name, spec in meta["arrays"].items():
-            # Copy-on-write keeps the file untouched while giving torch a writable array.
-            array = np.load(entry / f"{name}.npy", mmap_mode="c", allow_pickle=False)
-            if list(array.shape) != spec["shape"] or str(array.dtype) != spec["dtype"]:
-                return None
-            arrays[name] = array
-        return arrays
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
-        return None
+    """The arrays of a complete entry as copy-on-write memory maps (None if absent or corrupt):
+    copy-on-write keeps the file untouched while giving torch a writable array."""
+    return read_entry(entry, mmap_mode="c")
 
 
 # -- CelebA ----------------------------------------------------------------------------------
