@@ -9,6 +9,8 @@ Matplotlib's object API is used (no pyplot), so no GUI backend or global state i
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -31,6 +33,10 @@ class FigureDataError(ValueError):
 class FigureOptions:
     ratio: float | None = None  # None: 99% where stored, else the dataset's highest stored ratio
     difficulty: int = 4
+    # Other dataset parameters a curve must have, e.g. {"input_scaling": "unit"}. Trials that differ
+    # in anything but the seed are never pooled: without this, each dataset's most common setting
+    # (dataset parameters, epochs, hparams_seed) is drawn.
+    params: tuple[tuple[str, object], ...] = ()
     datasets: tuple[str, ...] = CONTROLLED
     formats: tuple[str, ...] = FORMATS
 
@@ -60,6 +66,9 @@ def _save(figure, out: Path, name: str, formats: Sequence[str]) -> list[Path]:
     return paths
 
 
+_PANEL_PARAMS = ("ratio", "difficulty", "target", "unbiased_train")  # what the figures' panels vary
+
+
 def _pick_ratio(trials: pd.DataFrame, requested: float | None) -> str | None:
     ratios = sorted({_ratio(p) for p in trials["params"]} - {""}, key=float)
     if requested is not None:
@@ -83,8 +92,17 @@ def _controlled_trials(sel: Selection, methods: Sequence[str], options: FigureOp
         return s
     keep = s["dataset"].isin(options.datasets) & s["dataset"].isin(list(MALIGNANT)) & s["method"].isin(list(methods))
     s = s[keep]
-    keep = [(_difficulty(p) == str(options.difficulty)) and not p.get("unbiased_train", False) for p in s["params"]]
-    return s[keep]
+    keep = [(_difficulty(p) == str(options.difficulty)) and not p.get("unbiased_train", False)
+            and all(p.get(k) == v for k, v in options.params) for p in s["params"]]
+    s = s[keep]
+    if s.empty:
+        return s
+    # One setting per dataset: the most common one among the remaining trials.
+    setting = [json.dumps([{k: v for k, v in p.items() if k not in _PANEL_PARAMS}, e, h], sort_keys=True, default=str)
+               for p, e, h in zip(s["params"], s["epochs"], s["hparams_seed"])]
+    s = s.assign(_setting=setting)
+    modal = s.groupby("dataset")["_setting"].agg(lambda v: v.value_counts().index[0])
+    return s[s["_setting"].to_numpy() == s["dataset"].map(modal).to_numpy()].drop(columns="_setting")
 
 
 def figure2_data(sel: Selection, options: FigureOptions = FigureOptions()) -> pd.DataFrame:

@@ -75,3 +75,21 @@ def test_report_lists_figures_it_cannot_draw(tmp_path):
     markdown = build_report(str(store.root), tmp_path / "out", ReportOptions())
     assert "Figure 2 not drawn" in markdown and "Figure 4 not drawn" in markdown
     assert not (tmp_path / "out" / "figures" / "figure2.png").exists()
+
+
+def test_figures_never_pool_trials_that_differ_in_more_than_the_seed():
+    import pandas as pd
+
+    from benchmark.figures import FigureOptions, _controlled_trials
+
+    def trial(key, scaling, seed):
+        return {"trial_key": key, "dataset": "cmnist", "method": "vanilla", "epochs": 100, "hparams_seed": 0,
+                "trial_seed": seed, "params": {"ratio": 99.5, "difficulty": 4, "target": "digit",
+                                               "unbiased_train": False, "input_scaling": scaling}}
+
+    class Sel:
+        summaries = pd.DataFrame([trial("a", "reference", 0), trial("b", "reference", 1), trial("c", "unit", 0)])
+
+    assert set(_controlled_trials(Sel, ["vanilla"], FigureOptions())["trial_key"]) == {"a", "b"}
+    chosen = _controlled_trials(Sel, ["vanilla"], FigureOptions(params=(("input_scaling", "unit"),)))
+    assert set(chosen["trial_key"]) == {"c"}
