@@ -375,8 +375,9 @@ def run_grid(configs: list[TrialConfig], options: RunOptions) -> RunSummary:
                     info={"code_version": env_spec["code_version"], "hostname": socket.gethostname(),
                           "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
                 summary.failed[trial.key] = error.strip().splitlines()[-1] if error.strip() else "error"
-            else:
-                summary.unfinished.append(trial.key)
+        # Trials that never started (an interrupted grid) are unfinished too.
+        accounted = set(summary.completed) | set(summary.stopped) | set(summary.failed)
+        summary.unfinished = [t.key for t in todo if t.key not in accounted]
     finally:
         ray.shutdown()
     return summary
