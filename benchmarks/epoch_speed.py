@@ -76,7 +76,7 @@ def ray_overhead(paths: DataPaths, trials: int) -> tuple[float, float]:
 
     plugin = str(Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "toy_plugin.py")
     start = time.perf_counter()
-    ray.init(num_cpus=1, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     init_seconds = time.perf_counter() - start
     ray.shutdown()
     with tempfile.TemporaryDirectory() as tmp:
