@@ -38,3 +38,28 @@ def toy_plugin():
 
     load_plugins([TOY_PLUGIN])
     return TOY_PLUGIN
+
+
+@pytest.fixture
+def registry_without_bias_labels(monkeypatch):
+    """Trial resolution sees only a BAR-like dataset without bias labels, which must never load data."""
+    from benchmark import resolve as resolve_module
+    from datasets.base import BiasedDataset
+
+    class NoBiasLabels(BiasedDataset):
+        name = "no_bias_labels"
+        has_bias_labels = False
+
+        @classmethod
+        def make_params(cls, values=None):
+            return None
+
+        @classmethod
+        def load(cls, params, paths, data_seed=0):
+            raise AssertionError("a refused trial must never load data")
+
+    class StubDatasets:
+        def get(self, name: str):
+            return NoBiasLabels
+
+    monkeypatch.setattr(resolve_module, "DATASETS", StubDatasets())

@@ -10,10 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark import resolve as resolve_module
 from benchmark.config import TrialConfig
 from benchmark.resolve import InvalidTrialError, resolve_trial
-from datasets.base import DATASETS, BiasedDataset
+from datasets.base import DATASETS
 from methods.base import METHODS, Batch, MethodContext, Supervision
 from methods.repair import (
     REPAIR,
@@ -194,28 +193,7 @@ def test_supervision_depends_on_the_bias_representation() -> None:
         REPAIRHparams(variant="X")
 
 
-class _NoBiasLabels(BiasedDataset):
-    """A stand-in for BAR: a dataset without bias labels."""
-
-    name = "no_bias_labels"
-    has_bias_labels = False
-
-    @classmethod
-    def make_params(cls, values=None):
-        return None
-
-    @classmethod
-    def load(cls, params, paths, data_seed=0):
-        raise AssertionError("a refused trial must never load data")
-
-
-class _StubDatasets:
-    def get(self, name: str) -> type[BiasedDataset]:
-        return _NoBiasLabels
-
-
-def test_trial_on_a_dataset_without_bias_labels_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(resolve_module, "DATASETS", _StubDatasets())
+def test_trial_on_a_dataset_without_bias_labels_is_refused(registry_without_bias_labels) -> None:
     with pytest.raises(InvalidTrialError, match="needs bias labels"):
         resolve_trial(TrialConfig(dataset="no_bias_labels", method="repair", method_hparams={"variant": "T"}))
 
