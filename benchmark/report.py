@@ -298,6 +298,9 @@ def build_report(results: str, out: Path | None = None, options: ReportOptions =
              f"{len(sel.summaries)} completed trial(s) evaluated, {len(sel.failed)} failed, "
              f"{len(sel.stopped)} stopped early by a scheduler (never tabulated), "
              f"{len(sel.excluded)} stored under another protocol."]
+    if len(sel.unfinished):
+        lines.append(f"{len(sel.unfinished)} trial(s) were interrupted mid-run (partial records, never tabulated): "
+                     "rerun the same grid command to resume them.")
     if len(sel.excluded):
         others = ", ".join(sorted(set(sel.excluded["selection_protocol"].astype(str))))
         lines.append(f"Trials of protocol(s) {others} are not in these tables: rerun with --protocol {others.split(',')[0]}.")

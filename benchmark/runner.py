@@ -155,19 +155,27 @@ def run_one_trial(trial: ResolvedTrial, env_spec: dict[str, Any], report=None) -
             mixed_precision=env_spec["mixed_precision"],
             channels_last=env_spec["channels_last"],
         )
-        try:
-            output = train_trial(trial, env, on_epoch=report)
-        except SystemExit as stop:
-            # Tune ends a trial its scheduler stops by raising SystemExit inside report().
-            if env_spec.get("scheduler") and getattr(stop, "partial_metrics", None) is not None:
-                store.write_trial(TrialRecord(
-                    trial=dataclasses.asdict(trial), key=trial.key, status="stopped", metrics=stop.partial_metrics,
-                    info={"code_version": env_spec["code_version"], "hostname": socket.gethostname(),
-                          "ray_node_id": _ray_node_id(),
-                          "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
-                shutil.rmtree(checkpoint_dir, ignore_errors=True)
-                log.info("trial %s stopped early by the scheduler", trial.key)
-            raise
+        base_info = {"code_version": env_spec["code_version"], "hostname": socket.gethostname(),
+                     "ray_node_id": _ray_node_id()}
+        final_summary: dict[str, Any] = {}
+
+        def on_epoch(summary: dict[str, Any]) -> None:
+            # The last epoch is reported only once the trial is stored: a scheduler that stops a
+            # trial at its final report would otherwise race the write below.
+            if summary["epoch"] == trial.epochs:
+                final_summary.update(summary)
+            elif report is not None:
+                report(summary)
+
+        def store_partial(metrics: dict[str, list]) -> None:
+            # A Tune scheduler ends a trial inside report() and tears the worker down without
+            # waiting for it, so what was measured is stored before each report, as "partial";
+            # the driver turns the record into "stopped" when the scheduler ended the trial.
+            store.write_trial(TrialRecord(trial=dataclasses.asdict(trial), key=trial.key, status="partial",
+                                          metrics=metrics, info=base_info))
+
+        output = train_trial(trial, env, on_epoch=on_epoch,
+                             on_metrics=store_partial if env_spec.get("scheduler") else None)
         info = {
             "code_version": env_spec["code_version"],
             "data_generator_version": DATASETS.get(trial.dataset).generator_version,
@@ -185,6 +193,14 @@ def run_one_trial(trial: ResolvedTrial, env_spec: dict[str, Any], report=None) -
                                       metrics=output.metrics, predictions=output.predictions, info=info))
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         log.info("trial %s complete in %.1fs", trial.key, output.wall_time_s)
+        if report is not None and final_summary:
+            try:
+                report(final_summary)
+            except SystemExit:
+                pass  # the scheduler stopped a trial that is already stored as completed
+    except SystemExit:
+        log.info("trial %s stopped early by the scheduler", trial.key)
+        raise
     except BaseException:
         log.error("trial %s failed:\n%s", trial.key, traceback.format_exc())
         raise
@@ -224,6 +240,25 @@ def _tune_trainable(config: dict[str, Any]) -> None:
     env_spec = config["env"]
     load_plugins(env_spec["plugins"])
     run_one_trial(ResolvedTrial.from_json(config["trial"]), env_spec, report=tune.report)
+
+
+def _recording_asha() -> type:
+    """ASHA that remembers which trials it stopped, so the driver records exactly those as
+    "stopped" (Tune reports a scheduler stop and an interrupted trial alike)."""
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    class RecordingASHA(ASHAScheduler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.stopped: set[str] = set()  # the stopped trials' JSON configurations
+
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+            decision = super().on_trial_result(tune_controller, trial, result)
+            if decision == TrialScheduler.STOP:
+                self.stopped.add(trial.config["trial"])
+            return decision
+
+    return RecordingASHA
 
 
 def _label(trial: ResolvedTrial) -> str:
@@ -338,11 +373,9 @@ def run_grid(configs: list[TrialConfig], options: RunOptions) -> RunSummary:
     trainable = tune.with_resources(_tune_trainable, {"cpu": options.cpus_per_trial, "gpu": gpus})
     scheduler = None
     if options.scheduler == "asha":
-        from ray.tune.schedulers import ASHAScheduler
-
         max_epochs = max(t.epochs for t in todo)
-        scheduler = ASHAScheduler(time_attr="epoch", metric=options.metric, mode="max", max_t=max_epochs,
-                                  grace_period=max(1, max_epochs // 4), reduction_factor=2)
+        scheduler = _recording_asha()(time_attr="epoch", metric=options.metric, mode="max", max_t=max_epochs,
+                                      grace_period=max(1, max_epochs // 4), reduction_factor=2)
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search([t.to_json() for t in todo]), "env": env_spec},
@@ -361,12 +394,18 @@ def run_grid(configs: list[TrialConfig], options: RunOptions) -> RunSummary:
         with view:
             grid = tuner.fit()
         completed = store.completed_keys()
-        stopped = store.finished_keys() - completed
+        partial = store.keys_with_status("partial")
+        stopped_by_scheduler = scheduler.stopped if scheduler is not None else set()
         for result in grid:
             trial = ResolvedTrial.from_json(result.config["trial"])
             if trial.key in completed:
                 summary.completed.append(trial.key)
-            elif trial.key in stopped:
+            elif result.config["trial"] in stopped_by_scheduler and trial.key in partial:
+                # Only the scheduler's own decisions make a partial record final; a trial cut
+                # short by an interrupt stays partial and resumes from its checkpoint next run.
+                store.set_status(trial.key, "stopped")
+                if store.is_local:
+                    shutil.rmtree(_checkpoint_dir(options.results, trial.key), ignore_errors=True)
                 summary.stopped.append(trial.key)
             elif result.error is not None:
                 error = "".join(traceback.format_exception(result.error)) if isinstance(result.error, BaseException) else str(result.error)

@@ -10,7 +10,10 @@ A trial is complete once its file has been renamed into place (written to a temp
 the same directory first), so an interrupted write never leaves a file a reader trusts. Failed
 trials are stored too (status "failed", the error text, no metric rows); rerunning retries them.
 Trials an early-stopping scheduler ended (status "stopped") keep the per-epoch metrics they
-reported to Tune; they count as finished and are never used by the paper tables.
+reported to Tune; they count as finished and are never used by the paper tables. Under a
+scheduler a running trial's metrics so far are stored after every epoch with status "partial";
+the runner marks the record "stopped" when the scheduler ends the trial, and a partial record
+left by an interrupted grid is simply rerun (resuming from its checkpoint).
 
 Schema version 1, one row per (trial, epoch, role, split, subset, target, bias, metric):
     trial columns  schema_version, trial_key, status, error, dataset, method, supervision,
@@ -111,7 +114,7 @@ class TrialRecord:
 
     trial: Mapping[str, Any]
     key: str
-    status: str  # "completed", "failed" or "stopped" (ended early by a Tune scheduler)
+    status: str  # "completed", "failed", "stopped" (ended early by a Tune scheduler) or "partial"
     metrics: Mapping[str, list] = field(default_factory=dict)
     predictions: Mapping[str, Any] | None = None
     error: str | None = None
@@ -252,6 +255,20 @@ class ResultStore:
         return {meta[_META_KEY].decode() for meta in self.valid_files().values()
                 if meta.get(_META_STATUS) == b"completed"}
 
+    def keys_with_status(self, status: str) -> set[str]:
+        return {meta[_META_KEY].decode() for meta in self.valid_files().values()
+                if meta.get(_META_STATUS) == status.encode()}
+
+    def set_status(self, key: str, status: str) -> None:
+        """Rewrite one stored trial with a new status (atomically, metrics untouched)."""
+        path = self._path("trials", f"{key}.parquet")
+        table = pq.read_table(path, filesystem=self.fs)
+        column = table.schema.get_field_index("status")
+        table = table.set_column(column, "status", pa.array([status] * len(table), type=pa.string()))
+        metadata = dict(table.schema.metadata or {})
+        metadata[_META_STATUS] = status.encode()
+        self._atomic_write(table.replace_schema_metadata(metadata), "trials", f"{key}.parquet")
+
     def finished_keys(self) -> set[str]:
         """Trials that need no rerun: completed, or stopped early by a scheduler."""
         return {meta[_META_KEY].decode() for meta in self.valid_files().values()
@@ -293,14 +310,14 @@ class MergeReport:
     copied: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)  # same key, same results: dropped
     conflicts: list[str] = field(default_factory=list)  # same key, different results: first kept
-    upgraded: list[str] = field(default_factory=list)  # a failed record replaced by a completed one
+    upgraded: list[str] = field(default_factory=list)  # a failed/partial record replaced by a finished one
 
 
 def merge_stores(sources: list[str], into: str) -> MergeReport:
     """Merge result stores into `into` (which may already hold trials). A key seen again with the
     same results is dropped; with different results it is a conflict: the first copy is kept and
-    the key reported; a failed record is replaced by a completed one. Nothing is overwritten
-    silently."""
+    the key reported; a failed or partial record is replaced by a finished one. Nothing is
+    overwritten silently."""
     target = ResultStore(into)
     target.ensure_writable()
     report = MergeReport()
@@ -314,7 +331,7 @@ def merge_stores(sources: list[str], into: str) -> MergeReport:
             table = pq.read_table(path, filesystem=source.fs)
             if key in present:
                 old_status, old_path = present[key]
-                if old_status == "failed" and status == "completed":
+                if old_status in ("failed", "partial") and status in ("completed", "stopped"):
                     report.upgraded.append(key)
                 elif _comparable(table).equals(_comparable(pq.read_table(old_path, filesystem=target.fs))):
                     report.duplicates.append(key)

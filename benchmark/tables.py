@@ -130,6 +130,7 @@ class Selection:
     unevaluated: pd.DataFrame  # completed trials without any evaluation row
     location: str = ""
     stopped: pd.DataFrame = field(default_factory=pd.DataFrame)  # ended early by a scheduler: not tabulated
+    unfinished: pd.DataFrame = field(default_factory=pd.DataFrame)  # partial records of an interrupted run
 
 
 def resolve_protocol(data: StoreData, requested: str | None) -> str:
@@ -151,14 +152,16 @@ def select(data: StoreData, protocol: str | None = "paper", selector: str = "las
     completed = mine[mine["status"] == "completed"]
     failed = mine[mine["status"] == "failed"]
     # Trials an early-stopping scheduler ended ("stopped") are finished but never in the tables.
-    stopped = mine[~mine["status"].isin(["completed", "failed"])]
+    stopped = mine[mine["status"] == "stopped"]
+    unfinished = mine[mine["status"] == "partial"]
     metrics = data.metrics[data.metrics["trial_key"].isin(set(completed["trial_key"]))]
     roles = completed.set_index("trial_key")["predictor_role"]
     chosen = select_epochs(metrics, roles, rule.name)
     summaries = _summaries(completed, metrics, chosen)
     unevaluated = completed[~completed["trial_key"].isin(set(chosen["trial_key"]))]
     return Selection(protocol, rule, summaries, failed.reset_index(drop=True), excluded.reset_index(drop=True),
-                     unevaluated.reset_index(drop=True), data.location, stopped.reset_index(drop=True))
+                     unevaluated.reset_index(drop=True), data.location, stopped.reset_index(drop=True),
+                     unfinished.reset_index(drop=True))
 
 
 def _summaries(completed: pd.DataFrame, metrics: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:

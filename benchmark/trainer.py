@@ -154,8 +154,12 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def train_trial(trial: ResolvedTrial, env: TrainEnv,
-                on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrialOutput:
-    """Train and evaluate one trial; resumes from `env.checkpoint_dir` when a checkpoint exists."""
+                on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                on_metrics: Callable[[dict[str, list]], None] | None = None) -> TrialOutput:
+    """Train and evaluate one trial; resumes from `env.checkpoint_dir` when a checkpoint exists.
+
+    After every epoch, `on_metrics` receives every metric row measured so far (so a caller can
+    persist partial progress), then `on_epoch` a flat summary of the epoch's evaluation."""
     started = time.perf_counter()
     device = pick_device(env.device)
     if env.num_threads:
@@ -291,14 +295,10 @@ def train_trial(trial: ResolvedTrial, env: TrainEnv,
         if checkpoint_file is not None and epoch + 1 < trial.epochs:
             _save_checkpoint(checkpoint_file, trial.key, record_epoch, method, order_generator,
                              augment_generator, metric_log, epoch_seconds)
+        if on_metrics is not None:
+            on_metrics(metric_log.columns)
         if on_epoch is not None:
-            try:
-                on_epoch(summary)
-            except BaseException as stop:
-                # The callback may end the trial (a Tune scheduler stops it from inside report);
-                # hand what was measured so far to whoever records the stop.
-                stop.partial_metrics = metric_log.columns  # type: ignore[attr-defined]
-                raise
+            on_epoch(summary)
 
     if predictions is None and env.save_predictions:  # resumed after the final epoch
         predictions = _predictions(evaluate(method, test, trial.roles, data.num_classes, num_eval_bias), test)

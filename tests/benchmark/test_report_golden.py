@@ -1,6 +1,6 @@
 """Golden test: a small synthetic store with known values gives known CSV numbers and exactly the
 committed Markdown and LaTeX (tests/fixtures/report_golden/). The store has a missing method (HEX),
-a failed trial (Group DRO), a trial stopped early by a scheduler, REPAIR variants, a cell with
+a failed trial (Group DRO), a trial stopped early by a scheduler, an interrupted (partial) one, REPAIR variants, a cell with
 fewer seeds, and a trial of another protocol. Regenerate the golden files after an intended format change with
 DEBIASBENCH_UPDATE_GOLDEN=1 pytest tests/benchmark/test_report_golden.py."""
 
@@ -47,6 +47,8 @@ def make_golden_store(root: Path) -> ResultStore:
     stopped = syn.Rows()
     stopped.evaluation(1, "debiased", "test", 0.99, 0.99)
     syn.write(store, syn.trial("cmnist", "lff", p95, 2, {"q": 0.7}), stopped, status="stopped")
+    # Interrupted mid-run under a scheduler: unfinished, neither stopped nor tabulated.
+    syn.write(store, syn.trial("cmnist", "lff", p95, 3, {"q": 0.7}), stopped, status="partial")
     # Another protocol: must not leak into the paper tables.
     syn.simple(store, syn.trial("cmnist", "vanilla", p95, 0, protocol="validation"), (0.99, 0.99),
                valid=[(0.5, 0.2), (0.6, 0.3)])
@@ -131,6 +133,7 @@ def test_report_lists_missing_cells_failed_trials_and_other_protocols(golden_sto
     markdown = build_report(str(golden_store), tmp_path, ReportOptions(figures=False))
     assert "1 stored under another protocol" in markdown and "--protocol validation" in markdown
     assert "1 stopped early by a scheduler (never tabulated)" in markdown
+    assert "1 trial(s) were interrupted mid-run" in markdown
     assert "RuntimeError: CUDA out of memory" in markdown
     table2 = (tmp_path / "table2.md").read_text()
     assert "| failed |" in table2 and "| — |" in table2

@@ -89,3 +89,25 @@ def test_merge_drops_duplicates_reports_conflicts_and_upgrades_failures(tmp_path
     assert merged.completed_keys() == {"same", "clash", "retry", "only_b"}
     clash = merged.read().query("trial_key == 'clash'")["value"].tolist()
     assert clash == [0.4, 0.6]  # the first copy is kept, not silently overwritten
+
+
+def test_partial_records_are_unfinished_until_marked_stopped(tmp_path):
+    store = ResultStore(tmp_path)
+    store.ensure_writable()
+    store.write_trial(TrialRecord(trial=TRIAL, key="k1", status="partial", metrics=METRICS))
+    assert store.keys_with_status("partial") == {"k1"} and store.finished_keys() == set()
+    store.set_status("k1", "stopped")
+    assert store.finished_keys() == {"k1"} and store.keys_with_status("partial") == set()
+    frame = store.read()
+    assert set(frame["status"]) == {"stopped"} and frame["value"].tolist() == [0.4, 0.6]  # metrics untouched
+    assert not [p for p in (tmp_path / "trials").iterdir() if p.name.startswith(".")]
+
+
+def test_merge_replaces_a_partial_record_with_a_finished_one(tmp_path):
+    ResultStore(tmp_path / "a").write_trial(TrialRecord(trial=TRIAL, key="k1", status="partial", metrics=METRICS))
+    ResultStore(tmp_path / "b").write_trial(TrialRecord(trial=TRIAL, key="k1", status="completed", metrics=METRICS))
+    from benchmark.store import merge_stores
+
+    report = merge_stores([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "into"))
+    assert report.copied == ["k1"] and report.upgraded == ["k1"]
+    assert ResultStore(tmp_path / "into").completed_keys() == {"k1"}
