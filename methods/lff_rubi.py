@@ -3,7 +3,8 @@
 LfF's biased network f_B (trained with GCE, no bias labels) takes the place of RUBi's bias-only
 branch. Instead of reweighting f_D's cross-entropy by the relative difficulty score, f_D is trained
 through the fused logits z_D * sigmoid(z_B); prediction uses f_D's logits without the mask.
-There is no EMA, no class-wise normalisation and no per-sample weight.
+There is no EMA, no class-wise normalisation and no per-sample weight. `mask_source="head"` takes
+the mask logits from a linear head on f_B's detached features instead (the ReBias repository's port).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
 from methods.losses import generalized_ce
@@ -24,8 +26,14 @@ class LfFRUBiHparams:
     # LfF where W is detached; only the combination rule changes. False is the RUBi-faithful
     # variant, in which f_B also receives gradients from the fused loss.
     detach_mask: bool = True
+    # Where the mask logits come from. "biased_logits" [recommended reading]: f_B's own logits.
+    # "head": as in the ReBias repository's RUBi port, a fresh linear head on f_B's detached
+    # penultimate features, trained only through the fused loss (f_B keeps its GCE loss alone).
+    mask_source: str = "biased_logits"
 
     def __post_init__(self) -> None:
+        if self.mask_source not in ("biased_logits", "head"):
+            raise ValueError(f"mask_source must be 'biased_logits' or 'head', got {self.mask_source!r}")
         if not 0.0 < self.q <= 1.0:
             raise ValueError(f"GCE q must lie in (0, 1], got {self.q}")
         if not isinstance(self.detach_mask, bool):
@@ -51,6 +59,11 @@ class LfFRUBi(Method):
         super().__init__(hparams, ctx)
         self.biased = self.add_net("biased")
         self.debiased = self.add_net("debiased")
+        self.mask_head: nn.Module | None = None
+        if hparams.mask_source == "head":
+            classifier = self.biased.classifier
+            self.mask_head = nn.Linear(classifier.in_features, classifier.out_features).to(ctx.device)
+            self.optimizers["mask_head"] = ctx.optimizer_factory(self.mask_head.parameters())
         # RUBi's caveat: a (0, 1) mask moves a negative target logit toward 0, i.e. it helps that
         # logit instead of damping it. Counted on the device (no host sync per step) so the
         # fraction can be read after training with `negative_target_logit_fraction()`.
@@ -63,9 +76,14 @@ class LfFRUBi(Method):
 
     def train_step(self, batch: Batch) -> StepOutput:
         x, y = batch.x, batch.y
-        logits_b = self.biased(x)
         logits_d = self.debiased(x)
-        fused = rubi_fused_logits(logits_d, logits_b, self.hparams.detach_mask)
+        if self.mask_head is None:
+            logits_b = self.biased(x)
+            fused = rubi_fused_logits(logits_d, logits_b, self.hparams.detach_mask)
+        else:
+            features_b = self.biased.features(x)
+            logits_b = self.biased.classifier(features_b)
+            fused = rubi_fused_logits(logits_d, self.mask_head(features_b.detach()), detach_mask=False)
         loss = generalized_ce(logits_b, y, self.hparams.q).mean() + F.cross_entropy(fused, y)
         self.zero_grad_all()
         loss.backward()  # one backward; with detach_mask, f_B gets gradients from GCE only

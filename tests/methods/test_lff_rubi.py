@@ -4,6 +4,7 @@ prediction path, and where the gradients go with and without the detached mask."
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -108,3 +109,42 @@ def test_registration_and_hparams() -> None:
     assert LfFRUBiHparams().detach_mask is True
     with pytest.raises(ValueError):
         LfFRUBiHparams(q=0.0)
+
+
+class TwoLayer(nn.Module):
+    """The `.features` / `.classifier` interface of the suite's models, tiny."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.feature_extractor = nn.Sequential(nn.Linear(FEATURES, 4), nn.ReLU())
+        self.classifier = nn.Linear(4, NUM_CLASSES)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feature_extractor(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def test_mask_head_variant_trains_a_head_on_detached_biased_features(toy) -> None:
+    inputs, targets = toy
+    ctx = dataclasses.replace(make_context(inputs, targets), model_factory=TwoLayer)
+    torch.manual_seed(0)
+    method = LfFRUBi(LfFRUBiHparams(mask_source="head"), ctx)
+    batch = Batch(index=torch.arange(len(targets)), x=inputs, y=targets)
+    biased, debiased, head = (copy.deepcopy(m) for m in (method.biased, method.debiased, method.mask_head))
+    assert set(method.optimizers) == {"biased", "debiased", "mask_head"}
+
+    method.train_step(batch)
+
+    # f_B: its GCE loss only (the head sits on detached features).
+    generalized_ce(biased(batch.x), batch.y, 0.7).mean().backward()
+    for got, expected in zip(grads(method.biased), grads(biased)):
+        assert torch.allclose(got, expected, atol=1e-7)
+    # f_D and the head: the fused loss, with the mask logits from the head.
+    fused = rubi_fused_logits(debiased(batch.x), head(biased.features(batch.x).detach()), detach_mask=False)
+    F.cross_entropy(fused, batch.y).backward()
+    for got, expected in zip(grads(method.debiased) + grads(method.mask_head), grads(debiased) + grads(head)):
+        assert torch.allclose(got, expected, atol=1e-7)
+    with pytest.raises(ValueError, match="mask_source"):
+        LfFRUBiHparams(mask_source="softmax")
