@@ -23,8 +23,9 @@ Schema version 1, one row per (trial, epoch, role, split, subset, target, bias, 
                    seconds_per_epoch, peak_memory_mb, device, hostname, ray_node_id,
                    torch_version, cuda_version, finished_at (ISO 8601, UTC)
     metric columns epoch (1-based), role, split ("train"/"test"/"valid"), subset ("all",
-                   "aligned", "conflicting", "group", "class"), target, bias (cell of a
-                   "group"/"class" row, else null), metric, value (accuracies are fractions)
+                   "aligned", "conflicting", "group", "class", or "method" for a method's own
+                   per-epoch diagnostics, role "-"), target, bias (cell of a "group"/"class"
+                   row, else null), metric, value (accuracies are fractions)
 """
 
 from __future__ import annotations

@@ -268,6 +268,8 @@ def train_trial(trial: ResolvedTrial, env: TrainEnv,
         if not torch.isfinite(mean_losses).all():
             raise FloatingPointError(f"non-finite training loss at epoch {epoch + 1}: {mean_losses.tolist()}")
         record_epoch = epoch + 1  # epochs are 1-based in the store
+        for name, value in method.epoch_diagnostics().items():
+            metric_log.add(record_epoch, "-", "train", "method", name, value)
         for role_index, role in enumerate(trial.roles):
             for slot_index, slot_name in enumerate(loss_slot_names):
                 if visits[slot_index] > 0:

@@ -128,6 +128,11 @@ class Method(nn.Module, abc.ABC):
     def prepare(self) -> None:
         """Optional stage run once before the first epoch (e.g. REPAIR's weight learning)."""
 
+    def epoch_diagnostics(self) -> Mapping[str, float]:
+        """Optional method-specific scalars, called once at the end of every epoch and stored
+        (role "-", split "train", subset "method"). Methods may reset per-epoch accumulators here."""
+        return {}
+
     def epoch_indices(self, epoch: int, generator: torch.Generator) -> torch.Tensor | None:
         """Optional custom sampling: the training indices to visit this epoch, in order.
         None means a uniform random permutation of the whole training set."""

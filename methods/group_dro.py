@@ -9,6 +9,8 @@ and recorded with the trial's hyper-parameters.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import torch
@@ -75,6 +77,12 @@ class GroupDRO(Method):
         # Every group is equally likely at every draw; replacement because minority groups are tiny.
         return torch.multinomial(self._sample_weights, len(self._sample_weights), replacement=True,
                                  generator=generator)
+
+    def epoch_diagnostics(self) -> dict[str, float]:
+        q = self.q[self.populated]
+        entropy = float(-(q * q.clamp_min(1e-30).log()).sum())
+        # exp(entropy): how many groups q effectively spreads over (all populated ones when uniform).
+        return {"q_max": float(q.max()), "q_effective_groups": math.exp(entropy)}
 
     @torch.no_grad()
     def update_q(self, group_losses: torch.Tensor) -> None:

@@ -64,26 +64,39 @@ class LfFRUBi(Method):
             classifier = self.biased.classifier
             self.mask_head = nn.Linear(classifier.in_features, classifier.out_features).to(ctx.device)
             self.optimizers["mask_head"] = ctx.optimizer_factory(self.mask_head.parameters())
-        # RUBi's caveat: a (0, 1) mask moves a negative target logit toward 0, i.e. it helps that
-        # logit instead of damping it. Counted on the device (no host sync per step) so the
-        # fraction can be read after training with `negative_target_logit_fraction()`.
+        # Per-epoch diagnostics, accumulated on the device (no host sync per step). RUBi's caveat:
+        # a (0, 1) mask moves a negative target logit toward 0, i.e. it helps that logit instead
+        # of damping it. A saturated mask (target ~1, others ~0) leaves f_D's non-target logits
+        # without any gradient.
         self.register_buffer("negative_target_logits", torch.zeros((), device=ctx.device))
         self.register_buffer("target_logits_seen", torch.zeros((), device=ctx.device))
+        self.register_buffer("target_mask_sum", torch.zeros((), device=ctx.device))
+        self.register_buffer("other_mask_sum", torch.zeros((), device=ctx.device))
 
     def negative_target_logit_fraction(self) -> float:
-        """Fraction of training steps' target logits of f_D that were negative (RUBi caveat)."""
+        """Fraction of this epoch's training target logits of f_D that were negative (RUBi caveat)."""
         return float(self.negative_target_logits / self.target_logits_seen.clamp_min(1.0))
+
+    def epoch_diagnostics(self) -> dict[str, float]:
+        seen = self.target_logits_seen.clamp_min(1.0)
+        diagnostics = {"negative_target_logit_fraction": self.negative_target_logit_fraction(),
+                       "mean_target_mask": float(self.target_mask_sum / seen),
+                       "mean_other_class_mask": float(self.other_mask_sum / seen)}
+        for buffer in (self.negative_target_logits, self.target_logits_seen, self.target_mask_sum, self.other_mask_sum):
+            buffer.zero_()
+        return diagnostics
 
     def train_step(self, batch: Batch) -> StepOutput:
         x, y = batch.x, batch.y
         logits_d = self.debiased(x)
         if self.mask_head is None:
-            logits_b = self.biased(x)
-            fused = rubi_fused_logits(logits_d, logits_b, self.hparams.detach_mask)
+            logits_b = mask_logits = self.biased(x)
+            fused = rubi_fused_logits(logits_d, mask_logits, self.hparams.detach_mask)
         else:
             features_b = self.biased.features(x)
             logits_b = self.biased.classifier(features_b)
-            fused = rubi_fused_logits(logits_d, self.mask_head(features_b.detach()), detach_mask=False)
+            mask_logits = self.mask_head(features_b.detach())
+            fused = rubi_fused_logits(logits_d, mask_logits, detach_mask=False)
         loss = generalized_ce(logits_b, y, self.hparams.q).mean() + F.cross_entropy(fused, y)
         self.zero_grad_all()
         loss.backward()  # one backward; with detach_mask, f_B gets gradients from GCE only
@@ -93,6 +106,10 @@ class LfFRUBi(Method):
             target_logits = logits_d.gather(1, y[:, None])
             self.negative_target_logits += (target_logits < 0).sum()
             self.target_logits_seen += target_logits.numel()
+            mask = torch.sigmoid(mask_logits.float())
+            target_mask = mask.gather(1, y[:, None])
+            self.target_mask_sum += target_mask.sum()
+            self.other_mask_sum += ((mask.sum(1, keepdim=True) - target_mask) / max(mask.shape[1] - 1, 1)).sum()
             ce_b = F.cross_entropy(logits_b, y, reduction="none")
             ce_d = F.cross_entropy(logits_d, y, reduction="none")  # unmasked: the predictor's loss
         return StepOutput(loss=loss.detach(), per_sample_loss={"biased": ce_b, "debiased": ce_d})

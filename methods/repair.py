@@ -268,6 +268,10 @@ class REPAIR(Method):
         self.kept.copy_(kept)
         self.bias_estimate.fill_(bias_estimate)
 
+    def epoch_diagnostics(self) -> dict[str, float]:
+        # Stage 1 leaves an estimate of how strongly the bias representation predicts the label.
+        return {"kept_fraction": float(self.kept.float().mean()), "bias_estimate": float(self.bias_estimate)}
+
     def epoch_indices(self, epoch: int, generator: torch.Generator) -> torch.Tensor | None:
         subset = torch.nonzero(self.kept).squeeze(1).cpu()
         if self.hparams.epoch_length == "subset":

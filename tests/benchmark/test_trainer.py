@@ -121,3 +121,28 @@ def test_unsupervised_method_on_data_without_bias_labels_is_refused_when_it_need
         resolve_trial(TrialConfig("toy", "spy_none"))
     finally:
         toy.has_bias_labels = True
+
+
+class _CountsSteps(_Spy):
+    """Reports how many steps it took each epoch, then resets the count."""
+
+    steps = 0
+
+    def train_step(self, batch: Batch) -> StepOutput:
+        self.steps += 1
+        return super().train_step(batch)
+
+    def epoch_diagnostics(self):
+        steps, self.steps = self.steps, 0
+        return {"steps_this_epoch": steps}
+
+
+if "spy_diagnostics" not in METHODS:
+    register_method("spy_diagnostics")(type("spy_diagnostics", (_CountsSteps,), {}))
+
+
+def test_method_diagnostics_are_stored_once_per_epoch(env):
+    trial = resolve_trial(TrialConfig("toy", "spy_diagnostics", epochs=2))
+    output = train_trial(trial, env)
+    batches = -(-400 // 64)  # toy: 400 training samples, batch size 64, last batch kept
+    assert _values(output, role="-", split="train", subset="method", metric="steps_this_epoch") == [batches, batches]

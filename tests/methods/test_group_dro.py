@@ -82,6 +82,8 @@ def test_absent_and_empty_groups_contribute_nothing_and_never_divide_by_zero() -
     method = GroupDRO(GroupDROHparams(generalization_adjustment=1.0, normalize_loss=True),
                       make_context(targets, biases, inputs))
     assert float(method.q[1]) == 0.0 and torch.isclose(method.q.sum(), torch.tensor(1.0))
+    # Uniform over the 3 populated groups: q spreads over exactly 3 (the empty one is not counted).
+    assert method.epoch_diagnostics() == pytest.approx({"q_max": 1 / 3, "q_effective_groups": 3.0})
     index = torch.tensor([0, 1, 2])  # only group 0 present
     output = method.train_step(Batch(index=index, x=inputs[index], y=targets[index], bias=biases[index]))
     assert torch.isfinite(method.q).all() and torch.isfinite(output.loss)

@@ -148,3 +148,16 @@ def test_mask_head_variant_trains_a_head_on_detached_biased_features(toy) -> Non
         assert torch.allclose(got, expected, atol=1e-7)
     with pytest.raises(ValueError, match="mask_source"):
         LfFRUBiHparams(mask_source="softmax")
+
+
+def test_epoch_diagnostics_measure_the_mask_and_reset(toy) -> None:
+    method, batch = build(toy)
+    with torch.no_grad():
+        mask = torch.sigmoid(method.biased(batch.x))
+    target_mask = mask.gather(1, batch.y[:, None]).squeeze(1)
+    method.train_step(batch)
+    diagnostics = method.epoch_diagnostics()
+    assert diagnostics["mean_target_mask"] == pytest.approx(float(target_mask.mean()), rel=1e-5)
+    other = (mask.sum(1) - target_mask) / (NUM_CLASSES - 1)
+    assert diagnostics["mean_other_class_mask"] == pytest.approx(float(other.mean()), rel=1e-5)
+    assert method.epoch_diagnostics()["mean_target_mask"] == 0.0  # accumulators start afresh each epoch
