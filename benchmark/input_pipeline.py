@@ -107,15 +107,27 @@ def random_resized_crop(images: torch.Tensor, size: int, scale: tuple[float, flo
 
 
 class DeviceSplit:
-    """A split held on `device` (or in host memory when too large), served as float batches."""
+    """A split held on `device` (or in host memory when too large), served as float batches.
 
-    def __init__(self, split: Split, spec: InputSpec, device: torch.device, keep_on_device: bool = True) -> None:
+    `rows` makes this the subset of `split` at those rows (the validation protocol's train and
+    held-out parts). Off the device the images are not copied: each batch reads its rows from
+    the full (possibly memory-mapped) array, so a 24 GB CelebA cache is never duplicated."""
+
+    def __init__(self, split: Split, spec: InputSpec, device: torch.device, keep_on_device: bool = True,
+                 rows: torch.Tensor | None = None) -> None:
         self.device = device
         self.spec = spec
         self.on_device = keep_on_device
-        self.images = split.images.to(device) if keep_on_device else split.images
-        self.targets = split.targets.to(device)
-        self.biases = split.biases.to(device) if split.biases is not None else None
+        self._rows = rows.cpu().long() if rows is not None and not keep_on_device else None
+        targets, biases = split.targets, split.biases
+        if rows is not None:
+            targets, biases = targets[rows], biases[rows] if biases is not None else None
+        if keep_on_device:
+            self.images = (split.images[rows] if rows is not None else split.images).to(device)
+        else:
+            self.images = split.images
+        self.targets = targets.to(device)
+        self.biases = biases.to(device) if biases is not None else None
         channels = split.images.shape[1]
         mean = torch.tensor(spec.mean if spec.mean else (0.0,) * channels, device=device)
         std = torch.tensor(spec.std if spec.std else (1.0,) * channels, device=device)
@@ -134,7 +146,8 @@ class DeviceSplit:
         if self.on_device:
             images = self.images[index]
         else:
-            images = self.images[index.cpu()].to(self.device, non_blocking=True)
+            rows = index.cpu() if self._rows is None else self._rows[index.cpu()]
+            images = self.images[rows].to(self.device, non_blocking=True)
         spec = self.spec
         if spec.crop_size is not None:
             if augment and spec.random_resized_crop:

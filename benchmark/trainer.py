@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from benchmark.config import ResolvedTrial
 from benchmark.input_pipeline import DeviceSplit
 from benchmark.metrics import GroupCounts, summarize
-from benchmark.validation import holdout_indices, subset
+from benchmark.validation import holdout_indices
 from datasets.base import DATASETS, BiasedData, DataPaths
 from methods.base import METHODS, Batch, Method, MethodContext, Supervision
 from models import build_model
@@ -173,20 +173,19 @@ def train_trial(trial: ResolvedTrial, env: TrainEnv,
     supervision = Supervision(trial.supervision)
     has_bias = data.num_bias_values is not None and data.train.biases is not None
 
-    train_split, eval_splits = data.train, {"test": data.test}
+    train_rows = valid_rows = None
     if trial.protocol == "validation":
         # The model trains on the rest; the held-out part is evaluated every epoch like the test set.
-        train_index, valid_index = holdout_indices(data.train.targets, data.train.biases,
-                                                   trial.validation_fraction, trial.data_seed)
-        train_split = subset(data.train, train_index)
-        eval_splits["valid"] = subset(data.train, valid_index)
+        train_rows, valid_rows = holdout_indices(data.train.targets, data.train.biases,
+                                                 trial.validation_fraction, trial.data_seed)
     keep = data.train.images.numel() + data.test.images.numel() <= env.max_device_bytes
-    train = DeviceSplit(train_split, data.input_spec, device, keep_on_device=keep)
-    evaluated = {name: DeviceSplit(split, data.input_spec, device, keep_on_device=keep)
-                 for name, split in eval_splits.items()}
+    train = DeviceSplit(data.train, data.input_spec, device, keep_on_device=keep, rows=train_rows)
+    evaluated = {"test": DeviceSplit(data.test, data.input_spec, device, keep_on_device=keep)}
+    if valid_rows is not None:
+        evaluated["valid"] = DeviceSplit(data.train, data.input_spec, device, keep_on_device=keep, rows=valid_rows)
     test = evaluated["test"]
     # Slot per training sample for loss logging: 1 aligned, 0 conflicting (0 for all without bias).
-    aligned = data.aligned_mask(train_split)
+    aligned = data.aligned_mask(train)
     loss_slot = (aligned.long() if aligned is not None else torch.zeros(len(train), dtype=torch.long)).to(device)
     loss_slot_names = ("conflicting", "aligned") if aligned is not None else ("all",)
     num_eval_bias = data.num_bias_values if (has_bias and data.test.biases is not None) else 1

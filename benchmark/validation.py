@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from datasets.base import Split
 
 _STREAM = 7919  # keeps this RNG stream apart from the dataset generators' streams
 
@@ -34,8 +33,3 @@ def holdout_indices(targets: torch.Tensor, biases: torch.Tensor | None, fraction
     valid = np.sort(np.concatenate(held_out)) if held_out else np.array([], dtype=np.int64)
     train = np.setdiff1d(np.arange(len(targets_np)), valid)
     return torch.from_numpy(train), torch.from_numpy(valid)
-
-
-def subset(split: Split, index: torch.Tensor) -> Split:
-    return Split(images=split.images[index], targets=split.targets[index],
-                 biases=split.biases[index] if split.biases is not None else None)

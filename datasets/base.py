@@ -111,9 +111,10 @@ class BiasedData:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def aligned_mask(self, split: Split) -> torch.Tensor | None:
+        """Bias-aligned samples of `split` (anything with `targets` and `biases`, on any device)."""
         if split.biases is None or self.aligned_bias is None:
             return None
-        return split.biases == self.aligned_bias[split.targets]
+        return split.biases == self.aligned_bias.to(split.targets.device)[split.targets]
 
 
 class BiasedDataset(abc.ABC):

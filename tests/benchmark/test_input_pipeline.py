@@ -52,3 +52,15 @@ def test_device_split_normalises_and_augments():
     expected = random_flip(random_crop(x, 4, replay), replay)
     torch.testing.assert_close(augmented, (expected.float() / 255 - mean) / std)
     torch.testing.assert_close(device_split.to_unit(augmented), expected.float() / 255)
+
+
+def test_row_subset_reads_the_same_rows_on_and_off_the_device_without_copying_off_it():
+    x = images(10)
+    split = Split(images=x, targets=torch.arange(10), biases=torch.arange(10) % 3)
+    rows = torch.tensor([7, 2, 9, 4])
+    on = DeviceSplit(split, InputSpec(), torch.device("cpu"), keep_on_device=True, rows=rows)
+    off = DeviceSplit(split, InputSpec(), torch.device("cpu"), keep_on_device=False, rows=rows)
+    for part in (on, off):
+        assert len(part) == 4 and part.targets.tolist() == [7, 2, 9, 4] and part.biases.tolist() == [1, 2, 0, 1]
+        torch.testing.assert_close(part.inputs(torch.tensor([3, 0])), x[[4, 7]].float() / 255)
+    assert off.images.data_ptr() == x.data_ptr()  # the full array, shared: nothing duplicated in memory

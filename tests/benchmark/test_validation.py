@@ -29,11 +29,25 @@ def test_validation_protocol_trains_on_the_rest_and_evaluates_valid(tmp_path, to
                          on_epoch=summaries.append)
     splits = set(output.metrics["split"])
     assert {"train", "test", "valid"} <= splits
+    rows = zip(output.metrics["split"], output.metrics["subset"], output.metrics["role"], output.metrics["metric"],
+               output.metrics["value"])
+    valid_count = sum(v for split, subset, role, metric, v in rows
+                      if (split, subset, role, metric) == ("valid", "group", "main", "count"))
+    _, valid_rows = holdout_indices(*_toy_labels(tmp_path), 0.1, seed=0)
+    assert valid_count == len(valid_rows)  # exactly the held-out rows are evaluated as "valid"
     assert 0 <= summaries[0]["valid_accuracy"] <= 1 and "valid_worst_group_accuracy" in summaries[0]
     paper = resolve_trial(TrialConfig("toy", "vanilla", epochs=1))
     assert paper.key != resolve_trial(TrialConfig("toy", "vanilla", epochs=1, protocol="validation")).key
     # The fraction only enters the key where it matters.
     assert paper.key == resolve_trial(TrialConfig("toy", "vanilla", epochs=1, validation_fraction=0.2)).key
+
+
+def _toy_labels(tmp_path):
+    from datasets.base import DATASETS
+
+    toy = DATASETS.get("toy")
+    train = toy.load(toy.make_params({}), DataPaths(tmp_path, tmp_path / "c"), 0).train
+    return train.targets, train.biases
 
 
 def test_bad_protocol_and_fraction(toy_plugin):
