@@ -15,6 +15,7 @@ def test_list_shows_methods_with_supervision_and_datasets(capsys):
     code, out, _ = run(capsys, "--list")
     assert code == 0
     assert "lff" in out and "○ none" in out and "cmnist" in out and "ratio" in out
+    assert "on cmnist: ◐ bias-tailored" in out  # REPAIR's per-dataset supervision
 
 
 def test_unknown_method_lists_valid_names(capsys, tmp_path):
