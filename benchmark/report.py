@@ -14,6 +14,7 @@ failed trials and trials of other protocols listed). `run_all.py` calls `write_r
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import sys
@@ -102,6 +103,11 @@ def caption(result: TableResult, sel: Selection | None, numbered: bool = True) -
                else "on the test set, as the paper did")
         parts.append(f"REPAIR: best of its variants (T/R/C/S) per cell, chosen {how}; the chosen variant is shown "
                      f"beside the value and every variant's numbers are in table{result.number}.csv.")
+    hex_used = result.trials_used[result.trials_used["method"] == "hex"] if len(result.trials_used) else None
+    if hex_used is not None and len(hex_used) and "method_hparams" in hex_used:
+        # The NGLCM input decides what HEX can see of the bias (gray_permax misses a uniform colour).
+        modes = sorted({str(json.loads(h).get("nglcm_input", "?")) for h in hex_used["method_hparams"]})
+        parts.append(f"HEX: NGLCM input {', '.join(modes)}.")
     if any(c.marker for c in result.columns) or result.number == 6:
         parts.append("Supervision: ○ none, ◐ bias-tailored, ● bias labels.")
     if sel is not None and sel.selector.uses_validation_bias_labels and result.value_kind != "count":

@@ -337,3 +337,15 @@ def test_the_report_imports_no_torch():
     code = ("import sys, benchmark.report, benchmark.tables, benchmark.figures, benchmark.selectors; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_caption_names_the_hex_nglcm_input_that_produced_the_numbers(tmp_path):
+    from benchmark.report import caption
+
+    store = ResultStore(tmp_path / "store")
+    store.ensure_writable()
+    p = _controlled(95.0, 4, "digit")
+    syn.simple(store, syn.trial("cmnist", "hex", p, 0, {"nglcm_input": "per_channel"}), (0.5, 0.4))
+    sel = select(load_store(store.root))
+    assert "HEX: NGLCM input per_channel." in caption(build_table(2, sel), sel)
+    assert "NGLCM" not in caption(build_table(10, sel), sel)  # no HEX trial in Table 10
