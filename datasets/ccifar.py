@@ -34,7 +34,7 @@ from datasets.base import (
     TrainProtocol,
     register_dataset,
 )
-from datasets.cifar10_source import CLASS_NAMES, fingerprint, locate_cifar10, read_cifar10
+from datasets.cifar10_source import CLASS_NAMES, FULL_SIZES, fingerprint, locate_cifar10, read_cifar10
 from datasets.corruptions import check_severity, corrupt_chunk, corruption_names, warm_up
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,9 @@ class CCIFARParams:
     unbiased_train: bool = False  # Table 1's Accuracy*: training corruptions at the 10% ratio
 
 
+_WARNED_PARTIAL: set[str] = set()  # raw CIFAR-10 directories already reported as partial copies
+
+
 class CorruptedCIFAR10(BiasedDataset):
     """Shared implementation; `kind` selects the corruption list (registered subclasses below)."""
 
@@ -192,7 +195,16 @@ class CorruptedCIFAR10(BiasedDataset):
             return cls.generate(params, (raw.train_images, raw.train_labels), (raw.test_images, raw.test_labels),
                                 data_seed)
 
-        return load_or_build(paths.cache_dir, cls.name, key, build)
+        arrays = load_or_build(paths.cache_dir, cls.name, key, build)
+        sizes = {"train": len(arrays["train_objects"]), "test": len(arrays["test_objects"])}
+        if sizes != FULL_SIZES and str(source) not in _WARNED_PARTIAL:
+            # Said on every run, cached or not: results from a partial copy are not the paper's.
+            _WARNED_PARTIAL.add(str(source))
+            log.warning("CIFAR-10 in %s is a partial copy (%d train / %d test images; the full dataset has "
+                        "50,000 / 10,000): fine for smoke runs, not comparable with the paper. Keep its results "
+                        "in their own --results directory (trial keys do not record the raw copy)",
+                        source, sizes["train"], sizes["test"])
+        return arrays
 
     @classmethod
     def prepare(cls, params: CCIFARParams, paths: DataPaths, data_seed: int = 0) -> None:

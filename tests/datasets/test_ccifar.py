@@ -285,3 +285,13 @@ def test_contact_sheet_renders_every_corruption_and_severity(fake_root, tmp_path
     sheet = Image.open(out)
     rows = 20 * (32 + contact_sheet.GAP) + 2 * contact_sheet.HEADER_HEIGHT + contact_sheet.GAP
     assert sheet.size == (contact_sheet.LABEL_WIDTH + 6 * (2 * 32 + contact_sheet.GAP), rows)
+
+
+def test_a_partial_copy_is_reported_even_from_a_warm_cache(paths, type1, caplog):
+    import datasets.ccifar as ccifar
+
+    ccifar._WARNED_PARTIAL.clear()
+    cls = DATASETS.get("ccifar1")
+    with caplog.at_level("WARNING", logger="datasets.ccifar"):
+        cls.load(cls.make_params({"ratio": 95, "difficulty": 2}), paths)  # cached by the type1 fixture
+    assert "partial copy (600 train / 200 test images" in caplog.text
