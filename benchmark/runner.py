@@ -177,14 +177,12 @@ def run_one_trial(trial: ResolvedTrial, env_spec: dict[str, Any], report=None) -
         output = train_trial(trial, env, on_epoch=on_epoch,
                              on_metrics=store_partial if env_spec.get("scheduler") else None)
         info = {
-            "code_version": env_spec["code_version"],
+            **base_info,
             "data_generator_version": DATASETS.get(trial.dataset).generator_version,
             "wall_time_s": output.wall_time_s,
             "seconds_per_epoch": output.seconds_per_epoch,
             "peak_memory_mb": output.peak_memory_mb,
             "device": output.device_name,
-            "hostname": socket.gethostname(),
-            "ray_node_id": _ray_node_id(),
             "torch_version": output.torch_version,
             "cuda_version": output.cuda_version,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -393,14 +391,13 @@ def run_grid(configs: list[TrialConfig], options: RunOptions) -> RunSummary:
     try:
         with view:
             grid = tuner.fit()
-        completed = store.completed_keys()
-        partial = store.keys_with_status("partial")
+        statuses = store.statuses()  # one metadata scan for the whole grid
         stopped_by_scheduler = scheduler.stopped if scheduler is not None else set()
         for result in grid:
             trial = ResolvedTrial.from_json(result.config["trial"])
-            if trial.key in completed:
+            if statuses.get(trial.key) == "completed":
                 summary.completed.append(trial.key)
-            elif result.config["trial"] in stopped_by_scheduler and trial.key in partial:
+            elif result.config["trial"] in stopped_by_scheduler and statuses.get(trial.key) == "partial":
                 # Only the scheduler's own decisions make a partial record final; a trial cut
                 # short by an interrupt stays partial and resumes from its checkpoint next run.
                 store.set_status(trial.key, "stopped")

@@ -252,13 +252,19 @@ class ResultStore:
             valid[path] = metadata
         return valid
 
-    def completed_keys(self) -> set[str]:
-        return {meta[_META_KEY].decode() for meta in self.valid_files().values()
-                if meta.get(_META_STATUS) == b"completed"}
+    def statuses(self) -> dict[str, str]:
+        """Trial key -> stored status, from the files' metadata (no row is read)."""
+        return {meta[_META_KEY].decode(): meta.get(_META_STATUS, b"").decode() for meta in self.valid_files().values()}
 
-    def keys_with_status(self, status: str) -> set[str]:
-        return {meta[_META_KEY].decode() for meta in self.valid_files().values()
-                if meta.get(_META_STATUS) == status.encode()}
+    def keys_with_status(self, *statuses: str) -> set[str]:
+        return {key for key, status in self.statuses().items() if status in statuses}
+
+    def completed_keys(self) -> set[str]:
+        return self.keys_with_status("completed")
+
+    def finished_keys(self) -> set[str]:
+        """Trials that need no rerun: completed, or stopped early by a scheduler."""
+        return self.keys_with_status("completed", "stopped")
 
     def set_status(self, key: str, status: str) -> None:
         """Rewrite one stored trial with a new status (atomically, metrics untouched)."""
@@ -269,11 +275,6 @@ class ResultStore:
         metadata = dict(table.schema.metadata or {})
         metadata[_META_STATUS] = status.encode()
         self._atomic_write(table.replace_schema_metadata(metadata), "trials", f"{key}.parquet")
-
-    def finished_keys(self) -> set[str]:
-        """Trials that need no rerun: completed, or stopped early by a scheduler."""
-        return {meta[_META_KEY].decode() for meta in self.valid_files().values()
-                if meta.get(_META_STATUS) in (b"completed", b"stopped")}
 
     def read(self, columns: list[str] | None = None) -> pd.DataFrame:
         """Every stored row as one DataFrame (one pyarrow dataset scan over the valid files)."""
