@@ -337,10 +337,42 @@ def build_report(results: str, out: Path | None = None, options: ReportOptions =
         columns = ["trial_key", "dataset", "method", "dataset_params", "method_hparams", "trial_seed",
                    "selection_protocol", "error"]
         failed_all[columns].to_csv(out / "failed_trials.csv", index=False)
+    diagnostics = method_diagnostics(results)
+    if len(diagnostics):
+        diagnostics.to_csv(out / "diagnostics.csv", index=False)
+        lines += ["", "### Method diagnostics at the last epoch (mean over trials; every epoch in diagnostics.csv)", "",
+                  *_markdown_frame(_last_epoch_diagnostics(diagnostics))]
     lines += ["", f"Files under {out}: " + (", ".join(f"table{n}.{{csv,tex,md}}" for n in written) or "no tables")]
     markdown = "\n".join(lines)
     (out / "report.md").write_text(markdown + "\n", encoding="utf-8")
     return markdown
+
+
+def method_diagnostics(results: str) -> pd.DataFrame:
+    """Every method-diagnostic row (subset "method", see Method.epoch_diagnostics) of the store's
+    completed trials, with the trial's identity."""
+    store = ResultStore(results)
+    expression = (pc.field("subset") == "method") & (pc.field("status") == "completed")
+    columns = ["trial_key", "dataset", "method", "dataset_params", "method_hparams", "trial_seed",
+               "selection_protocol", "epoch", "metric", "value"]
+    return scan(store, columns, expression).sort_values(["dataset", "method", "trial_key", "epoch", "metric"],
+                                                        ignore_index=True)
+
+
+def _last_epoch_diagnostics(diagnostics: pd.DataFrame) -> pd.DataFrame:
+    last = diagnostics[diagnostics["epoch"] == diagnostics.groupby("trial_key")["epoch"].transform("max")]
+    keys = ["dataset", "dataset_params", "method", "method_hparams", "metric"]
+    return last.groupby(keys, sort=True)["value"].agg(mean="mean", n="count").reset_index()
+
+
+def _markdown_frame(frame: pd.DataFrame) -> list[str]:
+    """A small DataFrame as Markdown table lines (pandas' to_markdown needs the tabulate package)."""
+    def cell(value) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value).replace("|", "\\|")
+
+    rows = [[cell(v) for v in row] for row in frame.itertuples(index=False)]
+    return ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns),
+            *("| " + " | ".join(row) + " |" for row in rows)]
 
 
 def _figures(sel: Selection, out: Path, options: ReportOptions) -> list[str]:

@@ -349,3 +349,20 @@ def test_caption_names_the_hex_nglcm_input_that_produced_the_numbers(tmp_path):
     sel = select(load_store(store.root))
     assert "HEX: NGLCM input per_channel." in caption(build_table(2, sel), sel)
     assert "NGLCM" not in caption(build_table(10, sel), sel)  # no HEX trial in Table 10
+
+
+def test_method_diagnostics_are_written_and_summarised_at_the_last_epoch(tmp_path):
+    from benchmark.store import TrialRecord
+
+    store = ResultStore(tmp_path / "store")
+    store.ensure_writable()
+    trial = {"dataset": "cmnist", "method": "group_dro", "supervision": "bias-labels", "predictor_role": "main",
+             "dataset_params": _controlled(95.0, 4, "digit"), "method_hparams": {}, "trial_seed": 0, "data_seed": 0,
+             "hparams_seed": 0, "epochs": 2, "protocol": "paper"}
+    rows = {"epoch": [1, 2, 1], "role": ["-"] * 3, "split": ["train"] * 3, "subset": ["method"] * 3,
+            "target": [None] * 3, "bias": [None] * 3, "metric": ["q_max", "q_max", "accuracy"], "value": [0.1, 0.3, 0.5]}
+    store.write_trial(TrialRecord(trial=trial, key="k", status="completed", metrics=rows))
+    markdown = build_report(str(tmp_path / "store"), tmp_path / "out", ReportOptions(figures=False))
+    written = pd.read_csv(tmp_path / "out" / "diagnostics.csv")
+    assert written[["epoch", "metric", "value"]].values.tolist() == [[1, "accuracy", 0.5], [1, "q_max", 0.1], [2, "q_max", 0.3]]
+    assert "| q_max | 0.3 | 1 |" in markdown and "| accuracy |" not in markdown  # last epoch (2) only
