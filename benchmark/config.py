@@ -50,6 +50,8 @@ class ResolvedTrial:
     protocol: str
     tables: tuple[int, ...] = ()
     validation_fraction: float = 0.1
+    # The dataset generator's version: a new generator is a new experiment, so it is part of the key.
+    data_generator_version: str = ""
 
     def key_fields(self) -> dict[str, Any]:
         fields = asdict(self)

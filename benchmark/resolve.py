@@ -60,4 +60,5 @@ def resolve_trial(config: TrialConfig) -> ResolvedTrial:
         protocol=config.protocol,
         tables=tuple(sorted(set(config.tables))),
         validation_fraction=float(config.validation_fraction),
+        data_generator_version=dataset_cls.generator_version,
     )

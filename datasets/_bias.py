@@ -1,40 +1,70 @@
-"""Bias-attribute assignment shared by the controlled datasets (SPEC 2.1, 2.2)."""
+"""Bias-attribute assignment shared by the controlled datasets (Colored MNIST, Corrupted CIFAR-10).
+
+Two named rules, with identical counts per (target, bias) cell:
+
+* ``reference`` (default, the paper's protocol): the reference generator's positional rule. For a
+  class y with n_y samples, p is the row of per-value probabilities (the aligned fraction at b = y,
+  the rest spread evenly over the other values), the milestones are round(n_y * cumsum(p)) over the
+  bias values in index order, and the class's samples, taken in the raw dataset's own order, get the
+  value of the first milestone above their position. Consecutive blocks, one per bias value.
+* ``random``: the same counts, with the samples of each class shuffled by a seeded generator before
+  the blocks are laid out (which samples conflict is then independent of the raw order).
+
+Which samples conflict changes the numbers, so the rule is a dataset parameter recorded with every
+result (see docs/protocol.md).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+ASSIGNMENTS = ("reference", "random")
 
-def bias_counts(n: int, aligned_fraction: float, num_bias: int) -> np.ndarray:
-    """Counts per bias value for one class of n samples, aligned value first.
 
-    Exactly round(aligned_fraction * n) samples are aligned; the rest are spread evenly over the
-    other num_bias - 1 values by cumulative rounding, so the counts are exact and sum to n."""
-    n_aligned = int(np.round(aligned_fraction * n))
-    rest = n - n_aligned
-    milestones = np.round(rest * np.cumsum(np.full(num_bias - 1, 1.0 / (num_bias - 1)))).astype(np.int64)
-    milestones[-1] = rest  # guard against floating-point drift in the cumulative sum
-    return np.concatenate([[n_aligned], np.diff(np.concatenate([[0], milestones]))])
+def bias_milestones(n: int, aligned_fraction: float, num_bias: int, target: int) -> np.ndarray:
+    """round(n * cumsum(p)) for one class, computed with the reference's float operations so that
+    half-way roundings fall the same way (numpy rounds half to even)."""
+    eye = np.eye(1, num_bias, target)[0]
+    probabilities = aligned_fraction * eye + (1 - aligned_fraction) / (num_bias - 1) * (1 - eye)
+    return (n * np.cumsum(probabilities)).round().astype(np.int64)
+
+
+def bias_counts(n: int, aligned_fraction: float, num_bias: int, target: int) -> np.ndarray:
+    """Samples per bias value (index order) for one class of n samples with target `target`."""
+    return np.diff(bias_milestones(n, aligned_fraction, num_bias, target), prepend=0)
 
 
 def assign_bias(
-    targets: np.ndarray, aligned_fraction: float, num_bias: int, rng: np.random.Generator
+    targets: np.ndarray,
+    aligned_fraction: float,
+    num_bias: int,
+    assignment: str = "reference",
+    rng: np.random.Generator | None = None,
 ) -> np.ndarray:
-    """A bias value per sample with the aligned mapping b = y; which samples of a class get which
-    value is a seeded random choice."""
+    """A bias value per sample, with the aligned mapping b = y (see the module docstring)."""
+    if assignment not in ASSIGNMENTS:
+        raise ValueError(f"invalid assignment {assignment!r}: choose one of {', '.join(ASSIGNMENTS)}")
+    if assignment == "random" and rng is None:
+        raise ValueError("the random assignment needs a seeded generator")
     targets = np.asarray(targets)
-    biases = np.empty_like(targets, dtype=np.int64)
+    biases = np.empty(len(targets), dtype=np.int64)
     for y in range(int(targets.max()) + 1):
-        index = np.flatnonzero(targets == y)
-        counts = bias_counts(len(index), aligned_fraction, num_bias)
-        values = [y] + [b for b in range(num_bias) if b != y]
-        labels = np.repeat(values, counts)
-        biases[index[rng.permutation(len(index))]] = labels
+        index = np.flatnonzero(targets == y)  # the raw dataset's own order
+        if assignment == "random":
+            index = index[rng.permutation(len(index))]
+        milestones = bias_milestones(len(index), aligned_fraction, num_bias, y)
+        # Position i gets the first bias value whose milestone lies above i.
+        biases[index] = np.searchsorted(milestones, np.arange(len(index)), side="right")
     return biases
 
 
 def aligned_fraction_from_ratio(ratio_percent: float, num_classes: int) -> float:
     """Validate a ratio given in percent of bias-aligned samples and return it as a fraction."""
+    if isinstance(ratio_percent, bool) or not isinstance(ratio_percent, (int, float)):
+        raise ValueError(
+            f"invalid ratio {ratio_percent!r}: the ratio is a number, the percentage of bias-aligned "
+            "training samples, e.g. 95, 98, 99 or 99.5"
+        )
     low = 100.0 / num_classes
     if not (low < ratio_percent < 100.0):
         raise ValueError(
@@ -43,3 +73,8 @@ def aligned_fraction_from_ratio(ratio_percent: float, num_classes: int) -> float
             f"100, e.g. 95, 98, 99 or 99.5"
         )
     return ratio_percent / 100.0
+
+
+def check_assignment(assignment: str) -> None:
+    if assignment not in ASSIGNMENTS:
+        raise ValueError(f"invalid assignment {assignment!r}: choose one of {', '.join(ASSIGNMENTS)}")

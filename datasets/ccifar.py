@@ -23,7 +23,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from datasets._bias import aligned_fraction_from_ratio, assign_bias
+from datasets._bias import aligned_fraction_from_ratio, assign_bias, check_assignment
 from datasets._cache import load_or_build
 from datasets.base import (
     BiasedData,
@@ -118,11 +118,13 @@ def corrupt_images(images: np.ndarray, biases: np.ndarray, names: tuple[str, ...
 
 
 def make_split(images: np.ndarray, objects: np.ndarray, aligned_fraction: float, kind: int, severity: int,
-               data_seed: int, split: str, workers: int | None = None, progress: bool | None = None) -> dict[str, np.ndarray]:
+               data_seed: int, split: str, workers: int | None = None, progress: bool | None = None,
+               assignment: str = "reference") -> dict[str, np.ndarray]:
     """One split's arrays: images uint8 (N, 3, 32, 32), objects and corruptions int64 (N,)."""
     code = _SPLIT_CODE[split]
     names = corruption_names(kind)
-    corruptions = assign_bias(objects, aligned_fraction, len(names), np.random.default_rng([data_seed, code, _STREAM_BIAS]))
+    corruptions = assign_bias(objects, aligned_fraction, len(names), assignment,
+                              np.random.default_rng([data_seed, code, _STREAM_BIAS]))
     corrupted = corrupt_images(images, corruptions, names, severity, data_seed, code, workers=workers,
                                progress=progress, desc=f"Corrupted CIFAR-10 type {kind} {split}")
     return {
@@ -138,6 +140,8 @@ class CCIFARParams:
     difficulty: int = 4  # 1..4: CIFAR-10-C severity 2..5
     target: str = field(default="object", metadata={"generation": False})  # "corruption": reversed task
     unbiased_train: bool = False  # Table 1's Accuracy*: training corruptions at the 10% ratio
+    # Which samples of a class get which corruption: "reference" (positional, the paper's) or "random".
+    assignment: str = "reference"
 
 
 _WARNED_PARTIAL: set[str] = set()  # raw CIFAR-10 directories already reported as partial copies
@@ -151,7 +155,7 @@ class CorruptedCIFAR10(BiasedDataset):
     has_bias_labels = True
     target_attribute = "Object"
     bias_attribute = "Corruption"
-    generator_version = "1"
+    generator_version = "2"  # 2: the assignment parameter (reference rule by default)
     protocol = TrainProtocol(lr=1e-3, weight_decay=0.0, batch_size=256, epochs=200)
     input_spec: ClassVar[InputSpec] = InputSpec(scale=1.0 / 255.0, mean=CIFAR_MEAN, std=CIFAR_STD,
                                                 crop_padding=4, horizontal_flip=True)
@@ -159,6 +163,7 @@ class CorruptedCIFAR10(BiasedDataset):
     @classmethod
     def canonical(cls, params: CCIFARParams) -> CCIFARParams:
         severity_of(params.difficulty)
+        check_assignment(params.assignment)
         if params.target not in TARGETS:
             raise ValueError(f"invalid target {params.target!r}: choose one of {', '.join(TARGETS)}")
         if not isinstance(params.unbiased_train, bool):
@@ -177,8 +182,10 @@ class CorruptedCIFAR10(BiasedDataset):
         ratio = UNBIASED_RATIO if params.unbiased_train else params.ratio
         started = time.perf_counter()
         arrays = {
-            **make_split(*train, ratio / 100.0, cls.kind, severity, data_seed, "train", workers, progress),
-            **make_split(*test, UNBIASED_RATIO / 100.0, cls.kind, severity, data_seed, "test", workers, progress),
+            **make_split(*train, ratio / 100.0, cls.kind, severity, data_seed, "train", workers, progress,
+                         params.assignment),
+            **make_split(*test, UNBIASED_RATIO / 100.0, cls.kind, severity, data_seed, "test", workers, progress,
+                         params.assignment),
         }
         log.info("generated %s %s in %.1f s", cls.name, cls.generation_params(params), time.perf_counter() - started)
         return arrays

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from datasets._bias import aligned_fraction_from_ratio, assign_bias
+from datasets._bias import aligned_fraction_from_ratio, assign_bias, check_assignment
 from datasets._cache import load_or_build
 from datasets.base import (
     BiasedData,
@@ -58,6 +58,8 @@ class CMNISTParams:
     target: str = field(default="digit", metadata={"generation": False})  # "color": reversed task
     unbiased_train: bool = False  # Table 1's Accuracy*: training set coloured at the 10% ratio
     input_scaling: str = field(default="reference", metadata={"generation": False})
+    # Which samples of a class get which colour: "reference" (positional, the paper's) or "random".
+    assignment: str = "reference"
 
 
 def load_mnist(paths: DataPaths, train: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -94,12 +96,18 @@ def colorize(gray: np.ndarray, biases: np.ndarray, sigma: float, rng: np.random.
 
 
 def make_split(
-    gray: np.ndarray, digits: np.ndarray, aligned_fraction: float, sigma: float, data_seed: int, split: str
+    gray: np.ndarray,
+    digits: np.ndarray,
+    aligned_fraction: float,
+    sigma: float,
+    data_seed: int,
+    split: str,
+    assignment: str = "reference",
 ) -> dict[str, np.ndarray]:
     code = _SPLIT_CODE[split]
     bias_rng = np.random.default_rng([data_seed, code, _STREAM_BIAS])
     color_rng = np.random.default_rng([data_seed, code, _STREAM_COLOR])
-    colors = assign_bias(digits, aligned_fraction, len(PALETTE), bias_rng)
+    colors = assign_bias(digits, aligned_fraction, len(PALETTE), assignment, bias_rng)
     return {
         f"{split}_images": colorize(gray, colors, sigma, color_rng),
         f"{split}_digits": digits.astype(np.int64),
@@ -113,7 +121,7 @@ class ColoredMNIST(BiasedDataset):
     has_bias_labels = True
     target_attribute = "Digit"
     bias_attribute = "Color"
-    generator_version = "1"
+    generator_version = "2"  # 2: the assignment parameter (reference rule by default)
     protocol = TrainProtocol(lr=1e-3, weight_decay=0.0, batch_size=256, epochs=100)
 
     @classmethod
@@ -126,6 +134,7 @@ class ColoredMNIST(BiasedDataset):
             raise ValueError(
                 f"invalid input_scaling {params.input_scaling!r}: choose one of {', '.join(INPUT_SCALINGS)}"
             )
+        check_assignment(params.assignment)
         if params.unbiased_train:
             # The ratio is irrelevant for the unbiased training set; fix it so keys stay canonical.
             return replace(params, ratio=UNBIASED_RATIO)
@@ -143,8 +152,10 @@ class ColoredMNIST(BiasedDataset):
             train_gray, train_digits = load_mnist(paths, train=True)
             test_gray, test_digits = load_mnist(paths, train=False)
             return {
-                **make_split(train_gray, train_digits, ratio / 100.0, sigma, data_seed, "train"),
-                **make_split(test_gray, test_digits, UNBIASED_RATIO / 100.0, sigma, data_seed, "test"),
+                **make_split(train_gray, train_digits, ratio / 100.0, sigma, data_seed, "train", params.assignment),
+                **make_split(
+                    test_gray, test_digits, UNBIASED_RATIO / 100.0, sigma, data_seed, "test", params.assignment
+                ),
             }
 
         return load_or_build(paths.cache_dir, "cmnist", key, build)

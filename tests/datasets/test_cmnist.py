@@ -4,29 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from datasets._bias import assign_bias, bias_counts
+from datasets._bias import bias_counts
 from datasets.base import DataNotFoundError, DataPaths
 from datasets.cmnist import COLOR_STD, PALETTE, ColoredMNIST, colorize
-
-
-@pytest.mark.parametrize("n,ratio", [(5923, 0.995), (6742, 0.95), (980, 0.1), (1135, 0.99), (7, 0.98)])
-def test_bias_counts_are_exact(n, ratio):
-    counts = bias_counts(n, ratio, 10)
-    assert counts.sum() == n
-    assert counts[0] == round(ratio * n)
-    assert counts[1:].max() - counts[1:].min() <= 1  # the rest spread evenly
-
-
-def test_assign_bias_counts_per_class_and_seeded():
-    targets = np.repeat(np.arange(10), [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
-    a = assign_bias(targets, 0.1, 10, np.random.default_rng(0))
-    b = assign_bias(targets, 0.1, 10, np.random.default_rng(0))
-    c = assign_bias(targets, 0.1, 10, np.random.default_rng(1))
-    assert (a == b).all() and (a != c).any()
-    for y in range(10):
-        counts = np.bincount(a[targets == y], minlength=10)
-        np.testing.assert_array_equal(counts[[y] + [v for v in range(10) if v != y]],
-                                      bias_counts((targets == y).sum(), 0.1, 10))
 
 
 def test_colorize_multiplies_grey_by_clamped_noisy_palette_colour_and_truncates():
@@ -51,9 +31,7 @@ def test_train_split_exact_group_counts(cmnist_995):
     cells = torch.bincount(train.targets * 10 + train.biases, minlength=100).view(10, 10).numpy()
     class_sizes = cells.sum(1)
     for y in range(10):
-        expected = bias_counts(class_sizes[y], 0.995, 10)
-        assert cells[y, y] == expected[0]
-        np.testing.assert_array_equal(np.delete(cells[y], y), expected[1:])
+        np.testing.assert_array_equal(cells[y], bias_counts(class_sizes[y], 0.995, 10, y))
 
 
 def test_test_split_is_unbiased_with_every_cell_populated(cmnist_995):
@@ -80,7 +58,30 @@ def test_generation_is_cached_and_deterministic(mnist_paths):
     again = ColoredMNIST.load(params, mnist_paths, data_seed=0)
     torch.testing.assert_close(first.train.images, again.train.images)
     other_seed = ColoredMNIST.arrays(params, mnist_paths, data_seed=1)
-    assert not np.array_equal(other_seed["train_colors"], first.train.biases.numpy())
+    # The reference rule is positional: the data seed changes the colour noise, not the assignment.
+    np.testing.assert_array_equal(other_seed["train_colors"], first.train.biases.numpy())
+    assert not np.array_equal(other_seed["train_images"], first.train.images.numpy())
+
+
+def test_reference_assignment_is_positional_in_mnist_order(cmnist_995):
+    train = cmnist_995.train
+    for y in (0, 7):
+        biases = train.biases[train.targets == y].numpy()
+        aligned_block = np.flatnonzero(biases == y)
+        # One consecutive aligned block, with the conflicting blocks in colour order around it.
+        assert (np.diff(aligned_block) == 1).all()
+        assert (np.diff(biases) >= 0).all()
+
+
+def test_random_assignment_has_the_same_cells_and_other_samples(mnist_paths, cmnist_995):
+    shuffled = ColoredMNIST.load(ColoredMNIST.make_params({"ratio": 99.5, "assignment": "random"}), mnist_paths)
+    cells = lambda split: torch.bincount(split.targets * 10 + split.biases, minlength=100)  # noqa: E731
+    torch.testing.assert_close(cells(shuffled.train), cells(cmnist_995.train))
+    torch.testing.assert_close(cells(shuffled.test), cells(cmnist_995.test))
+    assert (shuffled.train.biases != cmnist_995.train.biases).any()
+    other_seed = ColoredMNIST.arrays(ColoredMNIST.make_params({"ratio": 99.5, "assignment": "random"}),
+                                     mnist_paths, data_seed=1)
+    assert not np.array_equal(other_seed["train_colors"], shuffled.train.biases.numpy())
 
 
 def test_reversed_task_swaps_target_and_bias_on_the_same_images(mnist_paths, cmnist_995):
@@ -99,6 +100,7 @@ def test_unbiased_training_set_is_uniform(mnist_paths):
 @pytest.mark.parametrize("values,message", [
     ({"ratio": 0.995}, "percentage"), ({"ratio": 100}, "strictly between"), ({"ratio": 5}, "strictly between"),
     ({"difficulty": 5}, "difficulty"), ({"target": "shape"}, "target"), ({"input_scaling": "x"}, "input_scaling"),
+    ({"assignment": "shuffled"}, "reference, random"), ({"ratio": "abc"}, "is a number"),
     ({"colour": 1}, "no parameter"),
 ])
 def test_invalid_parameters_name_the_problem(values, message):
