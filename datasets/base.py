@@ -130,6 +130,13 @@ class BiasedDataset(abc.ABC):
     protocol: ClassVar[TrainProtocol] = TrainProtocol()
 
     @classmethod
+    def has_bias_labels_for(cls, params: Any) -> bool:
+        """Whether the dataset built from (canonical) `params` has bias labels. The class-level
+        `has_bias_labels` is the family's answer, used where no parameters are known yet; a family
+        whose bias attribute is optional (image_table without `bias`) overrides this."""
+        return cls.has_bias_labels
+
+    @classmethod
     def train_protocol(cls, params: Any) -> TrainProtocol:
         """The paper's optimisation settings for these parameters."""
         return cls.protocol
