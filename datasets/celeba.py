@@ -86,36 +86,60 @@ def attribute_name(name: str, valid: Sequence[str] = ATTRIBUTES) -> str:
 
 # -- image preprocessing shared with BAR -------------------------------------------------------
 
-def load_resized(path: str, size: int, mode: str) -> np.ndarray:
-    """One image as uint8 (3, size, size). mode "stretch": resize both sides to size (CelebA's
+class UnreadableImageError(ValueError):
+    """Pillow could not decode an image file; `path` names the file (picklable, so it crosses
+    from a decoding worker to the parent intact)."""
+
+    def __init__(self, message: str, path: str) -> None:
+        super().__init__(message, path)
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def resize_image(image, size: int, mode: str):
+    """A Pillow image resized to size x size. mode "stretch": resize both sides to size (CelebA's
     Resize((224, 224))); "short_side_center": resize the shorter side to size, then centre crop
-    (torchvision's Resize(size) + CenterCrop(size)). Bilinear with Pillow's anti-aliasing."""
+    (torchvision's Resize(size) + CenterCrop(size)). Bilinear with Pillow's anti-aliasing; an image
+    already of the requested size is returned unchanged."""
+    from PIL import Image
+
+    if mode == "stretch":
+        return image.resize((size, size), Image.BILINEAR)
+    if mode == "short_side_center":
+        width, height = image.size
+        scale = size / min(width, height)
+        new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+        image = image.resize((new_w, new_h), Image.BILINEAR)
+        left, top = int(round((new_w - size) / 2.0)), int(round((new_h - size) / 2.0))
+        return image.crop((left, top, left + size, top + size))
+    raise ValueError(f"unknown resize mode {mode!r}")
+
+
+def load_resized(path: str, size: int, mode: str) -> np.ndarray:
+    """One image as uint8 (3, size, size), resized by `resize_image`."""
     from PIL import Image
 
     with Image.open(path) as image:
         # JPEG draft mode decodes at a reduced DCT scale when the image is much larger than needed.
         image.draft("RGB", (size, size))
-        image = image.convert("RGB")
-        if mode == "stretch":
-            image = image.resize((size, size), Image.BILINEAR)
-        elif mode == "short_side_center":
-            width, height = image.size
-            scale = size / min(width, height)
-            new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-            image = image.resize((new_w, new_h), Image.BILINEAR)
-            left, top = int(round((new_w - size) / 2.0)), int(round((new_h - size) / 2.0))
-            image = image.crop((left, top, left + size, top + size))
-        else:
-            raise ValueError(f"unknown resize mode {mode!r}")
-        array = np.asarray(image, dtype=np.uint8)
+        array = np.asarray(resize_image(image.convert("RGB"), size, mode), dtype=np.uint8)
     return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def _decode_file(path: str, size: int, mode: str) -> np.ndarray:
+    try:
+        return load_resized(path, size, mode)
+    except Exception as error:  # Pillow raises OSError, ValueError, SyntaxError, DecompressionBombError ...
+        raise UnreadableImageError(f"cannot decode image {path}: {type(error).__name__}: {error}", path) from None
 
 
 def _load_chunk(task: tuple[int, list[str], int, str, tuple[str, int] | None]) -> tuple[int, int, np.ndarray | None]:
     """Decode one block of files. With a target (.npy path, data offset) the block is written
     straight into that file (no pixels pickled back to the parent); otherwise it is returned."""
     start, files, size, mode, target = task
-    block = np.stack([load_resized(f, size, mode) for f in files])
+    block = np.stack([_decode_file(f, size, mode) for f in files])
     if target is None:
         return start, len(block), block
     path, offset = target
