@@ -36,7 +36,7 @@ def _assignment(text: str) -> tuple[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from benchmark.grids import GRIDS
+    from benchmark.paper.grids import GRIDS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--list", action="store_true", help="print registered methods and datasets, then exit")
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from benchmark.plugins import load_plugins
     from benchmark.registry import UnknownNameError
-    from benchmark.resolve import InvalidTrialError
+    from benchmark.experiments.resolve import InvalidTrialError
     from benchmark.store import StoreError
     from datasets.base import DATASETS, DataNotFoundError
     from methods.base import METHODS
@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, DATASETS, METHODS) -> int:
-    from benchmark.grids import build_grid
-    from benchmark.runner import RunOptions, estimate_seconds, plan, resolve_all, run_grid
+    from benchmark.paper.grids import build_grid
+    from benchmark.experiments.driver import RunOptions, estimate_seconds, plan, resolve_all, run_grid
     from benchmark.store import ResultStore
 
     for name in args.methods or []:
@@ -163,7 +163,7 @@ def _run(args, DATASETS, METHODS) -> int:
         trials = resolve_all(runnable)
         store = ResultStore(results)
         todo, done = plan(trials, store)
-        from benchmark.runner import _label
+        from benchmark.experiments.driver import _label
 
         for trial in todo:
             print(f"{trial.key}  {_label(trial)}  epochs={trial.epochs}  tables={','.join(map(str, trial.tables))}")
@@ -184,7 +184,7 @@ def _run(args, DATASETS, METHODS) -> int:
     if summary.unfinished:
         print("  the run was interrupted; rerun the same command to resume", file=sys.stderr)
     if not args.no_report:
-        from benchmark.report import write_report
+        from benchmark.report.build import write_report
 
         from datasets.base import DataPaths
 
@@ -195,8 +195,8 @@ def _run(args, DATASETS, METHODS) -> int:
 def _search(args, configs, options, METHODS) -> int:
     """Phase 1: one trial per hparams_seed (0 = defaults, 1..N = draws) under the validation
     protocol with the first seed. Phase 2: the best configuration per cell with every seed."""
-    from benchmark.runner import resolve_all, run_grid
-    from benchmark.search import best_configurations, check_metric, search_results, summary_table
+    from benchmark.experiments.driver import resolve_all, run_grid
+    from benchmark.experiments.search import best_configurations, check_metric, search_results, summary_table
     from benchmark.store import ResultStore
 
     check_metric(args.metric)

@@ -20,7 +20,6 @@ evaluation, and RandomResizedCrop drawn from the stored square rather than the f
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,12 +38,13 @@ from datasets.base import (
     TrainProtocol,
     register_dataset,
 )
+from benchmark.paper.axes import BAR_CLASS_ALIASES, BAR_CLASSES
+from benchmark.paper.bar import bar_class_counts, read_bar_metadata
 from datasets.celeba import IMAGENET_MEAN, IMAGENET_STD, decode_images
 
 log = logging.getLogger(__name__)
 
-CLASSES = ("climbing", "diving", "fishing", "racing", "throwing", "vaulting")  # Table 6 order
-CLASS_ALIASES = {"pole vaulting": "vaulting", "pole_vaulting": "vaulting"}
+CLASSES = BAR_CLASSES  # Table 6 order
 SPLITS = ("train", "test")
 # Table 7 of the paper: images per class (CLASSES order) and split.
 PUBLISHED_COUNTS = {"train": (326, 520, 163, 336, 317, 279), "test": (105, 159, 42, 132, 85, 131)}
@@ -65,16 +65,6 @@ def bar_dir(paths: DataPaths) -> Path:
     return paths.data_root / "BAR"
 
 
-def class_of(name: str) -> int:
-    """Class index of a metadata `cls` value (or a file prefix)."""
-    key = name.strip().lower()
-    key = CLASS_ALIASES.get(key, key)
-    if key not in CLASSES:
-        raise ValueError(f"unknown BAR class {name!r}; the classes are {', '.join(CLASSES)} "
-                         "(vaulting may be spelt 'pole vaulting')")
-    return CLASSES.index(key)
-
-
 def _missing(paths: DataPaths, what: Path) -> DataNotFoundError:
     return DataNotFoundError(
         f"BAR not found: {what} is missing. Put the published dataset under the data root as "
@@ -87,7 +77,7 @@ def _image_path(split_dir: Path, key: str) -> Path | None:
     """The image file of a metadata key; the vaulting prefix may be spelt either way on disk."""
     prefix, _, number = key.rpartition("_")
     candidates = [key]
-    if CLASS_ALIASES.get(prefix.lower(), prefix.lower()) == "vaulting":
+    if BAR_CLASS_ALIASES.get(prefix.lower(), prefix.lower()) == "vaulting":
         candidates += [f"{p}_{number}" for p in ("pole vaulting", "vaulting", "pole_vaulting")]
     for candidate in candidates:
         path = split_dir / f"{candidate}.jpg"
@@ -107,14 +97,14 @@ def read_index(paths: DataPaths) -> dict[str, tuple[list[Path], np.ndarray]]:
     meta_file = root / "metadata.json"
     if not meta_file.is_file():
         raise _missing(paths, meta_file)
-    metadata = json.loads(meta_file.read_text())
+    metadata = read_bar_metadata(meta_file)
     out = {}
     for split in SPLITS:
         split_dir = root / split
         if not split_dir.is_dir():
             raise _missing(paths, split_dir)
         entries = sorted(
-            ((key, class_of(item["cls"])) for key, item in metadata.items() if bool(item["train"]) == (split == "train")),
+            ((key, cls) for key, (cls, train) in metadata.items() if train == (split == "train")),
             key=lambda entry: _sort_key(*entry),
         )
         files = []
@@ -129,11 +119,7 @@ def read_index(paths: DataPaths) -> dict[str, tuple[list[Path], np.ndarray]]:
 
 def class_counts(paths: DataPaths) -> dict[str, dict[str, int]]:
     """Table 7: images per class and split, from metadata.json (no images are decoded)."""
-    metadata = json.loads((bar_dir(paths) / "metadata.json").read_text())
-    counts = {split: dict.fromkeys(CLASSES, 0) for split in SPLITS}
-    for item in metadata.values():
-        counts["train" if item["train"] else "test"][CLASSES[class_of(item["cls"])]] += 1
-    return counts
+    return bar_class_counts(bar_dir(paths) / "metadata.json")
 
 
 @register_dataset("bar")

@@ -15,10 +15,9 @@ from typing import Any, ClassVar, Mapping
 
 import torch
 
+from benchmark.paths import resolve_cache_dir, resolve_data_root
 from benchmark.registry import Registry
 
-DATA_ROOT_ENV = "DEBIAS_DATA_ROOT"
-CACHE_DIR_ENV = "DEBIAS_CACHE_DIR"
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -37,9 +36,7 @@ class DataPaths:
     ) -> "DataPaths":
         """--data-root, else $DEBIAS_DATA_ROOT, else ./data; cache: --cache-dir, else
         $DEBIAS_CACHE_DIR, else ./data/cache (never inside a read-only data root)."""
-        root = Path(data_root or os.environ.get(DATA_ROOT_ENV) or "data").expanduser().resolve()
-        cache = Path(cache_dir or os.environ.get(CACHE_DIR_ENV) or "data/cache").expanduser().resolve()
-        return cls(data_root=root, cache_dir=cache)
+        return cls(data_root=resolve_data_root(data_root), cache_dir=resolve_cache_dir(cache_dir))
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import enum
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable, Mapping
@@ -20,22 +19,7 @@ import torch
 from torch import nn
 
 from benchmark.registry import Registry
-
-
-class Supervision(str, enum.Enum):
-    """What a method is told about the bias (SPEC 1)."""
-
-    NONE = "none"  # ○ e.g. Vanilla, LfF
-    BIAS_TAILORED = "bias-tailored"  # ◐ knowledge of the bias type built into the method (HEX, ReBias)
-    BIAS_LABELS = "bias-labels"  # ● reads the bias attribute of training samples (Group DRO, REPAIR)
-
-    @property
-    def symbol(self) -> str:
-        return {"none": "○", "bias-tailored": "◐", "bias-labels": "●"}[self.value]
-
-    @property
-    def receives_bias_labels(self) -> bool:
-        return self is Supervision.BIAS_LABELS
+from benchmark.supervision import Supervision
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ def toy_plugin():
 @pytest.fixture
 def registry_without_bias_labels(monkeypatch):
     """Trial resolution sees only a BAR-like dataset without bias labels, which must never load data."""
-    from benchmark import resolve as resolve_module
+    from benchmark.experiments import resolve as resolve_module
     from datasets.base import BiasedDataset
 
     class NoBiasLabels(BiasedDataset):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.config import TrialConfig
-from benchmark.runner import RunOptions, run_grid
+from benchmark.trial import TrialConfig
+from benchmark.experiments.driver import RunOptions, run_grid
 from benchmark.store import ResultStore
 
 pytestmark = [pytest.mark.ray, pytest.mark.cluster]

@@ -1,6 +1,7 @@
 import pytest
 
-from benchmark.grids import RATIOS, build_grid, deduplicate, table_trials
+from benchmark.paper.axes import RATIOS
+from benchmark.paper.grids import build_grid, deduplicate, table_trials
 
 
 def test_paper_grid_shares_trials_between_tables():
@@ -27,7 +28,7 @@ def test_filters_and_overrides():
 
 
 def test_dedup_merges_tables():
-    from benchmark.config import TrialConfig
+    from benchmark.trial import TrialConfig
 
     merged = deduplicate([TrialConfig("cmnist", "lff", tables=(2,)), TrialConfig("cmnist", "lff", tables=(8,))])
     assert len(merged) == 1 and merged[0].tables == (2, 8)

@@ -3,7 +3,7 @@ and horizontal flip, checked against the offsets and flips the generator actuall
 
 import torch
 
-from benchmark.input_pipeline import DeviceSplit, random_crop, random_flip
+from benchmark.training.input_pipeline import DeviceSplit, random_crop, random_flip
 from datasets.base import InputSpec, Split
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)

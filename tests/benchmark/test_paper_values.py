@@ -5,7 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.paper_values import BAR_CLASSES, BASELINES, DIFFICULTIES, PAPER, RATIOS, paper_cell, paper_value
+from benchmark.paper.axes import BAR_CLASSES, BASELINES, DIFFICULTIES, RATIOS, difficulty_row, ratio_row
+from benchmark.paper.values import PAPER, paper_cell, paper_value
+
+RATIO_ROWS = tuple(ratio_row(r) for r in RATIOS)
+DIFFICULTY_ROWS = tuple(difficulty_row(d) for d in DIFFICULTIES)
 
 PAPER_TEXT = Path(__file__).resolve().parents[3] / "shared" / "seeds" / "002_8bbaa7f5cc723bd1.txt"
 PAIR = re.compile(r"(-?\d+\.\d+)\s*(?:</b>)?\s*(?:±|\$\\pm\$)\s*(\d+\.\d+)")
@@ -49,7 +53,7 @@ def test_table1_every_cell(paper_text):
     assert drops == [PAPER[(1, ds, row, "relative_drop", "relative_drop")][0] for ds, row in rows]
 
 
-@pytest.mark.parametrize("table,row_values", [(2, RATIOS), (3, RATIOS), (8, DIFFICULTIES), (9, DIFFICULTIES)])
+@pytest.mark.parametrize("table,row_values", [(2, RATIO_ROWS), (3, RATIO_ROWS), (8, DIFFICULTY_ROWS), (9, DIFFICULTY_ROWS)])
 def test_controlled_tables_every_cell(paper_text, table, row_values):
     metric = "unbiased" if table in (2, 8) else "conflicting"
     rows = [(ds, r) for ds in CONTROLLED for r in row_values]
@@ -59,7 +63,7 @@ def test_controlled_tables_every_cell(paper_text, table, row_values):
 @pytest.mark.parametrize("table,rows,methods", [
     (4, [(ds, "99.0") for ds in CONTROLLED], ("vanilla", "lff_ce", "lff")),
     (5, [("celeba", "Blond_Hair/Male"), ("celeba", "Heavy_Makeup/Male")], ("vanilla", "lff", "group_dro")),
-    (10, [("cmnist", r) for r in RATIOS], ("vanilla", "lff", "lff_rubi")),
+    (10, [("cmnist", r) for r in RATIO_ROWS], ("vanilla", "lff", "lff_rubi")),
 ])
 def test_two_block_tables_every_cell(paper_text, table, rows, methods):
     columns = [(metric, m) for metric in ("unbiased", "conflicting") for m in methods]

@@ -13,9 +13,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.report import ReportOptions, build_report, main, render_latex, write_report
+from benchmark.report.build import ReportOptions, build_report, write_report
+from benchmark.report.cli import main
+from benchmark.report.render import render_latex
 from benchmark.store import ResultStore
-from benchmark.tables import CONTROLLED, MALIGNANT, build_table, load_store, select
+from benchmark.paper.axes import CONTROLLED, MALIGNANT
+from benchmark.report.loading import load_store
+from benchmark.report.selection import select
+from benchmark.report.tables import build_table
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "report_golden"
@@ -334,13 +339,13 @@ def test_empty_store_and_explicit_tables(tmp_path):
 
 
 def test_the_report_imports_no_torch():
-    code = ("import sys, benchmark.report, benchmark.tables, benchmark.figures, benchmark.selectors; "
+    code = ("import sys, benchmark.report, benchmark.report.tables, benchmark.report.figures, benchmark.report.selectors; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
 def test_caption_names_the_hex_nglcm_input_that_produced_the_numbers(tmp_path):
-    from benchmark.report import caption
+    from benchmark.report.render import caption
 
     store = ResultStore(tmp_path / "store")
     store.ensure_writable()

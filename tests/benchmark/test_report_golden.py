@@ -12,9 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.report import ReportOptions, build_report, render_latex, render_markdown
+from benchmark.report.build import ReportOptions, build_report
+from benchmark.report.render import render_latex, render_markdown
 from benchmark.store import ResultStore
-from benchmark.tables import build_table, load_store, select
+from benchmark.report.loading import load_store
+from benchmark.report.selection import select
+from benchmark.report.tables import build_table
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "report_golden"
 _spec = importlib.util.spec_from_file_location("report_synthetic", GOLDEN / "synthetic.py")

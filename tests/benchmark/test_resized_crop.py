@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from benchmark.input_pipeline import DeviceSplit, center_crop, resized_crop, resized_crop_boxes
+from benchmark.training.input_pipeline import DeviceSplit, center_crop, resized_crop, resized_crop_boxes
 from datasets.base import InputSpec, Split
 
 

@@ -4,10 +4,10 @@ epoch is reported only after the completed record is written."""
 
 import pytest
 
-from benchmark.config import TrialConfig
+from benchmark.trial import TrialConfig
 from benchmark.plugins import load_plugins
-from benchmark.resolve import resolve_trial
-from benchmark.runner import run_one_trial
+from benchmark.experiments.resolve import resolve_trial
+from benchmark.experiments.driver import run_one_trial
 from benchmark.store import ResultStore
 
 

@@ -3,8 +3,8 @@ recorded rather than fatal, and rerunning the same grid runs nothing."""
 
 import pytest
 
-from benchmark.config import TrialConfig
-from benchmark.runner import RunOptions, run_grid
+from benchmark.trial import TrialConfig
+from benchmark.experiments.driver import RunOptions, run_grid
 from benchmark.store import ResultStore
 
 pytestmark = pytest.mark.ray

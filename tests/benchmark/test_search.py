@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from benchmark.config import TrialConfig
-from benchmark.search import best_configurations, check_metric, search_results, summary_table
+from benchmark.trial import TrialConfig
+from benchmark.experiments.search import best_configurations, check_metric, search_results, summary_table
 from methods.base import METHODS, resolve_hparams
 
 
@@ -33,7 +33,7 @@ def test_test_metrics_cannot_be_optimised():
 
 @pytest.mark.ray
 def test_asha_search_records_stopped_trials_and_picks_best(tmp_path, toy_plugin):
-    from benchmark.runner import RunOptions, run_grid
+    from benchmark.experiments.driver import RunOptions, run_grid
     from benchmark.store import ResultStore
 
     configs = [TrialConfig("toy", "lff", epochs=4, protocol="validation", hparams_seed=k) for k in range(4)]

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.config import TrialConfig
-from benchmark.resolve import resolve_trial
-from benchmark.trainer import TrainEnv, train_trial
+from benchmark.trial import TrialConfig
+from benchmark.experiments.resolve import resolve_trial
+from benchmark.training.trainer import TrainEnv, train_trial
 from datasets.base import DataPaths
 from methods.base import METHODS, Batch, Method, StepOutput, Supervision, register_method
 
@@ -110,7 +110,7 @@ def test_corrupt_checkpoint_is_ignored(env, tmp_path):
 
 
 def test_unsupervised_method_on_data_without_bias_labels_is_refused_when_it_needs_them(toy_plugin):
-    from benchmark.resolve import InvalidTrialError
+    from benchmark.experiments.resolve import InvalidTrialError
     from datasets.base import DATASETS
 
     toy = DATASETS.get("toy")

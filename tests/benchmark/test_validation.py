@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from benchmark.config import TrialConfig
-from benchmark.resolve import InvalidTrialError, resolve_trial
-from benchmark.trainer import TrainEnv, train_trial
-from benchmark.validation import holdout_indices
+from benchmark.trial import TrialConfig
+from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
+from benchmark.training.trainer import TrainEnv, train_trial
+from benchmark.training.holdout import holdout_indices
 from datasets.base import DataPaths
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.config import TrialConfig
-from benchmark.resolve import InvalidTrialError, resolve_trial
-from benchmark.trainer import TrainEnv, train_trial
+from benchmark.trial import TrialConfig
+from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
+from benchmark.training.trainer import TrainEnv, train_trial
 from datasets.bar import BAR, CLASSES, PUBLISHED_COUNTS, class_counts, stored_size
 from datasets.base import DATASETS, DataNotFoundError, DataPaths
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.config import TrialConfig
-from benchmark.resolve import resolve_trial
-from benchmark.trainer import TrainEnv, train_trial
+from benchmark.trial import TrialConfig
+from benchmark.experiments.resolve import resolve_trial
+from benchmark.training.trainer import TrainEnv, train_trial
 from datasets.base import DataPaths
 from methods.base import METHODS, Batch, MethodContext, Supervision
 from methods.hsic import hsic_rbf, hsic_unbiased, median_sigma, rbf_kernel, squared_distances

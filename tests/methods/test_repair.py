@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.config import TrialConfig
-from benchmark.resolve import InvalidTrialError, resolve_trial
+from benchmark.trial import TrialConfig
+from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
 from datasets.base import DATASETS
 from methods.base import METHODS, Batch, MethodContext, Supervision
 from methods.repair import (

@@ -14,10 +14,12 @@ Ties go to the earliest epoch, as early stopping would.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Mapping
 
 import pandas as pd
+
+from benchmark.metric_names import REPORTED, TEST_ACCURACY, VALID_ACCURACY, VALID_WORST_GROUP_ACCURACY
 
 
 class SelectorError(ValueError):
@@ -37,12 +39,12 @@ class Selector:
 
 SELECTORS: dict[str, Selector] = {s.name: s for s in (
     Selector("last", "final epoch, as in the paper", None, None, None, False, False),
-    Selector("val_accuracy", "epoch of best validation accuracy (no bias labels)", "valid", "all",
-             "sample_accuracy", False, False),
+    Selector("val_accuracy", "epoch of best validation accuracy (no bias labels)",
+             *astuple(REPORTED[VALID_ACCURACY]), False, False),
     Selector("val_worst_group", "epoch of best worst-group validation accuracy (uses validation bias labels)",
-             "valid", "all", "worst_group_accuracy", False, True),
+             *astuple(REPORTED[VALID_WORST_GROUP_ACCURACY]), False, True),
     Selector("test_oracle", "TEST ORACLE: epoch of best unbiased test accuracy (optimistic, not a fair protocol)",
-             "test", "all", "accuracy", True, False),
+             *astuple(REPORTED[TEST_ACCURACY]), True, False),
 )}
 DEFAULT_SELECTOR = "last"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from benchmark.config import SELECTION_PROTOCOLS, ResolvedTrial, TrialConfig
+from benchmark.trial import SELECTION_PROTOCOLS, ResolvedTrial, TrialConfig
 from datasets.base import DATASETS
 from methods.base import METHODS, resolve_hparams
 

@@ -11,18 +11,9 @@ import json
 from dataclasses import replace
 from typing import Callable, Iterable, Sequence
 
-from benchmark.config import TrialConfig
-
-RATIOS = (95.0, 98.0, 99.0, 99.5)
-DIFFICULTIES = (1, 2, 3, 4)
-CONTROLLED = ("cmnist", "ccifar1", "ccifar2")
-BASELINES = ("vanilla", "lff", "hex", "repair", "group_dro")  # Tables 2, 3, 8, 9
-REPAIR_VARIANTS = ("T", "R", "C", "S")  # all four run; tables show the best (LfF Appendix D)
-DEFAULT_SEEDS = (0, 1, 2)
-TABLES = tuple(range(1, 11))
-# (target, bias) attribute pairs of Table 1 per controlled dataset: (malignant, benign direction)
-TABLE1_TARGETS = {"cmnist": ("digit", "color"), "ccifar1": ("object", "corruption"), "ccifar2": ("object", "corruption")}
-CELEBA_TARGETS = ("Blond_Hair", "Heavy_Makeup")
+from benchmark.paper.axes import CELEBA_BIAS, CELEBA_TARGETS, DEFAULT_SEEDS, MALIGNANT, REPAIR_VARIANTS, TABLES
+from benchmark.paper.tables import paper_table
+from benchmark.trial import TrialConfig
 
 
 def _method_entries(method: str) -> list[dict]:
@@ -32,40 +23,31 @@ def _method_entries(method: str) -> list[dict]:
     return [{}]
 
 
-def _controlled(tables: tuple[int, ...], methods: Iterable[str], ratios: Iterable[float],
-                difficulties: Iterable[int], datasets: Iterable[str] = CONTROLLED) -> list[TrialConfig]:
+def table_trials(number: int) -> list[TrialConfig]:
+    """The trials one paper table needs (one seed; seeds are expanded by `build_grid`), derived
+    from the table's specification in `benchmark.paper.tables`."""
+    table = paper_table(number)
+    tables = (number,)
+    if not table.trains:
+        return []  # e.g. Table 7: BAR's per-class counts come from the dataset itself
+    if table.rows == "direction":  # Table 1: both directions, biased and unbiased training sets
+        return [
+            TrialConfig(ds, method, {"ratio": r, "difficulty": d, "target": target, "unbiased_train": unbiased},
+                        tables=tables)
+            for ds in table.datasets for target in MALIGNANT[ds] for unbiased in (False, True)
+            for r in table.ratios for d in table.difficulties for method in table.methods
+        ]
+    if table.rows == "attribute":  # Table 5: CelebA target attributes against the bias
+        return [TrialConfig(ds, m, {"target": t, "bias": CELEBA_BIAS}, tables=tables)
+                for ds in table.datasets for t in CELEBA_TARGETS for m in table.methods]
+    if table.rows == "method":  # Table 6: BAR, one row per method, the dataset's own protocol
+        return [TrialConfig(ds, m, tables=tables) for ds in table.datasets for m in table.methods]
     return [
-        TrialConfig(dataset=ds, method=m, dataset_params={"ratio": r, "difficulty": d}, method_hparams=h, tables=tables)
-        for ds in datasets for r in ratios for d in difficulties for m in methods for h in _method_entries(m)
+        TrialConfig(dataset=ds, method=m, dataset_params={"ratio": r, "difficulty": d}, method_hparams=h,
+                    tables=tables)
+        for ds in table.datasets for r in table.ratios for d in table.difficulties for m in table.methods
+        for h in _method_entries(m)
     ]
-
-
-def table_trials(table: int) -> list[TrialConfig]:
-    """The trials one paper table needs (one seed; seeds are expanded by `build_grid`)."""
-    if table == 1:
-        out = []
-        for ds, (malignant, benign) in TABLE1_TARGETS.items():
-            for target in (malignant, benign):
-                for unbiased in (False, True):
-                    params = {"ratio": 99.0, "difficulty": 4, "target": target, "unbiased_train": unbiased}
-                    out.append(TrialConfig(ds, "vanilla", params, tables=(1,)))
-        return out
-    if table in (2, 3):
-        return _controlled((2, 3), BASELINES, RATIOS, (4,))
-    if table == 4:
-        return _controlled((4,), ("vanilla", "lff_ce", "lff"), (99.0,), (4,))
-    if table == 5:
-        return [TrialConfig("celeba", m, {"target": t, "bias": "Male"}, tables=(5,))
-                for t in CELEBA_TARGETS for m in ("vanilla", "lff", "group_dro")]
-    if table == 6:
-        return [TrialConfig("bar", m, tables=(6,)) for m in ("vanilla", "rebias", "lff")]
-    if table == 7:
-        return []  # BAR's per-class counts come from the dataset itself, not from training
-    if table in (8, 9):
-        return _controlled((8, 9), BASELINES, (99.0,), DIFFICULTIES)
-    if table == 10:
-        return _controlled((10,), ("vanilla", "lff", "lff_rubi"), RATIOS, (4,), datasets=("cmnist",))
-    raise ValueError(f"unknown table {table!r}; the paper has tables {TABLES[0]}-{TABLES[-1]}")
 
 
 def paper_grid() -> list[TrialConfig]:

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import benchmark
-from benchmark.config import ResolvedTrial, TrialConfig
+from benchmark.trial import ResolvedTrial, TrialConfig
 from benchmark.plugins import load_plugins
-from benchmark.progress import GridProgress, LiveView
-from benchmark.resolve import resolve_trial
-from benchmark.search import check_metric
+from benchmark.experiments.progress import GridProgress, LiveView
+from benchmark.experiments.resolve import resolve_trial
+from benchmark.experiments.search import check_metric
 from benchmark.store import ResultStore, TrialRecord
 from datasets.base import DATASETS, DataPaths
 
@@ -133,7 +133,7 @@ def _checkpoint_dir(results: str, key: str) -> Path:
 
 def run_one_trial(trial: ResolvedTrial, env_spec: dict[str, Any], report=None) -> None:
     """Train one trial and write it to the store. Runs inside a Ray worker (or inline)."""
-    from benchmark.trainer import TrainEnv, train_trial
+    from benchmark.training.trainer import TrainEnv, train_trial
 
     store = ResultStore(env_spec["results"])
     checkpoint_dir = _checkpoint_dir(env_spec["results"], trial.key)

@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from benchmark.config import TrialConfig  # noqa: E402
-from benchmark.resolve import resolve_trial  # noqa: E402
-from benchmark.trainer import TrainEnv, train_trial  # noqa: E402
+from benchmark.trial import TrialConfig  # noqa: E402
+from benchmark.experiments.resolve import resolve_trial  # noqa: E402
+from benchmark.training.trainer import TrainEnv, train_trial  # noqa: E402
 from datasets.base import DataPaths  # noqa: E402
 from datasets.cmnist import ColoredMNIST  # noqa: E402
 from models import build_model  # noqa: E402
@@ -71,7 +71,7 @@ def ray_overhead(paths: DataPaths, trials: int) -> tuple[float, float]:
     """(ray.init seconds, per-trial overhead seconds) from 1-epoch toy trials through the runner."""
     import ray
 
-    from benchmark.runner import RunOptions, run_grid
+    from benchmark.experiments.driver import RunOptions, run_grid
     from benchmark.store import ResultStore
 
     plugin = str(Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "toy_plugin.py")

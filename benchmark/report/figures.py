@@ -10,7 +10,6 @@ Matplotlib's object API is used (no pyplot), so no GUI backend or global state i
 from __future__ import annotations
 
 import json
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -18,9 +17,11 @@ from typing import Sequence
 import pandas as pd
 import pyarrow.compute as pc
 
+from benchmark.paper.axes import CONTROLLED, DATASET_LABELS, MALIGNANT
+from benchmark.report.cells import _difficulty, _ratio, _target
+from benchmark.report.loading import scan
+from benchmark.report.selection import Selection
 from benchmark.store import ResultStore
-from benchmark.tables import (CONTROLLED, DATASET_LABELS, MALIGNANT, Selection, _difficulty, _ratio, _target,
-                              scan)
 
 FORMATS = ("png", "pdf")
 

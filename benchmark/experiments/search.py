@@ -12,17 +12,18 @@ import json
 
 import pandas as pd
 
+from benchmark.metric_names import REPORTED, SEARCHABLE, VALID_ACCURACY
+
 def check_metric(metric: str) -> None:
-    """Searches and schedulers may only ever optimise a validation metric (SPEC 3)."""
-    if not metric.startswith("valid"):
+    """Searches and schedulers may only ever optimise a validation metric."""
+    if metric not in SEARCHABLE:
         raise ValueError(
             f"refusing to optimise {metric!r}: a search may only optimise a validation metric "
-            "(valid_accuracy or valid_worst_group_accuracy); the test set is touched once, at the end"
+            f"({' or '.join(SEARCHABLE)}); the test set is touched once, at the end"
         )
 
 
-_METRIC_ROWS = {"valid_accuracy": ("valid", "all", "sample_accuracy"),
-                "valid_worst_group_accuracy": ("valid", "all", "worst_group_accuracy")}
+_METRIC_ROWS = {name: (REPORTED[name].split, REPORTED[name].subset, REPORTED[name].metric) for name in SEARCHABLE}
 
 
 def last_epoch_values(frame: pd.DataFrame, split: str, subset: str, metric: str) -> pd.DataFrame:
@@ -33,7 +34,7 @@ def last_epoch_values(frame: pd.DataFrame, split: str, subset: str, metric: str)
     return last[["trial_key", "value", "epoch"]]
 
 
-def search_results(frame: pd.DataFrame, metric: str = "valid_accuracy") -> pd.DataFrame:
+def search_results(frame: pd.DataFrame, metric: str = VALID_ACCURACY) -> pd.DataFrame:
     """One row per search trial (validation protocol): its configuration, the validation metric and
     the test unbiased accuracy at its last epoch, and whether it was stopped early."""
     check_metric(metric)
@@ -50,7 +51,7 @@ def search_results(frame: pd.DataFrame, metric: str = "valid_accuracy") -> pd.Da
     return out.reset_index(drop=True)
 
 
-def best_configurations(results: pd.DataFrame, metric: str = "valid_accuracy") -> pd.DataFrame:
+def best_configurations(results: pd.DataFrame, metric: str = VALID_ACCURACY) -> pd.DataFrame:
     """The best hparams_seed per (method, dataset, dataset_params), ties to the lower seed."""
     if results.empty:
         return results
@@ -58,7 +59,7 @@ def best_configurations(results: pd.DataFrame, metric: str = "valid_accuracy") -
     return ranked.drop_duplicates(["method", "dataset", "dataset_params"]).reset_index(drop=True)
 
 
-def summary_table(results: pd.DataFrame, metric: str = "valid_accuracy") -> str:
+def summary_table(results: pd.DataFrame, metric: str = VALID_ACCURACY) -> str:
     """Markdown: the chosen configuration next to the defaults (k = 0), per search cell."""
     best = best_configurations(results, metric)
     lines = ["| method | dataset | dataset params | choice | hparams_seed | hyper-parameters | "

@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from benchmark.paper.axes import BAR_CLASSES, BASELINES
+
 PaperKey = tuple[int, str, str, str, str]
 
-RATIOS = ("95.0", "98.0", "99.0", "99.5")
-DIFFICULTIES = ("1", "2", "3", "4")
-BASELINES = ("vanilla", "lff", "hex", "repair", "group_dro")
-BAR_CLASSES = ("climbing", "diving", "fishing", "racing", "throwing", "vaulting")
 
 # Rows are copied from the paper in its order; each row holds mean, std pairs in column order.
 _T1 = """

@@ -22,10 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.config import ResolvedTrial
-from benchmark.input_pipeline import DeviceSplit
-from benchmark.metrics import GroupCounts, summarize
-from benchmark.validation import holdout_indices
+from benchmark.trial import ResolvedTrial
+from benchmark.training.input_pipeline import DeviceSplit
+from benchmark.training.metrics import GroupCounts, summarize
+from benchmark.training.holdout import holdout_indices
 from datasets.base import DATASETS, BiasedData, DataPaths
 from methods.base import METHODS, Batch, Method, MethodContext, Supervision
 from models import build_model

@@ -1,0 +1,154 @@
+"""The whole report of a store: every table it can fill (CSV, LaTeX, Markdown), Figures 2 and 4,
+method diagnostics and report.md listing missing cells, failed trials and other protocols."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+import pyarrow.compute as pc
+
+from benchmark.paper.axes import TABLES
+from benchmark.report.loading import load_store, scan
+from benchmark.report.selection import Selection, select
+from benchmark.report.tables import build_table
+from benchmark.report.selectors import DEFAULT_SELECTOR
+from benchmark.store import ResultStore
+from benchmark.report.render import (render_csv, render_latex,
+    render_markdown)
+
+
+@dataclass
+class ReportOptions:
+    tables: Sequence[int] | None = None  # None: every table the store can fill
+    protocol: str | None = None  # None: "paper", unless the store holds another protocol only
+    selector: str = DEFAULT_SELECTOR
+    data_root: str | None = None
+    figures: bool = True
+    figure_ratio: float | None = None
+    figure_difficulty: int = 4
+    latex_paper_values: bool = False
+    markdown_paper_values: bool = True
+
+
+def default_out(results: str) -> Path:
+    store = ResultStore(results)
+    return Path(store.root) / "report" if store.is_local else Path("report")
+
+
+def _trial_lines(frame: pd.DataFrame, with_error: bool) -> list[str]:
+    out = []
+    for _, t in frame.iterrows():
+        params = ", ".join(f"{k}={v}" for k, v in sorted(t["params"].items()))
+        text = f"- {t['dataset']}/{t['method']} ({params}) seed {t['trial_seed']} [{t['trial_key']}]"
+        if with_error:
+            error = str(t.get("error") or "").strip().splitlines()
+            text += f": {error[-1] if error else 'no error text'}"
+        out.append(text)
+    return out
+
+
+def build_report(results: str, out: Path | None = None, options: ReportOptions = ReportOptions()) -> str:
+    """Write the tables, figures and report.md under `out`; return report.md's Markdown."""
+    out = Path(out) if out else default_out(results)
+    data = load_store(results)
+    sel = select(data, options.protocol, options.selector)
+    out.mkdir(parents=True, exist_ok=True)
+    requested = list(options.tables) if options.tables else list(TABLES)
+    has_bar = bool(len(data.trials)) and (data.trials["dataset"] == "bar").any()
+    lines = [f"# DebiasBench report: {results}", "",
+             f"Protocol {sel.protocol}, selector {sel.selector.name} ({sel.selector.description}). "
+             f"{len(sel.summaries)} completed trial(s) evaluated, {len(sel.failed)} failed, "
+             f"{len(sel.stopped)} stopped early by a scheduler (never tabulated), "
+             f"{len(sel.excluded)} stored under another protocol."]
+    if len(sel.unfinished):
+        lines.append(f"{len(sel.unfinished)} trial(s) were interrupted mid-run (partial records, never tabulated): "
+                     "rerun the same grid command to resume them.")
+    if len(sel.excluded):
+        others = ", ".join(sorted(set(sel.excluded["selection_protocol"].astype(str))))
+        lines.append(f"Trials of protocol(s) {others} are not in these tables: rerun with --protocol {others.split(',')[0]}.")
+    if len(sel.unevaluated):
+        lines.append(f"{len(sel.unevaluated)} completed trial(s) have no evaluation rows and are left out: "
+                     + ", ".join(sel.unevaluated["trial_key"]) + ".")
+    written, skipped = [], []
+    for number in requested:
+        if number == 7 and options.tables is None and not has_bar and options.data_root is None:
+            continue  # BAR counts only when BAR is in play (or asked for)
+        result = build_table(number, sel, options.data_root)
+        if not result.fillable and options.tables is None:
+            skipped.append(f"Table {number}" + (f" ({result.missing_reason})" if result.missing_reason else ""))
+            continue
+        markdown = render_markdown(result, sel, options.markdown_paper_values)
+        (out / f"table{number}.md").write_text(markdown + "\n", encoding="utf-8")
+        (out / f"table{number}.tex").write_text(render_latex(result, sel, options.latex_paper_values), encoding="utf-8")
+        (out / f"table{number}.csv").write_text(render_csv(result), encoding="utf-8")
+        written.append(number)
+        lines += ["", markdown]
+    if skipped:
+        lines += ["", "Not filled by this store: " + ", ".join(skipped) + "."]
+    if options.figures:
+        lines += ["", "### Figures", ""] + _figures(sel, out / "figures", options)
+    failed_all = data.trials[data.trials["status"] == "failed"] if len(data.trials) else data.trials
+    if len(failed_all):
+        lines += ["", f"### Failed trials ({len(failed_all)})", ""] + _trial_lines(failed_all, with_error=True)
+        columns = ["trial_key", "dataset", "method", "dataset_params", "method_hparams", "trial_seed",
+                   "selection_protocol", "error"]
+        failed_all[columns].to_csv(out / "failed_trials.csv", index=False)
+    diagnostics = method_diagnostics(results)
+    if len(diagnostics):
+        diagnostics.to_csv(out / "diagnostics.csv", index=False)
+        lines += ["", "### Method diagnostics at the last epoch (mean over trials; every epoch in diagnostics.csv)", "",
+                  *_markdown_frame(_last_epoch_diagnostics(diagnostics))]
+    lines += ["", f"Files under {out}: " + (", ".join(f"table{n}.{{csv,tex,md}}" for n in written) or "no tables")]
+    markdown = "\n".join(lines)
+    (out / "report.md").write_text(markdown + "\n", encoding="utf-8")
+    return markdown
+
+
+def method_diagnostics(results: str) -> pd.DataFrame:
+    """Every method-diagnostic row (subset "method", see Method.epoch_diagnostics) of the store's
+    completed trials, with the trial's identity."""
+    store = ResultStore(results)
+    expression = (pc.field("subset") == "method") & (pc.field("status") == "completed")
+    columns = ["trial_key", "dataset", "method", "dataset_params", "method_hparams", "trial_seed",
+               "selection_protocol", "epoch", "metric", "value"]
+    return scan(store, columns, expression).sort_values(["dataset", "method", "trial_key", "epoch", "metric"],
+                                                        ignore_index=True)
+
+
+def _last_epoch_diagnostics(diagnostics: pd.DataFrame) -> pd.DataFrame:
+    last = diagnostics[diagnostics["epoch"] == diagnostics.groupby("trial_key")["epoch"].transform("max")]
+    keys = ["dataset", "dataset_params", "method", "method_hparams", "metric"]
+    return last.groupby(keys, sort=True)["value"].agg(mean="mean", n="count").reset_index()
+
+
+def _markdown_frame(frame: pd.DataFrame) -> list[str]:
+    """A small DataFrame as Markdown table lines (pandas' to_markdown needs the tabulate package)."""
+    def cell(value) -> str:
+        return f"{value:.4g}" if isinstance(value, float) else str(value).replace("|", "\\|")
+
+    rows = [[cell(v) for v in row] for row in frame.itertuples(index=False)]
+    return ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns),
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def _figures(sel: Selection, out: Path, options: ReportOptions) -> list[str]:
+    from benchmark.report.figures import FigureDataError, FigureOptions, figure2, figure4
+
+    figure_options = FigureOptions(ratio=options.figure_ratio, difficulty=options.figure_difficulty)
+    lines = []
+    for name, draw in (("Figure 2", figure2), ("Figure 4", figure4)):
+        try:
+            paths = draw(sel, out, figure_options)
+            lines.append(f"- {name}: " + ", ".join(str(p) for p in paths))
+        except FigureDataError as error:
+            lines.append(f"- {name} not drawn: {error}")
+    return lines
+
+
+def write_report(results: str, out: Path | None = None, **options) -> str:
+    """Entry point of run_all.py: every table the store can fill, the figures and report.md under
+    `out` (default RESULTS/report); returns the Markdown. Keyword options as in ReportOptions."""
+    return build_report(results, out, ReportOptions(**options))

@@ -1,0 +1,31 @@
+"""The Parquet result store: one atomically written file per trial (see `store.py` for the layout
+and schema). Torch-free: the report reads it without the training stack."""
+
+from benchmark.store.merge import MergeReport, merge_stores
+from benchmark.store.store import (
+    METRIC_FIELDS,
+    PREDICTION_SCHEMA,
+    SCHEMA,
+    SCHEMA_VERSION,
+    TRIAL_FIELDS,
+    ResultStore,
+    StoreError,
+    StoreNotWritableError,
+    StoreVersionError,
+    TrialRecord,
+)
+
+__all__ = [
+    "METRIC_FIELDS",
+    "PREDICTION_SCHEMA",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "TRIAL_FIELDS",
+    "MergeReport",
+    "ResultStore",
+    "StoreError",
+    "StoreNotWritableError",
+    "StoreVersionError",
+    "TrialRecord",
+    "merge_stores",
+]

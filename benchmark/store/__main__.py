@@ -1,0 +1,33 @@
+"""`python -m benchmark.store merge A B --into C`: result-store utilities on the command line."""
+
+from __future__ import annotations
+
+import sys
+
+from benchmark.store.merge import merge_stores
+from benchmark.store.store import StoreError
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m benchmark.store", description="Result-store utilities.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    merge = commands.add_parser("merge", help="merge stores made on different machines")
+    merge.add_argument("sources", nargs="+", help="stores to merge (directories or URIs)")
+    merge.add_argument("--into", required=True, help="destination store (created if absent)")
+    args = parser.parse_args(argv)
+    try:
+        report = merge_stores(args.sources, args.into)
+    except StoreError as error:
+        print(f"error: {error}")
+        return 2
+    print(f"copied {len(report.copied)}, dropped {len(report.duplicates)} identical duplicate(s), "
+          f"upgraded {len(report.upgraded)} failed record(s), {len(report.conflicts)} conflict(s)")
+    for key in report.conflicts:
+        print(f"  conflict: trial {key} differs between stores; kept the first copy")
+    return 1 if report.conflicts else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
