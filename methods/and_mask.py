@@ -1,0 +1,118 @@
+"""AND-mask (Parascandolo et al., ICLR 2021, "Learning explanations that are hard to vary";
+METHODS.md 13): step only along the gradient components on which the environments agree in sign.
+
+Environments: the bias values b present in the batch (`environments="bias"`, default: b is the
+"domain" these datasets vary, as in METHODS.md 13), or the (target, bias) groups present
+(`environments="group"`). Per step, from one forward pass over the batch:
+    L_e  = mean CE over the batch samples of environment e,  for the E environments present
+    g_e  = dL_e / dtheta                   (E backward passes, autograd.grad)
+    m    = 1[ |(1/E) sum_e sign(g_e)| >= tau ]          element-wise
+    g    = m * (1/E) sum_e g_e
+    g   <- g / (mean(m) + 1e-10)   per parameter tensor, if `rescale` (the reference's
+                                   scale_grad_inverse_sparsity: the kept fraction of that tensor)
+g is written into .grad and the trial's optimiser steps. With tau = 1 a component survives only if
+every environment pushes it the same way (a component that is exactly 0 in one environment, e.g.
+behind a dead ReLU, is masked). A batch with a single environment keeps every non-zero component:
+a plain gradient step, up to the rescaling when some components are exactly 0.
+
+Supervision: bias labels (they define the environments).
+
+Defaults: tau = 1 and rescaling on (DomainBed's ANDMask defaults; its search draws tau from
+U(0.5, 1)). Deviations: the reference and DomainBed draw one equally sized minibatch per
+environment; here the environments are whatever the trainer's uniformly shuffled batch contains
+[inferred], and each present environment counts equally in the average whatever its number of
+samples (as the reference's plain mean over environments). `environments="group"` is an
+[inferred] option. Caveat: when b
+nearly determines y, every bias environment is dominated by one class, so sign agreement is rare
+and the mask sparse; the rescaling then amplifies the few kept components.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+
+ENVIRONMENTS = ("bias", "group")
+
+
+@dataclass(frozen=True)
+class ANDMaskHparams:
+    tau: float = 1.0  # agreement threshold (DomainBed default)
+    rescale: bool = True  # divide by the kept fraction of each tensor (DomainBed default)
+    environments: str = "bias"  # "bias" values or (target, bias) "group"s [inferred option]
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.tau <= 1.0:
+            raise ValueError(f"tau must lie in [0, 1], got {self.tau}")
+        if self.environments not in ENVIRONMENTS:
+            raise ValueError(f"environments must be one of {', '.join(ENVIRONMENTS)}, got {self.environments!r}")
+
+
+def and_mask(env_grads: torch.Tensor, tau: float, rescale: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(masked mean gradient, mask) of one parameter tensor from its per-environment gradients,
+    stacked along dimension 0 (shape (E, *param.shape))."""
+    agreement = env_grads.sign().mean(0).abs()
+    mask = (agreement >= tau).to(env_grads.dtype)
+    grad = mask * env_grads.mean(0)
+    if rescale:
+        grad = grad / (mask.mean() + 1e-10)
+    return grad, mask
+
+
+@register_method("and_mask")
+class ANDMask(Method):
+    supervision = Supervision.BIAS_LABELS
+    Hparams = ANDMaskHparams
+    search_space = {"tau": lambda rng: float(rng.uniform(0.5, 1.0))}  # DomainBed's range
+    roles = ("main",)
+    predictor_role = "main"
+
+    def __init__(self, hparams: ANDMaskHparams, ctx: MethodContext) -> None:
+        super().__init__(hparams, ctx)
+        if ctx.num_bias_values is None:
+            raise ValueError("and_mask needs bias labels; the dataset has none")
+        self.net = self.add_net("main")
+        self.num_bias = ctx.num_bias_values
+        self.num_environments = ctx.num_bias_values * (ctx.num_classes if hparams.environments == "group" else 1)
+        self.register_buffer("kept_sum", torch.zeros((), device=ctx.device))
+        self.register_buffer("kept_steps", torch.zeros((), device=ctx.device))
+
+    def environment_of(self, y: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return y * self.num_bias + b if self.hparams.environments == "group" else b
+
+    def epoch_diagnostics(self) -> dict[str, float]:
+        # Fraction of parameter components the mask let through, averaged over the epoch's steps.
+        kept = float(self.kept_sum / self.kept_steps.clamp_min(1.0))
+        self.kept_sum.zero_()
+        self.kept_steps.zero_()
+        return {"mask_kept_fraction": kept}
+
+    def train_step(self, batch: Batch) -> StepOutput:
+        if batch.bias is None:
+            raise ValueError("and_mask received a batch without bias labels")
+        per_sample = F.cross_entropy(self.net(batch.x), batch.y, reduction="none")
+        env = self.environment_of(batch.y, batch.bias)
+        counts = torch.bincount(env, minlength=self.num_environments)
+        present = torch.nonzero(counts).squeeze(1).tolist()  # one host sync: E varies per batch
+        env_losses = [per_sample[env == e].mean() for e in present]
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        per_env = [torch.autograd.grad(loss, params, retain_graph=i + 1 < len(env_losses), allow_unused=True)
+                   for i, loss in enumerate(env_losses)]
+        self.zero_grad_all()
+        kept = torch.zeros((), device=per_sample.device)
+        total = 0
+        for index, param in enumerate(params):
+            grads = [g[index] if g[index] is not None else torch.zeros_like(param) for g in per_env]
+            grad, mask = and_mask(torch.stack(grads), self.hparams.tau, self.hparams.rescale)
+            param.grad = grad
+            kept += mask.sum()
+            total += mask.numel()
+        self.step_all()
+        self.kept_sum += kept / max(total, 1)
+        self.kept_steps += 1
+        loss = torch.stack(env_losses).mean().detach()
+        return StepOutput(loss=loss, per_sample_loss={"main": per_sample.detach()})
