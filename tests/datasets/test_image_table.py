@@ -10,6 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
+from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
+from benchmark.training.trainer import TrainEnv, train_trial
+from benchmark.trial import TrialConfig
 from datasets.base import DATASETS, DataNotFoundError, DataPaths
 from datasets.image_table import (
     ImageTable,
@@ -21,14 +24,6 @@ from datasets.image_table import (
     subsample_to_ratio,
 )
 
-try:
-    from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
-    from benchmark.training.trainer import TrainEnv, train_trial
-    from benchmark.trial import TrialConfig
-except ImportError:  # the layout before the benchmark/ restructuring
-    from benchmark.config import TrialConfig
-    from benchmark.resolve import InvalidTrialError, resolve_trial
-    from benchmark.trainer import TrainEnv, train_trial
 
 # (label, bg, split, rows): cats mostly on water and dogs mostly on land, so the aligned mapping
 # in sorted index order (cat 0, dog 1; land 0, water 1) is the swap.
