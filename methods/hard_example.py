@@ -4,13 +4,14 @@ back-propagate only through the samples with the largest loss.
 
 Per step, with B the batch size and ce_i = CE(f(x_i), y_i) from one forward pass:
     k = ceil(keep_fraction * B)
-    S = the k indices of the largest ce_i                      (selection "topk", ties by index order
-                                                                of torch.topk)
+    S = the k indices of the largest ce_i                            (selection "topk")
       | k indices drawn without replacement, P proportional to ce_i   (selection "proportional")
     L = (1/k) sum_{i in S} ce_i
 The selection is made on detached losses, so the selected set is a constant; samples outside S
-contribute no gradient at all. The proportional draw uses the global torch generator, which the
-trainer seeds per trial and checkpoints, so it is reproducible and resumes exactly.
+contribute no gradient at all. The proportional draw uses the global torch generator of the
+batch's device, which the trainer seeds per trial: reproducible per seed. A resumed trial repeats
+an uninterrupted one exactly on the CPU (the trainer checkpoints the CPU generator); on CUDA the
+device generator is not checkpointed, so draws after a resume differ.
 
 Supervision: none; the loss alone decides. A sample the model finds hard is more often a
 bias-conflicting one once the shortcut is learnt, which is why this is a debiasing baseline.

@@ -22,6 +22,8 @@ Deviations from the reference (chrisc36/debias):
   on log p_B is nearly uniform across classes, which softmax ignores, so the mixture starts as ERM.
 - The gate is optimised by its own optimiser from the trial's factory (same type and settings as
   f_D's; per-parameter optimisers, so the update equals one optimiser over both).
+- Clark et al.'s log-probability form is used, not the ReBias port's (gated bias logits added to
+  f_D's raw logits).
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ from methods.losses import generalized_ce
 
 @dataclass(frozen=True)
 class LearnedMixinHparams:
-    # Entropy weight. Default: the ReBias repository's LearnedMixin+H on Biased MNIST, the nearest
-    # published image setting (Clark et al. use 0.03 on MNLI, 2.0 on SQuAD) [inferred choice].
+    # Entropy weight. Default: the ReBias repository's LearnedMixin+H port, the nearest published
+    # image setting (Clark et al. use 0.03 on MNLI, 2.0 on SQuAD) [inferred choice].
     entropy_weight: float = 0.36
     q: float = 0.7  # GCE exponent of the biased model (LfF's default)
 
