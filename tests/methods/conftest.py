@@ -3,7 +3,6 @@ that declare supervision "none"), a tiny method context, and one epoch through t
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import math
 from types import SimpleNamespace
@@ -87,16 +86,10 @@ def toy_context() -> Callable[..., MethodContext]:
 
 
 def _trial_api() -> SimpleNamespace:
-    """The trial-resolution and training entry points. benchmark/ is being reorganised; the new
-    module paths are tried first, the old ones second, so these tests need no edit either way."""
-    if importlib.util.find_spec("benchmark.trial") is not None:
-        from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
-        from benchmark.training.trainer import TrainEnv, train_trial
-        from benchmark.trial import TrialConfig
-    else:
-        from benchmark.config import TrialConfig
-        from benchmark.resolve import InvalidTrialError, resolve_trial
-        from benchmark.trainer import TrainEnv, train_trial
+    """The trial-resolution and training entry points, imported on first use."""
+    from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
+    from benchmark.training.trainer import TrainEnv, train_trial
+    from benchmark.trial import TrialConfig
     from datasets.base import DataPaths
 
     return SimpleNamespace(TrialConfig=TrialConfig, resolve_trial=resolve_trial, InvalidTrialError=InvalidTrialError,
