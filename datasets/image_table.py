@@ -158,7 +158,8 @@ def _integer(value: Any, name: str, low: int) -> int:
 
 
 def _number(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+    numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not numeric or not math.isfinite(value):
         raise ValueError(f"image_table parameter {name} must be a number, got {value!r}")
     return float(value)
 
@@ -583,13 +584,13 @@ class Plan:
 class ImageTable(BiasedDataset):
     Params = ImageTableParams
     has_bias_labels = True  # the family can have them; per parameters: has_bias_labels_for
-    target_attribute = "Target"
-    bias_attribute = "Bias"
+    target_attribute = "<target column>"
+    bias_attribute = "<bias column, optional>"
     generator_version = "1"
 
     @classmethod
     def has_bias_labels_for(cls, params: ImageTableParams) -> bool:
-        return params.bias is not None
+        return _text(params.bias, "bias", required=False) is not None
 
     @classmethod
     def canonical(cls, params: ImageTableParams) -> ImageTableParams:
@@ -621,7 +622,8 @@ class ImageTable(BiasedDataset):
         else:
             resolution = _integer(resolution, "resolution", MIN_RESOLUTION)
         arguments = model_arguments(_text(params.model, "model", required=True))
-        pretrained = ("pretrained" in arguments) if params.pretrained is None else _flag(params.pretrained, "pretrained")
+        pretrained = _flag(params.pretrained, "pretrained") if params.pretrained is not None else (
+            "pretrained" in arguments)
         if pretrained and "pretrained" not in arguments:
             raise ValueError(f"model {params.model!r} has no pretrained weights; set pretrained=false or choose "
                              "a model that has them (resnet18)")
@@ -736,13 +738,15 @@ class ImageTable(BiasedDataset):
             how = f"the split column {params.split_column!r}"
         else:
             test_mask = stratified_test_rows(groups, params.test_fraction, data_seed)
-            how = (f"test_fraction={params.test_fraction:g} (each {'(target, bias) group' if biases is not None else 'class'}"
-                   " of n rows gives floor(n * test_fraction + 1/2) test rows)")
+            strata = "(target, bias) group" if biases is not None else "class"
+            how = (f"test_fraction={params.test_fraction:g} (each {strata} of n rows gives "
+                   "floor(n * test_fraction + 1/2) test rows)")
         train_rows, test_rows = np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
         for name, rows in (("training", train_rows), ("test", test_rows)):
             if not len(rows):
                 fix = ("put some rows in it" if params.split_column is not None
-                       else "use a larger test_fraction or more rows" if name == "test" else "use a smaller test_fraction")
+                       else "use a larger test_fraction or more rows" if name == "test"
+                       else "use a smaller test_fraction")
                 raise ImageTableError(f"the {name} split is empty: {how} assigns no row of {table.path} to it; {fix}")
 
         mapping = None
@@ -771,8 +775,9 @@ class ImageTable(BiasedDataset):
         if len(shared):
             log.warning("image_table: %d image(s) appear in both the training and the test split", len(shared))
         cls._check_model_input(params, source)
-        return Plan(root=root, cache_dir=paths.cache_dir, table=table, source=source, targets=targets, class_names=class_names, biases=biases,
-                    bias_names=bias_names, train_rows=train_rows, test_rows=test_rows, mapping=mapping)
+        return Plan(root=root, cache_dir=paths.cache_dir, table=table, source=source, targets=targets,
+                    class_names=class_names, biases=biases, bias_names=bias_names, train_rows=train_rows,
+                    test_rows=test_rows, mapping=mapping)
 
     @staticmethod
     def _log_mapping(params, targets, biases, mapping, class_names, bias_names) -> None:
@@ -822,8 +827,8 @@ class ImageTable(BiasedDataset):
                 row = source.first_row.get(error.path)
                 where = plan.table.row(row) if row is not None else str(plan.table.path)
                 raise ImageTableError(
-                    f"{where}: the image file {error.path} cannot be read ({str(error).split(': ', 1)[-1]}); replace it "
-                    "with an image Pillow can open (PNG, JPEG, ...) or remove its row"
+                    f"{where}: the image file {error.path} cannot be read ({str(error).split(': ', 1)[-1]}); "
+                    "replace it with an image Pillow can open (PNG, JPEG, ...) or remove its row"
                 ) from None
         arrays = read_memmap_cache(entry)
         if arrays is None:

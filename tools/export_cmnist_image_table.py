@@ -96,11 +96,14 @@ def export(out: Path, cmnist_params: Any, paths: DataPaths, data_seed: int = 0, 
     rows: list[tuple[str, int, str, str]] = []
     for split_name, split, limit in (("train", data.train, limit_train), ("test", data.test, limit_test)):
         count = len(split) if limit is None else min(limit, len(split))
-        digits, colors = (split.targets, split.biases) if cmnist_params.target == "digit" else (split.biases, split.targets)
+        digits, colors = split.targets, split.biases
+        if cmnist_params.target != "digit":  # the reversed task: targets are colours
+            digits, colors = colors, digits
         images = split.images[:count].numpy()
         folder = out / "images" / split_name
         folder.mkdir(parents=True, exist_ok=True)
-        for i in tqdm(range(count), desc=f"writing {split_name} PNGs", unit="img", disable=not progress, mininterval=2.0):
+        for i in tqdm(range(count), desc=f"writing {split_name} PNGs", unit="img", disable=not progress,
+                      mininterval=2.0):
             relative = f"images/{split_name}/{i:05d}.png"
             Image.fromarray(np.ascontiguousarray(images[i].transpose(1, 2, 0)), "RGB").save(
                 out / relative, format="PNG", compress_level=1)
@@ -118,7 +121,8 @@ def export(out: Path, cmnist_params: Any, paths: DataPaths, data_seed: int = 0, 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="folder to write (new or empty)")
-    parser.add_argument("--data-root", help="raw data directory holding MNIST/ (default: $DEBIAS_DATA_ROOT, else ./data)")
+    parser.add_argument("--data-root",
+                        help="raw data directory holding MNIST/ (default: $DEBIAS_DATA_ROOT, else ./data)")
     parser.add_argument("--cache-dir", help="generated-dataset cache (default: $DEBIAS_CACHE_DIR, else ./data/cache)")
     parser.add_argument("--ratio", type=float, help="percent of bias-aligned training samples (default: cmnist's)")
     parser.add_argument("--difficulty", type=int, help="colour noise level 1..4 (default: cmnist's)")
