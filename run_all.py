@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args, DATASETS, METHODS) -> int:
     from benchmark.paper.grids import build_grid
-    from benchmark.experiments.driver import RunOptions, estimate_seconds, plan, resolve_all, run_grid
+    from benchmark.experiments.driver import RunOptions, run_grid
+    from benchmark.experiments.planning import estimate_seconds, plan, resolve_all, trial_label
     from benchmark.store import ResultStore
 
     for name in args.methods or []:
@@ -163,10 +164,8 @@ def _run(args, DATASETS, METHODS) -> int:
         trials = resolve_all(runnable)
         store = ResultStore(results)
         todo, done = plan(trials, store)
-        from benchmark.experiments.driver import _label
-
         for trial in todo:
-            print(f"{trial.key}  {_label(trial)}  epochs={trial.epochs}  tables={','.join(map(str, trial.tables))}")
+            print(f"{trial.key}  {trial_label(trial)}  epochs={trial.epochs}  tables={','.join(map(str, trial.tables))}")
         concurrency = args.max_concurrent or 1
         seconds, measured = estimate_seconds(todo, store, concurrency)
         cost = (f"estimated {seconds / 3600:.2f} h at concurrency {concurrency} "
@@ -193,11 +192,9 @@ def _run(args, DATASETS, METHODS) -> int:
 
 
 def _search(args, configs, options, METHODS) -> int:
-    """Phase 1: one trial per hparams_seed (0 = defaults, 1..N = draws) under the validation
-    protocol with the first seed. Phase 2: the best configuration per cell with every seed."""
-    from benchmark.experiments.driver import resolve_all, run_grid
-    from benchmark.experiments.search import best_configurations, check_metric, search_results, summary_table
-    from benchmark.store import ResultStore
+    """Search each method's declared space, then run the best configuration with every seed."""
+    from benchmark.experiments.hparam_search import plan_search, run_search
+    from benchmark.experiments.search import check_metric, summary_table
 
     check_metric(args.metric)
     if not args.methods:
@@ -206,35 +203,17 @@ def _search(args, configs, options, METHODS) -> int:
         if not METHODS.get(name).search_space:
             raise ValueError(f"method {name!r} declares no search space, so there is nothing to search; "
                              "drop it from --methods or add a search_space to its module")
-    if args.num_samples < 1:
-        raise ValueError("--num-samples must be at least 1")
-    seeds = sorted({c.trial_seed for c in configs})
-    cells = [dataclasses.replace(c, protocol="validation", trial_seed=seeds[0]) for c in configs if c.trial_seed == seeds[0]]
-    search_configs = [dataclasses.replace(c, hparams_seed=k) for c in cells for k in range(args.num_samples + 1)]
-    resolve_all(search_configs)  # validate everything before anything runs
+    plan = plan_search(configs, args.num_samples)
     if args.dry_run:
-        print(f"{len(search_configs)} search trial(s) ({len(cells)} cell(s) x {args.num_samples + 1} configurations), "
-              f"then the best per cell x {len(seeds)} seed(s)")
+        print(f"{len(plan.search_trials)} search trial(s) ({len(plan.cells)} cell(s) x {args.num_samples + 1} "
+              f"configurations), then the best per cell x {len(plan.seeds)} seed(s)")
         return 0
-    phase1 = run_grid(search_configs, dataclasses.replace(options, scheduler=args.scheduler, metric=args.metric))
-    results = search_results(ResultStore(options.results).read(), args.metric)
-    keys = {t.key for t in resolve_all(search_configs)}
-    results = results[results["trial_key"].isin(keys)]
-    best = best_configurations(results, args.metric)
-    by_cell = {(r.method, r.dataset, r.dataset_params): int(r.hparams_seed) for r in best.itertuples()}
-    import json as _json
-
-    final = []
-    for c in cells:
-        resolved = resolve_all([c])[0]
-        k = by_cell.get((c.method, c.dataset, _json.dumps(resolved.dataset_params, sort_keys=True)))
-        if k is not None:
-            final += [dataclasses.replace(c, hparams_seed=k, trial_seed=s) for s in seeds]
-    phase2 = run_grid(final, options)
-    print(f"search: {len(phase1.completed)} completed, {len(phase1.stopped)} stopped early, {len(phase1.failed)} failed, "
-          f"{phase1.skipped} already done; final runs: {len(phase2.completed)} completed, {phase2.skipped} already done")
-    print(summary_table(results, args.metric))
-    return 1 if phase1.failed or phase2.failed else 0
+    outcome = run_search(plan, options, args.metric, args.scheduler)
+    search, final = outcome.search, outcome.final
+    print(f"search: {len(search.completed)} completed, {len(search.stopped)} stopped early, {len(search.failed)} failed, "
+          f"{search.skipped} already done; final runs: {len(final.completed)} completed, {final.skipped} already done")
+    print(summary_table(outcome.results, args.metric))
+    return 1 if search.failed or final.failed else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Measurement and inspection scripts (not tests): run each with `python -m tools.<name>`."""

@@ -7,7 +7,7 @@
    When the data root holds only a partial CIFAR-10 (the offline subset has 6,102 images), the
    real images are TILED up to 50,000 / 10,000 so the work is that of the full configuration.
 
-    python -m benchmarks.corruption_throughput --data-root ../shared/data/CIFAR10-subset --workers 2
+    python -m tools.corruption_throughput --data-root ../shared/data/CIFAR10-subset --workers 2
 
 Results depend on what else runs on the machine: the load average is printed before each part.
 """
@@ -23,12 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from datasets.base import DataPaths  # noqa: E402
-from datasets.ccifar import CorruptedCIFAR10Type1, CorruptedCIFAR10Type2, severity_of  # noqa: E402
-from datasets.cifar10_source import FULL_SIZES, load_cifar10  # noqa: E402
-from datasets.corruptions import CORRUPTION_TYPES, SEVERITIES, corrupt, image_rngs, warm_up  # noqa: E402
+from datasets.base import DataPaths
+from datasets.ccifar import CorruptedCIFAR10Type1, CorruptedCIFAR10Type2, severity_of
+from datasets.cifar10_source import FULL_SIZES, load_cifar10
+from datasets.corruptions import CORRUPTION_TYPES, SEVERITIES, corrupt, image_rngs, warm_up
 
 DATASETS = {1: CorruptedCIFAR10Type1, 2: CorruptedCIFAR10Type2}
 

@@ -2,7 +2,7 @@
 a plain PyTorch "floor" loop in the same process (same MLP, batch 256, data in memory, no
 evaluation), on CPU and, when available, on GPU; plus Ray's per-trial start-up overhead.
 
-    python benchmarks/epoch_speed.py --data-root ../shared/data [--epochs 3] [--threads 2] [--ray]
+    python -m tools.epoch_speed --data-root ../shared/data [--epochs 3] [--threads 2] [--ray]
 
 Timings are medians over epochs after the first (warm-up). The suite's epoch includes what the
 floor loop leaves out: per-epoch evaluation of every role on the 10,000 test images, the group
@@ -13,22 +13,20 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
-from benchmark.trial import TrialConfig  # noqa: E402
-from benchmark.experiments.resolve import resolve_trial  # noqa: E402
-from benchmark.training.trainer import TrainEnv, train_trial  # noqa: E402
-from datasets.base import DataPaths  # noqa: E402
-from datasets.cmnist import ColoredMNIST  # noqa: E402
-from models import build_model  # noqa: E402
+from benchmark.trial import TrialConfig
+from benchmark.experiments.resolve import resolve_trial
+from benchmark.training.trainer import TrainEnv, train_trial
+from datasets.base import DataPaths
+from datasets.cmnist import ColoredMNIST
+from models import build_model
 
 
 def floor_epoch_seconds(images: torch.Tensor, targets: torch.Tensor, num_models: int, epochs: int,

@@ -24,16 +24,17 @@ def resolve_trial(config: TrialConfig) -> ResolvedTrial:
     if config.protocol == "validation" and not 0.0 < config.validation_fraction < 1.0:
         raise InvalidTrialError(f"validation_fraction must lie in (0, 1), got {config.validation_fraction}")
     supervision = method_cls.supervision_on(config.dataset)
-    if supervision.receives_bias_labels and not dataset_cls.has_bias_labels:
-        raise InvalidTrialError(
-            f"method {config.method!r} needs bias labels ({supervision.value}) but dataset "
-            f"{config.dataset!r} has none; run it on a dataset with bias labels"
-        )
     try:
         params = dataset_cls.make_params(config.dataset_params)
         hparams = resolve_hparams(method_cls, config.dataset, config.hparams_seed, config.method_hparams)
     except (TypeError, ValueError) as error:
         raise InvalidTrialError(f"{config.dataset}/{config.method}: {error}") from None
+    if supervision.receives_bias_labels and not dataset_cls.has_bias_labels_for(params):
+        raise InvalidTrialError(
+            f"method {config.method!r} needs bias labels ({supervision.value}) but dataset "
+            f"{config.dataset!r} has none{' with these parameters' if dataset_cls.has_bias_labels else ''}; "
+            "run it on a dataset with bias labels"
+        )
     protocol = dataset_cls.train_protocol(params)
     epochs = protocol.epochs if config.epochs is None else int(config.epochs)
     if epochs < 1:

@@ -7,7 +7,7 @@ import pytest
 from benchmark.trial import TrialConfig
 from benchmark.plugins import load_plugins
 from benchmark.experiments.resolve import resolve_trial
-from benchmark.experiments.driver import run_one_trial
+from benchmark.experiments.worker import run_one_trial
 from benchmark.store import ResultStore
 
 

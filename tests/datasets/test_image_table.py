@@ -521,7 +521,6 @@ def test_vanilla_epoch_end_to_end(folder, bias):
     assert ({"aligned", "conflicting", "group"} <= subsets) == (bias is not None)
 
 
-@pytest.mark.xfail(reason="trial resolution (benchmark/) does not ask has_bias_labels_for(params) yet", strict=False)
 def test_methods_that_need_bias_labels_are_refused_without_a_bias_column(folder):
     with pytest.raises(InvalidTrialError, match="needs bias labels"):
         resolve_trial(TrialConfig("image_table", "group_dro", dataclasses.asdict(folder.params(bias=None))))

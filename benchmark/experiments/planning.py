@@ -1,0 +1,68 @@
+"""Planning a grid before anything runs: resolving every trial once, splitting what is done from
+what is left, estimating the cost from measured seconds per epoch, and generating the datasets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Iterable
+
+from benchmark.experiments.resolve import resolve_trial
+from benchmark.store import ResultStore
+from benchmark.trial import ResolvedTrial, TrialConfig
+from datasets.base import DATASETS, DataPaths
+
+
+def resolve_all(configs: Iterable[TrialConfig]) -> list[ResolvedTrial]:
+    """Resolve every trial (validating names and parameters) and merge duplicates by key."""
+    by_key: dict[str, ResolvedTrial] = {}
+    for config in configs:
+        trial = resolve_trial(config)
+        if trial.key in by_key:
+            previous = by_key[trial.key]
+            trial = dataclasses.replace(previous, tables=tuple(sorted(set(previous.tables) | set(trial.tables))))
+        by_key[trial.key] = trial
+    return list(by_key.values())
+
+
+def plan(trials: list[ResolvedTrial], store: ResultStore) -> tuple[list[ResolvedTrial], list[ResolvedTrial]]:
+    """(to run, already finished)."""
+    done = store.finished_keys()
+    return [t for t in trials if t.key not in done], [t for t in trials if t.key in done]
+
+
+def estimate_seconds(trials: list[ResolvedTrial], store: ResultStore, concurrency: int) -> tuple[float | None, int]:
+    """Estimated wall time from measured seconds per epoch in the store, and how many trials had
+    a measurement for their (dataset, method)."""
+    known = store.trials()
+    known = known[known["status"] == "completed"]
+    if known.empty:
+        return None, 0
+    per_epoch = known.groupby(["dataset", "method"])["seconds_per_epoch"].mean().to_dict()
+    total, measured = 0.0, 0
+    for trial in trials:
+        seconds = per_epoch.get((trial.dataset, trial.method))
+        if seconds is not None:
+            total += seconds * trial.epochs
+            measured += 1
+    return (total / max(1, concurrency) if measured else None), measured
+
+
+def prepare_datasets(trials: list[ResolvedTrial], paths: DataPaths) -> None:
+    """Generate every dataset the trials need once, in the driver, before anything is scheduled
+    (missing raw data fails here, with its message, instead of in every worker)."""
+    seen = set()
+    for trial in trials:
+        dataset_cls = DATASETS.get(trial.dataset)
+        params = dataset_cls.Params(**trial.dataset_params)  # resolved: already validated
+        ident = json.dumps([trial.dataset, dataset_cls.generation_params(params), trial.data_seed], sort_keys=True)
+        if ident not in seen:
+            seen.add(ident)
+            dataset_cls.prepare(params, paths, trial.data_seed)
+
+
+def trial_label(trial: ResolvedTrial) -> str:
+    params = ",".join(f"{k}={v}" for k, v in trial.dataset_params.items() if k in ("ratio", "difficulty", "target"))
+    variant = trial.method_hparams.get("variant")
+    method = f"{trial.method}-{variant}" if variant else trial.method
+    return f"{trial.dataset}[{params}] {method} seed={trial.trial_seed}"
