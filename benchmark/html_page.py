@@ -55,6 +55,7 @@ SE_FACTOR = 2.0
 # How the report marks the best value (benchmark.tables: TableResult.bold): per row and metric block,
 # per column for Table 6 (BAR, methods as rows), none for Table 1 (one method) and Table 7 (counts).
 BEST_RULE = {1: None, 6: "column", 7: None}
+COLUMN_LABELS = {"biased_train": "Accuracy", "unbiased_train": "Accuracy*"}  # Table 1, as in the paper
 ROW_HEADERS = {1: "Target / bias", 2: "Ratio (%)", 3: "Ratio (%)", 4: "Ratio (%)", 5: "Target / bias",
                6: "Method", 7: "Split", 8: "Difficulty", 9: "Difficulty", 10: "Ratio (%)"}
 PROVENANCE_LABELS = {"results": "Result store", "code_version": "Code version", "torch_version": "torch",
@@ -173,13 +174,23 @@ def _data_uri(path: Path) -> str:
 
 
 def _row_labels(cell: Mapping[str, Any], number: int) -> list[str]:
-    dataset = str(cell["dataset"])
-    return [DATASET_LABELS.get(dataset, dataset), str(cell["row"]), str(cell.get("setting", ""))]
+    dataset, row = str(cell["dataset"]), str(cell["row"])
+    if number == 6:  # BAR: methods as rows, "method [variant]"
+        method, _, variant = row.partition(" [")
+        row = METHOD_LABELS.get(method, method) + (f" [{variant}" if variant else "")
+    return [DATASET_LABELS.get(dataset, dataset), row, str(cell.get("setting", ""))]
 
 
 def _column_label(cell: Mapping[str, Any], several_metrics: bool) -> str:
     column, metric = str(cell["column"]), str(cell["metric"])
-    label = METRIC_LABELS.get(metric, metric) if column == metric else METHOD_LABELS.get(column, column)
+    if column in COLUMN_LABELS:
+        label = COLUMN_LABELS[column]
+    elif column == metric:
+        label = METRIC_LABELS.get(metric, metric)
+    elif cell.get("method"):
+        label = METHOD_LABELS.get(column, column)
+    else:  # a class (Tables 6 and 7) or a total
+        label = column.title()
     if cell.get("method_variant"):
         label += f" [{cell['method_variant']}]"
     if several_metrics and column != metric:
@@ -198,7 +209,7 @@ def _cell_view(cell: Mapping[str, Any], best: bool) -> dict[str, Any]:
     beyond, se = beyond_2se(cell)
     view.update(
         state="ok", best=best, beyond=beyond, sort=repr(float(cell["mean"])),
-        mean=fmt_value(cell["mean"], metric) + ("%" if metric == "relative_drop" else ""),
+        mean=fmt_value(cell["mean"], metric), unit="%" if metric == "relative_drop" else "",
         std=fmt_value(cell["std"]) if _finite(cell["std"]) else "",
         variant=str(cell.get("repair_variant") or ""),
         paper=fmt_value(cell["paper_mean"], metric), paper_std=fmt_value(cell["paper_std"]),

@@ -114,7 +114,7 @@ def _value(x: float, metric: str) -> str:
         return ""
     if metric == "count":
         return str(int(round(x)))
-    return f"{x:.2f}" + ("%" if metric == "relative_drop" else "")
+    return f"{x:.2f}"  # the relative drop's "%" follows the number, outside its span
 
 
 def expected_cells(report_dir: Path) -> dict[tuple[str, str, str], dict[str, str]]:
