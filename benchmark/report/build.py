@@ -10,7 +10,7 @@ from typing import Sequence
 import pandas as pd
 import pyarrow.compute as pc
 
-from benchmark.paper.axes import TABLES
+from benchmark.paper.axes import EXTENDED_METHODS, EXTENDED_TABLE, TABLES, table_label, table_stem
 from benchmark.report.loading import load_store, scan
 from benchmark.report.selection import Selection, select
 from benchmark.report.tables import build_table
@@ -57,6 +57,9 @@ def build_report(results: str, out: Path | None = None, options: ReportOptions =
     sel = select(data, options.protocol, options.selector)
     out.mkdir(parents=True, exist_ok=True)
     requested = list(options.tables) if options.tables else list(TABLES)
+    beyond = bool(len(data.trials)) and bool(set(data.trials["method"]) & set(EXTENDED_METHODS))
+    if options.tables is None and beyond:
+        requested.append(EXTENDED_TABLE)  # only when the store holds methods beyond the paper
     has_bar = bool(len(data.trials)) and (data.trials["dataset"] == "bar").any()
     lines = [f"# DebiasBench report: {results}", "",
              f"Protocol {sel.protocol}, selector {sel.selector.name} ({sel.selector.description}). "
@@ -78,12 +81,13 @@ def build_report(results: str, out: Path | None = None, options: ReportOptions =
             continue  # BAR counts only when BAR is in play (or asked for)
         result = build_table(number, sel, options.data_root)
         if not result.fillable and options.tables is None:
-            skipped.append(f"Table {number}" + (f" ({result.missing_reason})" if result.missing_reason else ""))
+            skipped.append(table_label(number) + (f" ({result.missing_reason})" if result.missing_reason else ""))
             continue
         markdown = render_markdown(result, sel, options.markdown_paper_values)
-        (out / f"table{number}.md").write_text(markdown + "\n", encoding="utf-8")
-        (out / f"table{number}.tex").write_text(render_latex(result, sel, options.latex_paper_values), encoding="utf-8")
-        (out / f"table{number}.csv").write_text(render_csv(result), encoding="utf-8")
+        stem = table_stem(number)
+        (out / f"{stem}.md").write_text(markdown + "\n", encoding="utf-8")
+        (out / f"{stem}.tex").write_text(render_latex(result, sel, options.latex_paper_values), encoding="utf-8")
+        (out / f"{stem}.csv").write_text(render_csv(result), encoding="utf-8")
         written.append(number)
         lines += ["", markdown]
     if skipped:
@@ -101,7 +105,7 @@ def build_report(results: str, out: Path | None = None, options: ReportOptions =
         diagnostics.to_csv(out / "diagnostics.csv", index=False)
         lines += ["", "### Method diagnostics at the last epoch (mean over trials; every epoch in diagnostics.csv)", "",
                   *_markdown_frame(_last_epoch_diagnostics(diagnostics))]
-    lines += ["", f"Files under {out}: " + (", ".join(f"table{n}.{{csv,tex,md}}" for n in written) or "no tables")]
+    lines += ["", f"Files under {out}: " + (", ".join(f"{table_stem(n)}.{{csv,tex,md}}" for n in written) or "no tables")]
     markdown = "\n".join(lines)
     (out / "report.md").write_text(markdown + "\n", encoding="utf-8")
     return markdown

@@ -24,6 +24,7 @@ from benchmark.paper.axes import (
     METRIC_LABELS,
     PAPER_SUPERVISION,
 )
+from benchmark.paper.tables import PAPER_VALUES_FROM
 from benchmark.paper.values import paper_cell
 from benchmark.report.latex import latex_escape
 from benchmark.report.selection import Selection
@@ -335,7 +336,9 @@ def _cells(spec: _Spec, rows: list[RowSpec], columns: list[ColumnSpec], frame: p
     tidy = pd.DataFrame(out)
     if tidy.empty:
         return tidy
-    paper = [paper_cell(spec.number, d, r, m, c) for d, r, m, c in tidy[["dataset", "row", "metric", "column"]].itertuples(index=False)]
+    source = PAPER_VALUES_FROM.get(spec.number, {})
+    paper = [paper_cell(source.get(m, spec.number), d, r, m, c)
+             for d, r, m, c in tidy[["dataset", "row", "metric", "column"]].itertuples(index=False)]
     tidy["paper_mean"] = [p[0] if p else math.nan for p in paper]
     tidy["paper_std"] = [p[1] if p and p[1] is not None else math.nan for p in paper]
     tidy["difference"] = tidy["mean"] - tidy["paper_mean"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.compute as pc
 
+from benchmark.paper.axes import table_stem
 from benchmark.report.loading import ReportError, load_store, scan
 from benchmark.report.selection import Selection, select
 from benchmark.report.tables import build_table
@@ -36,7 +37,7 @@ def _resolve_group_keys(spec: str, sel: Selection, data_root: str | None) -> tup
         cells = cells[cells[name].astype(str) == value]
     keys = sorted({k for text in cells.get("trial_keys", []) for k in str(text).split(";") if k})
     if not keys:
-        raise ReportError(f"--groups {spec!r} matches no table cell with trials; see table{result.number}.csv "
+        raise ReportError(f"--groups {spec!r} matches no table cell with trials; see {table_stem(result.number)}.csv "
                           "for the cells (columns dataset, row, metric, column)")
     name = "cell_" + "_".join(f"{v}" for v in [result.number, *fields.values()])
     return keys, re.sub(r"[^A-Za-z0-9_.-]+", "-", name)

@@ -9,6 +9,7 @@ from collections import Counter
 
 import pandas as pd
 
+from benchmark.paper.axes import EXTENDED_TABLE, table_label, table_stem
 from benchmark.report.cells import MISSING, TableResult
 from benchmark.report.latex import latex_escape
 from benchmark.report.selection import Selection
@@ -72,7 +73,7 @@ def _seeds(result: TableResult) -> list[int]:
 
 def caption(result: TableResult, sel: Selection | None, numbered: bool = True) -> str:
     """Plain-text caption (Markdown as is; LaTeX after escaping, where \\caption numbers it)."""
-    parts = [f"Table {result.number}: {result.title}." if numbered else f"{result.title}."]
+    parts = [f"{table_label(result.number)}: {result.title}." if numbered else f"{result.title}."]
     if result.value_kind != "count" and sel is not None:
         rule = sel.selector
         parts.append(f"Selection protocol: {sel.protocol}; epoch selector: {rule.name} ({rule.description}).")
@@ -85,7 +86,7 @@ def caption(result: TableResult, sel: Selection | None, numbered: bool = True) -
         how = ("by its mean validation score (selector's metric)" if sel is not None and sel.selector.split == "valid"
                else "on the test set, as the paper did")
         parts.append(f"REPAIR: best of its variants (T/R/C/S) per cell, chosen {how}; the chosen variant is shown "
-                     f"beside the value and every variant's numbers are in table{result.number}.csv.")
+                     f"beside the value and every variant's numbers are in {table_stem(result.number)}.csv.")
     hex_used = result.trials_used[result.trials_used["method"] == "hex"] if len(result.trials_used) else None
     if hex_used is not None and len(hex_used) and "method_hparams" in hex_used:
         # The NGLCM input decides what HEX can see of the bias (gray_permax misses a uniform colour).
@@ -93,6 +94,10 @@ def caption(result: TableResult, sel: Selection | None, numbered: bool = True) -
         parts.append(f"HEX: NGLCM input {', '.join(modes)}.")
     if any(c.marker for c in result.columns) or result.number == 6:
         parts.append("Supervision: ○ none, ◐ bias-tailored, ● bias labels.")
+    if result.number == EXTENDED_TABLE:
+        # Each method's supervision in words, so a reader compares like with like.
+        named = dict.fromkeys(f"{c.label.split(' [')[0]} {c.marker}".strip() for c in result.columns if c.method)
+        parts.append("Methods: " + ", ".join(named) + ".")
     if sel is not None and sel.selector.uses_validation_bias_labels and result.value_kind != "count":
         parts.append("‡: epochs chosen with validation bias labels (worst-group validation accuracy), more bias "
                      "supervision than ○ and ◐ methods receive in training.")
@@ -155,7 +160,7 @@ def _column_headers(result: TableResult, sel: Selection | None) -> list[str]:
 
 
 def render_markdown(result: TableResult, sel: Selection | None, show_paper: bool = True) -> str:
-    lines = [f"### Table {result.number}", "", caption(result, sel), ""]
+    lines = [f"### {table_label(result.number)}", "", caption(result, sel), ""]
     if not result.fillable:
         lines.append(f"No data: {result.missing_reason or 'the store has no trials for this table'}.")
         return "\n".join(lines)
@@ -198,7 +203,7 @@ def render_latex(result: TableResult, sel: Selection | None, show_paper: bool = 
     bold, cells, modal_n = best_cells(result), _lookup(result), _modal_n(result)
     n_labels = len(result.row_headers)
     lines = [*LATEX_PREAMBLE, r"\begin{table}[t]", r"\centering", r"\small",
-             rf"\caption{{{latex_escape(caption(result, sel, numbered=False))}}}", rf"\label{{tab:debiasbench-{result.number}}}",
+             rf"\caption{{{latex_escape(caption(result, sel, numbered=False))}}}", rf"\label{{tab:debiasbench-{table_stem(result.number).removeprefix('table').lstrip('_')}}}",
              rf"\begin{{tabular}}{{{'l' * n_labels}{'c' * len(result.columns)}}}", r"\toprule"]
     blocks: list[tuple[str, int]] = []
     for col in result.columns:

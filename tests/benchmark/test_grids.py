@@ -34,7 +34,7 @@ def test_dedup_merges_tables():
     assert len(merged) == 1 and merged[0].tables == (2, 8)
 
 
-@pytest.mark.parametrize("kwargs,message", [({"name": "nope"}, "unknown grid"), ({"name": "paper", "tables": [11]}, "unknown table")])
+@pytest.mark.parametrize("kwargs,message", [({"name": "nope"}, "unknown grid"), ({"name": "paper", "tables": [12]}, "unknown table")])
 def test_bad_grid_input(kwargs, message):
     with pytest.raises(ValueError, match=message):
         build_grid(**kwargs)

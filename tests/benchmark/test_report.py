@@ -286,7 +286,7 @@ def test_cli_errors_name_the_fix(tmp_path, capsys):
     assert main([str(store.root), "--selector", "val_accuracy", "--no-figures", "--out", str(tmp_path / "o")]) == 2
     assert "--protocol validation" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main([str(store.root), "--tables", "11"])
+        main([str(store.root), "--tables", "12"])
 
 
 def _mean(table, column, dataset="cmnist", row="95.0"):
