@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", choices=("auto", "lines", "off"), default="auto",
                    help="auto: live view on a terminal, plain lines otherwise; lines; off")
     p.add_argument("--no-report", action="store_true", help="do not print/write tables after the run")
+    p.add_argument("--tracker", action="append", default=[], choices=("tensorboard", "mlflow", "wandb"),
+                   help="log every trial's per-epoch metrics to an experiment tracker (repeatable); MLflow writes "
+                        "a local file store and W&B runs offline under the results directory")
     p.add_argument("--protocol", choices=("paper", "validation"), default="paper",
                    help="selection protocol: paper (train on all training data) or validation (hold out a part)")
     p.add_argument("--validation-fraction", type=float, default=0.1, help="held-out fraction under --protocol validation")
@@ -157,6 +160,7 @@ def _run(args, DATASETS, METHODS) -> int:
         gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, address=args.address,
         max_failures=args.max_failures, device=args.device, mixed_precision=args.mixed_precision,
         channels_last=args.channels_last, plugins=tuple(args.plugin), progress=args.progress,
+        trackers=tuple(args.tracker),
     )
     if args.search:
         return _search(args, runnable, options, METHODS)
@@ -188,6 +192,10 @@ def _run(args, DATASETS, METHODS) -> int:
         from datasets.base import DataPaths
 
         print(write_report(results, protocol=args.protocol, data_root=str(DataPaths.resolve(args.data_root).data_root)))
+        from benchmark.report.build import default_out
+        from benchmark.report.page import PAGE
+
+        print(f"\nreport page: {(default_out(results) / PAGE).resolve().as_uri()}")
     return 1 if summary.failed or summary.unfinished else 0
 
 

@@ -12,7 +12,7 @@ Opens REPORT_DIR/index.html from the file system (no server, network blocked) tw
      that leaves the file.
   2. `--screenshot` (with --screenshot OUT.png) of the page as it opens.
 Exit status 0 when everything matches, 1 with the problems listed, 2 when it cannot run.
-`--write` first (re)writes index.html with benchmark.html_page.write_index_html.
+`--write` first (re)writes index.html with benchmark.report.page.write_index_html.
 """
 
 from __future__ import annotations
@@ -253,13 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--screenshot", type=Path, help="write a PNG of the page as it opens")
     parser.add_argument("--window-size", default="1400,4000", help="width,height of the screenshot (default 1400,4000)")
     parser.add_argument("--chromium", help="browser binary (default: chromium on PATH)")
-    parser.add_argument("--write", action="store_true", help="write index.html first (benchmark.html_page)")
+    parser.add_argument("--write", action="store_true", help="write index.html first (benchmark.report.page)")
     parser.add_argument("--results", help="with --write: result store for the provenance section")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per browser run")
     args = parser.parse_args(argv)
     try:
         if args.write:
-            from benchmark.html_page import provenance_from_store, write_index_html
+            from benchmark.report.page import provenance_from_store, write_index_html
 
             write_index_html(args.report_dir, provenance_from_store(args.results) if args.results else None)
         result = check(args.report_dir, args.screenshot, args.chromium, args.window_size, args.timeout)

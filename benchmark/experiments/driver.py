@@ -30,6 +30,7 @@ from benchmark.experiments.ray_backend import (
     tune_trainable,
 )
 from benchmark.experiments.search import check_metric
+from benchmark.experiments.trackers import tracker_callbacks
 from benchmark.experiments.worker import WorkerSpec, trial_checkpoint_dir
 from benchmark.metric_names import VALID_ACCURACY
 from benchmark.plugins import load_plugins
@@ -59,6 +60,7 @@ class RunOptions:
     progress: str = "auto"  # "auto" (live view on a terminal), "lines" or "off"
     scheduler: str | None = None  # "asha": early stopping on `metric` (searches only)
     metric: str = VALID_ACCURACY  # what a scheduler optimises; must be a validation metric
+    trackers: tuple[str, ...] = ()  # experiment trackers fed by Tune's own logger callbacks
 
 
 @dataclass
@@ -92,6 +94,9 @@ def run_grid(configs: list[TrialConfig], options: RunOptions) -> RunSummary:
         if options.scheduler != "asha":
             raise ValueError(f"unknown scheduler {options.scheduler!r}; the supported scheduler is 'asha'")
         check_metric(options.metric)
+    # Trackers first, so a missing optional package fails before anything is planned or trained.
+    local_dir = Path(options.results).resolve() if "://" not in options.results else Path.home() / ".cache" / "debiasbench"
+    trackers = tracker_callbacks(options.trackers, str(local_dir)) if options.trackers else []
     trials = resolve_all(configs)
     store = ResultStore(options.results)
     store.ensure_writable()
@@ -145,7 +150,7 @@ def run_grid(configs: list[TrialConfig], options: RunOptions) -> RunSummary:
             storage_path=str(results_path / "_ray"),
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
             verbose=0,
-            callbacks=[callback],
+            callbacks=[callback, *trackers],
             log_to_file=True,
         ),
     )

@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from benchmark.paper.axes import EXTENDED_METHODS, EXTENDED_TABLE, TABLES, table_label, table_stem
+from benchmark.report.page import PAGE, provenance_from_store, write_index_html
 from benchmark.report.loading import load_store, scan
 from benchmark.report.selection import Selection, select
 from benchmark.report.tables import build_table
@@ -106,8 +107,10 @@ def build_report(results: str, out: Path | None = None, options: ReportOptions =
         lines += ["", "### Method diagnostics at the last epoch (mean over trials; every epoch in diagnostics.csv)", "",
                   *_markdown_frame(_last_epoch_diagnostics(diagnostics))]
     lines += ["", f"Files under {out}: " + (", ".join(f"{table_stem(n)}.{{csv,tex,md}}" for n in written) or "no tables")]
+    lines += ["", f"Open {out / PAGE} in a browser: every table with the paper beside it, the figures and the provenance."]
     markdown = "\n".join(lines)
     (out / "report.md").write_text(markdown + "\n", encoding="utf-8")
+    write_index_html(out, provenance_from_store(results))  # reads what was just written
     return markdown
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.html_page import beyond_2se, page_context, provenance_from_store, write_index_html
+from benchmark.report.page import beyond_2se, page_context, provenance_from_store, write_index_html
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = "<script>alert(1)</script>"
@@ -290,7 +290,7 @@ def test_a_report_without_optional_files(tmp_path):
 
 
 def test_module_is_torch_free():
-    code = ("import sys, benchmark.html_page; bad = [m for m in sys.modules if m.split('.')[0] in "
+    code = ("import sys, benchmark.report.page; bad = [m for m in sys.modules if m.split('.')[0] in "
             "('torch', 'methods', 'datasets', 'models', 'ray') or m.startswith('benchmark.training')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import trackers
-from benchmark.trackers import TrackerError, tracker_callbacks
+from benchmark.experiments import trackers
+from benchmark.experiments.trackers import TrackerError, tracker_callbacks
 
 HAS = {name: importlib.util.find_spec(module) is not None
        for name, module in (("tensorboard", "tensorboardX"), ("mlflow", "mlflow"), ("wandb", "wandb"))}
@@ -225,3 +225,35 @@ def test_tune_run_writes_an_offline_wandb_run(tune_run):
     for name in ("test_accuracy", "test/debiased/conflicting_accuracy"):
         assert [json.loads(row[name]) for row in rows] == pytest.approx(
             [_epoch_metrics(e)[name] for e in range(1, EPOCHS + 1)])
+
+
+@pytest.mark.ray
+@pytest.mark.real_data
+@needs["tensorboard"]
+@needs["mlflow"]
+def test_the_smoke_grid_logs_every_epoch_to_tensorboard_and_mlflow(mnist_paths, tmp_path):
+    """`run_all.py --tracker tensorboard --tracker mlflow` on the smoke grid: the event files and
+    the MLflow runs hold every trial's per-epoch metrics, under the results directory."""
+    from mlflow.tracking import MlflowClient
+
+    import run_all
+
+    results = tmp_path / "results"
+    status = run_all.main(["--grid", "smoke", "--epochs", "2", "--tracker", "tensorboard", "--tracker", "mlflow",
+                           "--results", str(results), "--data-root", str(mnist_paths.data_root),
+                           "--cache-dir", str(mnist_paths.cache_dir), "--progress", "off", "--no-report"])
+    assert status == 0
+    runs = {}
+    for path in sorted((results / "_ray").rglob("events.out.tfevents.*")):
+        runs[path.parent] = _tfevent_scalars(path)
+    assert len(runs) == 2  # vanilla and lff
+    for scalars in runs.values():
+        assert sorted(scalars["ray/tune/test_accuracy"]) == [1, 2]
+        assert sorted(scalars["ray/tune/epoch"]) == [1, 2]
+    client = MlflowClient(tracking_uri=(results / "mlflow").resolve().as_uri())
+    experiment = client.get_experiment_by_name("debiasbench")
+    mlflow_runs = client.search_runs([experiment.experiment_id])
+    assert len(mlflow_runs) == 2
+    for run in mlflow_runs:
+        history = client.get_metric_history(run.info.run_id, "test_accuracy")
+        assert sorted(m.step for m in history) == [1, 2] and all(0.0 <= m.value <= 1.0 for m in history)

@@ -1,6 +1,6 @@
 """One static, self-contained HTML page of a written report: RESULTS/report/index.html (torch-free).
 
-    python -m benchmark.html_page REPORT_DIR [--results RESULTS]
+    python -m benchmark.report.page REPORT_DIR [--results RESULTS]
 
 `write_index_html(report_dir, provenance)` reads only what the report already wrote into its
 directory (tableN.csv and tableN.md, figures/figure{2,4}.png, groups_*_matrix.csv with their heatmap
@@ -29,23 +29,11 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from benchmark.paper.axes import DATASET_LABELS, EXTENDED_TABLE, METHOD_LABELS, METRIC_LABELS, table_label, table_stem
+from benchmark.store import ResultStore
 
 
-def _labels() -> tuple[dict, dict, dict]:
-    """The report's display names (dataset, method, metric); the stored identifiers if the tables
-    module cannot be found (benchmark/ is being split into subpackages: both layouts are tried)."""
-    import importlib
 
-    for name in ("benchmark.paper.axes", "benchmark.report.tables", "benchmark.tables"):
-        try:
-            module = importlib.import_module(name)
-            return module.DATASET_LABELS, module.METHOD_LABELS, module.METRIC_LABELS
-        except (ImportError, AttributeError):
-            continue
-    return {}, {}, {}  # pragma: no cover
-
-
-DATASET_LABELS, METHOD_LABELS, METRIC_LABELS = _labels()
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "index.html.j2"
@@ -57,7 +45,8 @@ SE_FACTOR = 2.0
 BEST_RULE = {1: None, 6: "column", 7: None}
 COLUMN_LABELS = {"biased_train": "Accuracy", "unbiased_train": "Accuracy*"}  # Table 1, as in the paper
 ROW_HEADERS = {1: "Target / bias", 2: "Ratio (%)", 3: "Ratio (%)", 4: "Ratio (%)", 5: "Target / bias",
-               6: "Method", 7: "Split", 8: "Difficulty", 9: "Difficulty", 10: "Ratio (%)"}
+               6: "Method", 7: "Split", 8: "Difficulty", 9: "Difficulty", 10: "Ratio (%)",
+               EXTENDED_TABLE: "Ratio (%)"}
 PROVENANCE_LABELS = {"results": "Result store", "code_version": "Code version", "torch_version": "torch",
                      "cuda_version": "CUDA", "device": "Devices", "hostname": "Hosts",
                      "selection_protocol": "Selection protocols", "status": "Trials per status",
@@ -154,12 +143,14 @@ def table_files(report_dir: Path) -> list[tuple[int, Path]]:
         suffix = path.stem[len("table"):]
         if suffix.isdigit():
             found.append((int(suffix), path))
+        elif path.stem == table_stem(EXTENDED_TABLE):
+            found.append((EXTENDED_TABLE, path))
     return sorted(found)
 
 
 def _caption(report_dir: Path, number: int) -> str:
     """The caption the report wrote into tableN.md (the line after the heading), or ''."""
-    path = report_dir / f"table{number}.md"
+    path = report_dir / f"{table_stem(number)}.md"
     if not path.is_file():
         return ""
     lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
@@ -226,7 +217,7 @@ def _cell_view(cell: Mapping[str, Any], best: bool) -> dict[str, Any]:
 
 def _table_view(report_dir: Path, number: int, path: Path) -> dict[str, Any]:
     tidy = read_table_csv(path)
-    view: dict[str, Any] = {"number": number, "caption": _caption(report_dir, number), "file": path.name,
+    view: dict[str, Any] = {"number": number, "label": table_label(number), "caption": _caption(report_dir, number), "file": path.name,
                             "rows": [], "headers": [], "missing": [], "variants": [], "empty": tidy.empty}
     if tidy.empty:
         return view
@@ -416,11 +407,6 @@ def provenance_from_store(results: str | Path) -> dict[str, Any]:
     first and last finish time. Reads one row per trial file; never writes."""
     import pyarrow.parquet as pq
 
-    try:
-        from benchmark.store import ResultStore
-    except ImportError:  # the store's module inside the benchmark/store/ subpackage
-        from benchmark.store.store import ResultStore
-
     store = ResultStore(results)
     values: dict[str, Counter] = {name: Counter() for name in _PROVENANCE_FIELDS}
     statuses: Counter = Counter()
@@ -449,7 +435,7 @@ def provenance_from_store(results: str | Path) -> dict[str, Any]:
 # Command line
 # --------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmark.html_page",
+    parser = argparse.ArgumentParser(prog="python -m benchmark.report.page",
                                      description="Write REPORT_DIR/index.html from a written report.")
     parser.add_argument("report_dir", type=Path, help="the report's output directory (RESULTS/report)")
     parser.add_argument("--results", help="result store for the provenance section (default: the report "
