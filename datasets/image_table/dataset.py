@@ -67,7 +67,8 @@ from datasets.celeba import (
 )
 from datasets.cmnist import INPUT_SCALINGS
 
-log = logging.getLogger(__name__)
+# The package's name, as before it became a package: trial logs show it (%(name)s).
+log = logging.getLogger(__package__)
 
 FAMILY = "image_table"
 TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}

@@ -315,7 +315,7 @@ def test_array_file_bad_input(tmp_path):
 # -- the cache ------------------------------------------------------------------------------------
 
 def test_cache_is_reused_and_invalidated(folder, monkeypatch):
-    import datasets.image_table as module
+    import datasets.image_table.dataset as module
 
     first = folder.load()
     assert len(folder.entries()) == 1
