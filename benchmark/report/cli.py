@@ -4,6 +4,7 @@
         [--selector last|val_accuracy|val_worst_group|test_oracle] [--data-root DIR] [--no-figures]
     python -m benchmark.report RESULTS --groups TRIAL_KEY            # per-group view of one trial
     python -m benchmark.report RESULTS --groups table=2,dataset=cmnist,row=99.0,column=lff   # of a cell
+    python -m benchmark.report MY_STORE --compare results/reference/cmnist  # my run against the reference
 """
 
 from __future__ import annotations
@@ -51,12 +52,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--groups", metavar="SPEC", help="per-group view: a trial key (or unique prefix), or a table cell "
                    "table=N,dataset=...,row=...,column=...[,metric=...]")
     p.add_argument("--role", help="model role for --groups (default: the trial's predictor, e.g. debiased)")
+    p.add_argument("--compare", metavar="REFERENCE", help="compare RESULTS with a reference store cell by cell "
+                   "(e.g. results/reference/cmnist); flags cells more than 2 standard errors apart")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.compare:
+            from benchmark.report.build import default_out
+            from benchmark.report.compare import write_comparison
+
+            out = args.out or default_out(args.results)
+            print(write_comparison(args.results, args.compare, out, tables=args.tables, protocol=args.protocol,
+                                   selector=args.selector, data_root=args.data_root))
+            print(f"\nwritten: {out / 'compare.csv'}, {out / 'compare.md'}")
+            return 0
         if args.groups:
             print(group_view(args.results, args.groups, args.out, args.protocol, args.selector, args.role,
                              args.data_root))

@@ -30,6 +30,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from benchmark.paper.axes import DATASET_LABELS, EXTENDED_TABLE, METHOD_LABELS, METRIC_LABELS, table_label, table_stem
+from benchmark.report.compare import PAPER_SEEDS, SE_FACTOR, beyond_standard_errors, standard_error
 from benchmark.store import ResultStore
 
 
@@ -38,8 +39,6 @@ from benchmark.store import ResultStore
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "index.html.j2"
 PAGE = "index.html"
-PAPER_SEEDS = 3  # the paper reports mean ± std over three runs
-SE_FACTOR = 2.0
 # How the report marks the best value (benchmark.tables: TableResult.bold): per row and metric block,
 # per column for Table 6 (BAR, methods as rows), none for Table 1 (one method) and Table 7 (counts).
 BEST_RULE = {1: None, 6: "column", 7: None}
@@ -80,24 +79,12 @@ def fmt_diff(value: Any) -> str:
     return f"{float(value):+.2f}" if _finite(value) else ""
 
 
-def standard_error(mean_std: Any, n: Any) -> float:
-    """std/sqrt(n), NaN without a std or with fewer than two values."""
-    if not _finite(mean_std) or not _finite(n) or float(n) < 2:
-        return math.nan
-    return float(mean_std) / math.sqrt(float(n))
-
-
 def beyond_2se(cell: Mapping[str, Any]) -> tuple[bool | None, float]:
     """(whether |difference| > 2 SE, the SE used); None where no SE or no paper value exists."""
     if not _finite(cell.get("difference")):
         return None, math.nan
-    ours = standard_error(cell.get("std"), cell.get("n"))
     paper = float(cell["paper_std"]) / math.sqrt(PAPER_SEEDS) if _finite(cell.get("paper_std")) else math.nan
-    known = [se for se in (ours, paper) if not math.isnan(se)]
-    if not known:
-        return None, math.nan
-    se = max(known)
-    return abs(float(cell["difference"])) > SE_FACTOR * se, se
+    return beyond_standard_errors(float(cell["difference"]), standard_error(cell.get("std"), cell.get("n")), paper)
 
 
 def best_cells(cells: pd.DataFrame, rule: str | None) -> set[tuple[str, str]]:

@@ -16,7 +16,16 @@ def main(argv: list[str] | None = None) -> int:
     merge = commands.add_parser("merge", help="merge stores made on different machines")
     merge.add_argument("sources", nargs="+", help="stores to merge (directories or URIs)")
     merge.add_argument("--into", required=True, help="destination store (created if absent)")
+    compact = commands.add_parser("compact", help="copy a store with only the rows the tables and figures read")
+    compact.add_argument("source", help="store to copy")
+    compact.add_argument("--into", required=True, help="destination store (created if absent)")
     args = parser.parse_args(argv)
+    if args.command == "compact":
+        from benchmark.store.compact import compact_store
+
+        done = compact_store(args.source, args.into)
+        print(f"compacted {len(done.written)} trial(s): {done.rows_before} rows -> {done.rows_after}")
+        return 0
     try:
         report = merge_stores(args.sources, args.into)
     except StoreError as error:

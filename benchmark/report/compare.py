@@ -1,0 +1,109 @@
+"""Two sets of numbers side by side, cell by cell: a user's store against a reference store (did I
+reproduce it?) or our numbers against the paper's. The rule, used everywhere a difference is
+flagged: a difference counts when it exceeds 2 standard errors, with SE the larger of the two
+sides' standard errors (std/sqrt(n) over seeds; the paper's ± is read as a std over its 3 seeds).
+A side without a std (n = 1) drops out; a cell where neither side has one is not tested.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from benchmark.paper.axes import REPORT_TABLES, table_label
+from benchmark.report.loading import load_store
+from benchmark.report.selection import select
+from benchmark.report.tables import build_table
+
+SE_FACTOR = 2.0
+PAPER_SEEDS = 3  # the paper reports mean ± std over three runs
+
+
+def standard_error(std: float, n: float) -> float:
+    """std/sqrt(n); NaN without a std or with fewer than two values."""
+    try:
+        std, n = float(std), float(n)
+    except (TypeError, ValueError):
+        return math.nan
+    if not math.isfinite(std) or not math.isfinite(n) or n < 2:
+        return math.nan
+    return std / math.sqrt(n)
+
+
+def beyond_standard_errors(difference: float, *standard_errors: float) -> tuple[bool | None, float]:
+    """(|difference| > 2 SE with SE the largest known one, that SE); None when nothing is known."""
+    known = [se for se in standard_errors if se is not None and math.isfinite(se)]
+    if not known or difference is None or not math.isfinite(difference):
+        return None, math.nan
+    se = max(known)
+    return abs(difference) > SE_FACTOR * se, se
+
+
+def compare_stores(mine: str, reference: str, tables: Sequence[int] | None = None, protocol: str | None = None,
+                   selector: str = "last", data_root: str | None = None) -> pd.DataFrame:
+    """One row per table cell filled in either store: both means, stds and ns, the difference,
+    the SE used and whether the cell differs by more than 2 SE."""
+    selections = [select(load_store(location), protocol, selector) for location in (mine, reference)]
+    frames = []
+    for number in tables or REPORT_TABLES:
+        if number == 7:
+            continue  # counts of the dataset itself, not results
+        ours, theirs = (build_table(number, sel, data_root).cells for sel in selections)
+        if not len(ours) and not len(theirs):
+            continue
+        keys = ["table", "row_id", "col_id", "dataset", "row", "setting", "metric", "column"]
+        pick = lambda frame: frame[[*keys, "mean", "std", "n"]] if len(frame) else pd.DataFrame(  # noqa: E731
+            columns=[*keys, "mean", "std", "n"])
+        merged = pick(ours).merge(pick(theirs), on=keys, how="outer", suffixes=("_mine", "_reference"))
+        frames.append(merged[(merged["n_mine"].fillna(0) > 0) | (merged["n_reference"].fillna(0) > 0)])
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True)
+    out["difference"] = out["mean_mine"] - out["mean_reference"]
+    flags, ses = [], []
+    for row in out.itertuples(index=False):
+        flag, se = beyond_standard_errors(row.difference, standard_error(row.std_mine, row.n_mine),
+                                          standard_error(row.std_reference, row.n_reference))
+        flags.append(flag)
+        ses.append(se)
+    out["se"] = ses
+    out["difference_in_se"] = out["difference"] / out["se"]
+    out["beyond_2se"] = flags
+    return out.drop(columns=["row_id", "col_id"])
+
+
+def comparison_markdown(frame: pd.DataFrame, mine: str, reference: str) -> str:
+    """A per-table Markdown comparison; flagged cells are marked ⚠."""
+    if frame.empty:
+        return f"No table cell is filled in {mine} or {reference}."
+    flagged = frame[frame["beyond_2se"] == True]  # noqa: E712 (None means untested)
+    lines = [f"# {mine} against {reference}", "",
+             f"{len(frame)} cell(s) compared; {len(flagged)} differ by more than {SE_FACTOR:g} standard errors "
+             "(SE: the larger of the two stores' std/√n; cells with n = 1 on both sides are not tested).", ""]
+    fmt = lambda mean, std, n: "—" if not n or n != n else (  # noqa: E731
+        f"{mean:.2f}" + (f" ± {std:.2f}" if std == std else "") + f" (n={int(n)})")
+    for number, part in frame.groupby("table", sort=True):
+        lines += [f"## {table_label(int(number))}", "", "| dataset | row | metric | column | mine | reference | Δ | Δ/SE |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in part.itertuples(index=False):
+            mark = " ⚠" if r.beyond_2se is True else ""
+            delta = "" if r.difference != r.difference else f"{r.difference:+.2f}{mark}"
+            in_se = "" if r.difference_in_se != r.difference_in_se else f"{r.difference_in_se:+.1f}"
+            setting = f" [{r.setting}]" if r.setting else ""
+            lines.append(f"| {r.dataset} | {r.row}{setting} | {r.metric} | {r.column} | "
+                         f"{fmt(r.mean_mine, r.std_mine, r.n_mine)} | {fmt(r.mean_reference, r.std_reference, r.n_reference)}"
+                         f" | {delta} | {in_se} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_comparison(mine: str, reference: str, out: Path, **options) -> str:
+    frame = compare_stores(mine, reference, **options)
+    out.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out / "compare.csv", index=False)
+    markdown = comparison_markdown(frame, mine, reference)
+    (out / "compare.md").write_text(markdown + "\n", encoding="utf-8")
+    return markdown
