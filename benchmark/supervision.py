@@ -7,7 +7,7 @@ import enum
 
 
 class Supervision(str, enum.Enum):
-    """What a method is told about the bias (SPEC 1)."""
+    """What a method is told about the bias (docs/protocol.md#vocabulary)."""
 
     NONE = "none"  # ○ e.g. Vanilla, LfF
     BIAS_TAILORED = "bias-tailored"  # ◐ knowledge of the bias type built into the method (HEX, ReBias)

@@ -23,7 +23,7 @@ class TrialConfig:
     data_seed: int = 0
     hparams_seed: int = 0
     epochs: int | None = None  # None: the dataset's protocol
-    protocol: str = "paper"  # selection protocol (SPEC 3)
+    protocol: str = "paper"  # selection protocol (docs/protocol.md#training-and-selection)
     tables: tuple[int, ...] = ()  # which paper tables need this trial (not part of the key)
     validation_fraction: float = 0.1  # held out under the "validation" protocol
 

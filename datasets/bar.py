@@ -1,4 +1,4 @@
-"""BAR, Biased Action Recognition (SPEC 2.4): six action classes whose training images share a
+"""BAR, Biased Action Recognition (docs/protocol.md#bar): six action classes whose training images share a
 place (climbing on rock walls, diving into water, ...) while every test image shows the action in
 another place. There are no bias labels, so only methods with supervision `none` or
 `bias-tailored` run on it, and evaluation reports per-class accuracy and their mean.

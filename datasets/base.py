@@ -84,7 +84,7 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class TrainProtocol:
-    """The paper's optimisation settings for a dataset (SPEC 3)."""
+    """The paper's optimisation settings for a dataset (docs/protocol.md#training-and-selection)."""
 
     lr: float = 1e-3
     weight_decay: float = 0.0

@@ -1,7 +1,7 @@
-"""Corrupted CIFAR-10, types 1 and 2 (SPEC 2.2): target Object, bias Corruption (or reversed).
+"""Corrupted CIFAR-10, types 1 and 2 (docs/protocol.md#corrupted-cifar-10): target Object, bias Corruption (or reversed).
 
 Each CIFAR-10 image gets one of ten corruptions (the bias value) at the CIFAR-10-C severity
-difficulty + 1; the bias is assigned exactly as in Colored MNIST (SPEC 2.1: exact per-class counts,
+difficulty + 1; the bias is assigned exactly as in Colored MNIST (docs/protocol.md#colored-mnist: exact per-class counts,
 a seeded choice of which images). Train split: the chosen ratio; test split: the 10,000 test images
 at the unbiased 10% ratio. The corruption of image i of a split is seeded by (data seed, split, i),
 so the result is the same for any number of worker processes. Generation runs in a process pool

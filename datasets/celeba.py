@@ -1,4 +1,4 @@
-"""CelebA (SPEC 2.3): any (target, bias) pair of its 40 binary attributes, by name.
+"""CelebA (docs/protocol.md#celeba): any (target, bias) pair of its 40 binary attributes, by name.
 
 Raw data in torchvision's layout under the data root:
 

@@ -1,4 +1,4 @@
-"""Raw CIFAR-10 (SPEC 2.2): the standard `cifar-10-batches-py` pickle layout, read directly.
+"""Raw CIFAR-10 (docs/protocol.md#corrupted-cifar-10): the standard `cifar-10-batches-py` pickle layout, read directly.
 
 Where it is looked for, in order, under the data root (`--data-root` or $DEBIAS_DATA_ROOT):
 

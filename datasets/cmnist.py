@@ -1,4 +1,4 @@
-"""Colored MNIST (SPEC 2.1): target Digit, bias Color (or the reversed task).
+"""Colored MNIST (docs/protocol.md#colored-mnist): target Digit, bias Color (or the reversed task).
 
 Each image of bias value b is coloured with one RGB colour c = clamp(palette[b] + N(0, sigma^2 I))
 that multiplies the grey digit per channel; the float result is truncated to uint8 as the

@@ -1,8 +1,8 @@
 """AND-mask (Parascandolo et al., ICLR 2021, "Learning explanations that are hard to vary";
-METHODS.md 13): step only along the gradient components on which the environments agree in sign.
+docs/methods-beyond-the-paper.md): step only along the gradient components on which the environments agree in sign.
 
 Environments: the bias values b present in the batch (`environments="bias"`, default: b is the
-"domain" these datasets vary, as in METHODS.md 13), or the (target, bias) groups present
+"domain" these datasets vary, as in docs/methods-beyond-the-paper.md), or the (target, bias) groups present
 (`environments="group"`). Per step, from one forward pass over the batch:
     L_e  = mean CE over the batch samples of environment e,  for the E environments present
     g_e  = dL_e / dtheta                   (E backward passes, autograd.grad)

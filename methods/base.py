@@ -166,7 +166,7 @@ def resolve_hparams(
     overrides: Mapping[str, Any] | None = None,
 ) -> Any:
     """The method's hyper-parameters: defaults for hparams_seed 0, else draws from its search
-    space (SPEC 3), then explicit overrides. Unknown override names are an error."""
+    space (docs/protocol.md#training-and-selection), then explicit overrides. Unknown override names are an error."""
     fields = {f.name for f in dataclasses.fields(method_cls.Hparams)}
     values: dict[str, Any] = {}
     if hparams_seed != 0:

@@ -1,4 +1,4 @@
-"""DANN with the bias attribute as the domain (Ganin et al., JMLR 2016; METHODS.md 14): an
+"""DANN with the bias attribute as the domain (Ganin et al., JMLR 2016; docs/methods-beyond-the-paper.md): an
 adversarial head tries to predict the bias b from the main model's penultimate features h(x), and
 a gradient-reversal layer (GRL) makes the feature extractor work against it.
 
@@ -15,7 +15,7 @@ Supervision: bias labels (b is the adversary's target).
 Defaults: lambda = 1 (DomainBed's DANN default); D is DomainBed's discriminator MLP, width 256,
 depth 3 (Linear-ReLU-Linear-ReLU-Linear), no dropout.
 Deviations from DomainBed (which alternates discriminator and generator steps): a GRL and one joint
-step, which METHODS.md 14 lists as the acceptable single-step form; D uses the trial's optimiser
+step, which docs/methods-beyond-the-paper.md lists as the acceptable single-step form; D uses the trial's optimiser
 factory (DomainBed: Adam with betas (0.5, 0.9)); lambda is constant (no Ganin schedule
 2 / (1 + exp(-10 p)) - 1: the method does not know the training length); no gradient penalty.
 The conditional variant (CDANN) is not implemented. Caveat: when b and y are nearly collinear

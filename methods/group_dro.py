@@ -1,4 +1,4 @@
-"""Group DRO (Sagawa et al., ICLR 2020; METHODS.md 6): online mirror ascent on group weights q.
+"""Group DRO (Sagawa et al., ICLR 2020; docs/methods.md#group-dro): online mirror ascent on group weights q.
 
 Groups are the (target, bias) cells, g = y * num_bias + b. Each step first moves q by an
 exponentiated-gradient step on the current batch's per-group mean losses, then minimises the

@@ -1,4 +1,4 @@
-"""Group resampling (METHODS.md 15): plain ERM on an epoch whose (target, bias) groups are balanced
+"""Group resampling (docs/methods-beyond-the-paper.md): plain ERM on an epoch whose (target, bias) groups are balanced
 by resampling, through the `epoch_indices` hook.
 
 Groups are g = y * num_bias + b. With n_g the training count of every populated group:

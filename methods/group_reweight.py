@@ -1,4 +1,4 @@
-"""Group reweighting (METHODS.md 15, SubpopBench's ReWeight): ERM with every sample's loss weighted
+"""Group reweighting (docs/methods-beyond-the-paper.md, SubpopBench's ReWeight): ERM with every sample's loss weighted
 by the inverse frequency of its (target, bias) group in the training set.
 
 Groups are g = y * num_bias + b, as in Group DRO. With n_g the training count of group g, G+ the

@@ -1,4 +1,4 @@
-"""HEX (Wang et al., ICLR 2019; METHODS.md 8): project the superficial-statistics component out of
+"""HEX (Wang et al., ICLR 2019; docs/methods.md#hex): project the superficial-statistics component out of
 the logits.
 
 A neural grey-level co-occurrence matrix (NGLCM) branch reads the image's pixels and gives h_G; the

@@ -1,4 +1,4 @@
-"""The Hilbert-Schmidt independence criterion used by ReBias (METHODS.md 9): the unbiased
+"""The Hilbert-Schmidt independence criterion used by ReBias (docs/methods.md#rebias): the unbiased
 estimator HSIC_1 of Song et al. (2012) with Gaussian RBF kernels, and the median heuristic for the
 kernel width. Helpers only; the method lives in methods/rebias.py."""
 

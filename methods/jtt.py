@@ -1,4 +1,4 @@
-"""Just Train Twice (Liu et al., ICML 2021; METHODS.md 10): find the training samples an early ERM
+"""Just Train Twice (Liu et al., ICML 2021; docs/methods-beyond-the-paper.md): find the training samples an early ERM
 model gets wrong, then train a fresh model with those samples repeated.
 
 Stage 1 (`prepare`, before the trainer's first epoch): an identification model f_id, built by the
@@ -111,7 +111,7 @@ def misclassified(model: nn.Module, ctx: MethodContext) -> torch.Tensor:
 class JTT(Method):
     supervision = Supervision.NONE
     Hparams = JTTHparams
-    # METHODS.md 10's suggested grid for datasets without published values [inferred].
+    # docs/methods-beyond-the-paper.md's suggested grid for datasets without published values [inferred].
     search_space = {
         "identification_epochs": lambda rng: int(rng.choice([1, 2, 5, 10, 20])),
         "upweight": lambda rng: int(rng.choice([10, 20, 50, 100])),

@@ -1,4 +1,4 @@
-"""Learned-Mixin +H (Clark et al., EMNLP 2019; METHODS.md 11) with an LfF-style biased model as the
+"""Learned-Mixin +H (Clark et al., EMNLP 2019; docs/methods-beyond-the-paper.md) with an LfF-style biased model as the
 bias-only branch.
 
 Two networks of the dataset's architecture: the main model f_D (the predictor) and a biased model

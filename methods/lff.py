@@ -1,4 +1,4 @@
-"""Learning from Failure (Nam et al., 2020) and its LfF-CE ablation (METHODS.md 3-4).
+"""Learning from Failure (Nam et al., 2020) and its LfF-CE ablation (docs/methods.md#lff-and-lff-ce).
 
 Two networks of the same architecture: a biased f_B trained with GCE (or CE for the ablation) and
 a debiased f_D trained with CE weighted by the relative difficulty score

@@ -1,4 +1,4 @@
-"""LfF with RUBi's combination rule (Table 10 ablation; METHODS.md 5).
+"""LfF with RUBi's combination rule (Table 10 ablation; docs/methods.md#lff-with-rubis-rule).
 
 LfF's biased network f_B (trained with GCE, no bias labels) takes the place of RUBi's bias-only
 branch. Instead of reweighting f_D's cross-entropy by the relative difficulty score, f_D is trained

@@ -1,4 +1,4 @@
-"""ReBias (Bahng et al., ICML 2020; METHODS.md 9): train the target network f to be statistically
+"""ReBias (Bahng et al., ICML 2020; docs/methods.md#rebias): train the target network f to be statistically
 independent, in the HSIC sense, of a biased network g drawn from a family G that can represent
 the bias but not the signal (small receptive fields), while g is trained to catch up with f.
 

@@ -1,4 +1,4 @@
-"""REPAIR (Li & Vasconcelos, CVPR 2019; METHODS.md 7): resample the training set so that a bias
+"""REPAIR (Li & Vasconcelos, CVPR 2019; docs/methods.md#repair): resample the training set so that a bias
 representation stops predicting the label, then train plainly on the kept subset.
 
 Stage 1 (`prepare`, training set only) is a min-max between a linear probe h(phi) = W phi + c and

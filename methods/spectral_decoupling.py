@@ -1,4 +1,4 @@
-"""Spectral Decoupling (Pezeshki et al., NeurIPS 2021; METHODS.md 12): cross-entropy plus an L2
+"""Spectral Decoupling (Pezeshki et al., NeurIPS 2021; docs/methods-beyond-the-paper.md): cross-entropy plus an L2
 penalty on the network's logits, which keeps a feature learnt early (the shortcut) from starving
 the gradient of the others.
 
@@ -49,7 +49,7 @@ def logit_penalty(logits: torch.Tensor, sd_lambda: float) -> torch.Tensor:
 class SpectralDecoupling(Method):
     supervision = Supervision.NONE
     Hparams = SpectralDecouplingHparams
-    # METHODS.md 12's recommended range for these datasets [inferred].
+    # docs/methods-beyond-the-paper.md's recommended range for these datasets [inferred].
     search_space = {"sd_lambda": lambda rng: float(10.0 ** rng.uniform(-3, -1))}
     roles = ("main",)
     predictor_role = "main"

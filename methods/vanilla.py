@@ -1,4 +1,4 @@
-"""Vanilla ERM: one network trained with plain cross-entropy (METHODS.md 2)."""
+"""Vanilla ERM: one network trained with plain cross-entropy (docs/methods.md#vanilla)."""
 
 from __future__ import annotations
 

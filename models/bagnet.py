@@ -1,4 +1,4 @@
-"""Small-receptive-field networks: ReBias' biased model family G (METHODS.md 9).
+"""Small-receptive-field networks: ReBias' biased model family G (docs/methods.md#rebias).
 
 - `bagnet18`: a BagNet-style ResNet-18 for natural images (ReBias' choice for scene and texture
   bias). Unpadded convolutions, and every convolution after the stem is 1x1 except the first

@@ -1,5 +1,5 @@
 """The Colored MNIST multi-layer perceptron: flatten, three hidden layers of 100 units with ReLU,
-a linear classifier (SPEC 2.1). Input scaling is done by the input pipeline, not here."""
+a linear classifier (docs/protocol.md#colored-mnist). Input scaling is done by the input pipeline, not here."""
 
 from __future__ import annotations
 

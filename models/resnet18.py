@@ -1,4 +1,4 @@
-"""torchvision's ResNet-18 with its final layer replaced for C classes (SPEC 2.3, 2.4).
+"""torchvision's ResNet-18 with its final layer replaced for C classes (docs/protocol.md#celeba, docs/protocol.md#bar).
 
 ImageNet weights (ResNet18_Weights.IMAGENET1K_V1) are read from the local torch hub cache with
 `torch.load(..., weights_only=True)`; when the file is absent a download is tried, and if that

@@ -1,4 +1,4 @@
-"""ResNet-20 for CIFAR (He et al. 2016, section 4.2; SPEC 2.2): a 3x3 stem of 16 channels, three
+"""ResNet-20 for CIFAR (He et al. 2016, section 4.2; docs/protocol.md#corrupted-cifar-10): a 3x3 stem of 16 channels, three
 stages of 3 basic blocks with 16, 32 and 64 channels (stride 2 at the start of stages 2 and 3),
 option-A shortcuts (identity; subsample and zero-pad the channels where the shape changes, so
 shortcuts have no parameters), global average pooling, a linear classifier. Kaiming-normal init.

@@ -1,4 +1,4 @@
-"""Ray Tune runner: schedules a grid's trials, one Tune trial per grid entry (SPEC 6).
+"""Ray Tune runner: schedules a grid's trials, one Tune trial per grid entry (docs/architecture.md#experiments).
 
 The result store, not Ray's experiment state, is the record of what is done: trials whose Parquet
 file is already complete are skipped, every finished trial writes its own file from the worker

@@ -1,4 +1,4 @@
-"""Named grids: declarative lists of trials (SPEC 5). Torch-free.
+"""Named grids: declarative lists of trials (docs/protocol.md#grids). Torch-free.
 
 `paper` is the union of every trial Tables 1-10 need, deduplicated (a trial shared by Tables 2, 3
 and 8 runs once and remembers every table that uses it). `quick` is a CPU-sized subset that shows

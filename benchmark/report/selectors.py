@@ -1,4 +1,4 @@
-"""Epoch selection rules (SPEC 3) as pure functions of the result store's metric rows.
+"""Epoch selection rules (docs/protocol.md#training-and-selection) as pure functions of the result store's metric rows.
 
 Each selector picks one epoch per trial from the rows of the trial's predictor role:
 

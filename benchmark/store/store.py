@@ -1,4 +1,4 @@
-"""The Parquet result store (SPEC 7). Torch-free: the report reads it without the training stack.
+"""The Parquet result store (docs/store.md). Torch-free: the report reads it without the training stack.
 
 Layout under the store root (a local directory or any pyarrow filesystem URI):
 

@@ -1,4 +1,4 @@
-"""The held-out validation split of the `validation` selection protocol (SPEC 3).
+"""The held-out validation split of the `validation` selection protocol (docs/protocol.md#training-and-selection).
 
 A seeded, group-stratified fraction of the training set, keeping the training bias: every
 (target, bias) group with at least two samples gives at least one, so the split holds a few

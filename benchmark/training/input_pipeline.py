@@ -1,4 +1,4 @@
-"""On-device batching, augmentation and normalisation (SPEC 8).
+"""On-device batching, augmentation and normalisation (docs/architecture.md#performance).
 
 Small datasets live on the training device as uint8 tensors; a batch is a gather by index, then
 (training only) a random crop from the zero-padded image and a random horizontal flip, per sample

@@ -1,4 +1,4 @@
-"""Group-accuracy metrics (SPEC 1). A cell is a (target, bias) group, or a class when the dataset
+"""Group-accuracy metrics (docs/protocol.md#vocabulary). A cell is a (target, bias) group, or a class when the dataset
 has no bias labels. `accuracy` of a subset is the mean of its cells' accuracies, so every cell
 weighs the same whatever its count: on subset `all` that is the unbiased accuracy, on
 `conflicting` the bias-conflicting accuracy."""

@@ -1,4 +1,4 @@
-"""The 20 corruptions of Corrupted CIFAR-10 types 1 and 2 (SPEC 2.2), with the CIFAR-10-C
+"""The 20 corruptions of Corrupted CIFAR-10 types 1 and 2 (docs/protocol.md#corrupted-cifar-10), with the CIFAR-10-C
 32x32 constants of Hendrycks & Dietterich, re-implemented on NumPy/SciPy/OpenCV/Pillow and
 vectorised across a batch where the math allows.
 

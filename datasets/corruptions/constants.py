@@ -1,5 +1,5 @@
 """The CIFAR-10-C constants of Hendrycks & Dietterich for 32x32 images, indexed by severity - 1
-(SPEC 2.2), and the fixed colours, textures and kernels the weather corruptions use."""
+(docs/protocol.md#corrupted-cifar-10), and the fixed colours, textures and kernels the weather corruptions use."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 SIZE = 32
 SEVERITIES = (1, 2, 3, 4, 5)
 
-# CIFAR-10-C constants, indexed by severity - 1 (SPEC 2.2).
+# CIFAR-10-C constants, indexed by severity - 1 (docs/protocol.md#corrupted-cifar-10).
 GAUSSIAN_NOISE = (0.04, 0.06, 0.08, 0.09, 0.10)
 SHOT_NOISE = (500, 250, 100, 75, 50)
 IMPULSE_NOISE = (0.01, 0.02, 0.03, 0.05, 0.07)

@@ -1,4 +1,4 @@
-"""On-device augmentation and normalisation (SPEC 8): per-sample random crop from zero padding
+"""On-device augmentation and normalisation (docs/architecture.md#performance): per-sample random crop from zero padding
 and horizontal flip, checked against the offsets and flips the generator actually drew."""
 
 import torch

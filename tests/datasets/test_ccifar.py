@@ -1,4 +1,4 @@
-"""Corrupted CIFAR-10 (SPEC 2.2) on a small fake CIFAR-10 written in the standard pickle layout:
+"""Corrupted CIFAR-10 (docs/protocol.md#corrupted-cifar-10) on a small fake CIFAR-10 written in the standard pickle layout:
 the raw reader (restricted unpickler, str/bytes keys, clear errors), exact group counts, splits,
 the reversed task, the unbiased training set, seeding independent of workers, and the cache."""
 

@@ -1,4 +1,4 @@
-"""Colored MNIST per SPEC 2.1: exact counts, the colour formula, the splits, determinism, errors."""
+"""Colored MNIST per docs/protocol.md#colored-mnist: exact counts, the colour formula, the splits, determinism, errors."""
 
 import numpy as np
 import pytest

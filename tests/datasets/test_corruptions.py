@@ -1,4 +1,4 @@
-"""The CIFAR-10-C corruptions (SPEC 2.2): closed forms against direct evaluation of the reference
+"""The CIFAR-10-C corruptions (docs/protocol.md#corrupted-cifar-10): closed forms against direct evaluation of the reference
 formulas (to within one intensity level: the reference truncates its float result to uint8, so a
 last-bit difference in the float can move a value by one level), stochastic ones by their
 statistics, and the contracts every corruption keeps (dtype, range, shape, seeding)."""
@@ -69,7 +69,7 @@ def correlate_2d(image: np.ndarray, kernel: np.ndarray, pad_mode: str) -> np.nda
 
 
 # ---------------------------------------------------------------------------------------------
-# constants (SPEC 2.2, CIFAR-10-C severities 1..5)
+# constants (docs/protocol.md#corrupted-cifar-10, CIFAR-10-C severities 1..5)
 
 
 def test_constants_are_the_cifar10c_table():

@@ -1,5 +1,5 @@
 """One LfF step computed by hand on a fixed tiny batch, every intermediate compared
-(METHODS.md 3): EMA first-visit rule, class-wise max over all training samples of the class,
+(docs/methods.md#lff-and-lff-ce): EMA first-visit rule, class-wise max over all training samples of the class,
 W detached, GCE coded as CE * q * p_y^q, weighted CE divided by B, one backward."""
 
 import copy
