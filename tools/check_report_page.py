@@ -259,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.write:
-            from benchmark.report.page import provenance_from_store, write_index_html
+            from benchmark.report.page import write_index_html
+            from benchmark.report.provenance import provenance_from_store
 
             write_index_html(args.report_dir, provenance_from_store(args.results) if args.results else None)
         result = check(args.report_dir, args.screenshot, args.chromium, args.window_size, args.timeout)

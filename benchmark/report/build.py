@@ -11,7 +11,8 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from benchmark.paper.axes import EXTENDED_METHODS, EXTENDED_TABLE, TABLES, table_label, table_stem
-from benchmark.report.page import PAGE, provenance_from_store, write_index_html
+from benchmark.report.page import PAGE, write_index_html
+from benchmark.report.provenance import provenance_from_store
 from benchmark.report.loading import load_store, scan
 from benchmark.report.selection import Selection, select
 from benchmark.report.tables import build_table

@@ -42,5 +42,5 @@ def test_bad_grid_input(kwargs, message):
 
 def test_quick_grid_is_small_and_shows_the_main_effect_settings():
     grid = build_grid("quick")
-    assert {t.dataset_params["ratio"] for t in grid} == {95.0, 99.5} and set(RATIOS) >= {95.0, 99.5}
+    assert {t.dataset_params["ratio"] for t in grid} == {99.0, 99.5} and set(RATIOS) >= {99.0, 99.5}
     assert {"vanilla", "lff"} <= {t.method for t in grid}

@@ -18,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.report.page import beyond_2se, page_context, provenance_from_store, write_index_html
+from benchmark.report.page import beyond_2se, page_context, write_index_html
+from benchmark.report.provenance import provenance_from_store
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = "<script>alert(1)</script>"
