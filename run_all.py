@@ -94,17 +94,17 @@ def list_registered() -> str:
     lines = ["Methods (name, supervision, roles, default hyper-parameters):"]
     for name, cls in METHODS:
         defaults = {f.name: f.default for f in dc.fields(cls.Hparams)}
-        lines.append(f"  {name:<10} {cls.supervision.symbol} {cls.supervision.value:<14} roles={','.join(cls.roles)} "
+        lines.append(f"  {name:<20} {cls.supervision.symbol} {cls.supervision.value:<14} roles={','.join(cls.roles)} "
                      f"predictor={cls.predictor_role} {defaults}")
         # Methods whose supervision depends on the dataset (REPAIR) list where it differs.
         differs = {d: cls.supervision_on(d) for d, _ in DATASETS if cls.supervision_on(d) is not cls.supervision}
         if differs:
-            lines.append("             on " + ", ".join(f"{d}: {s.symbol} {s.value}" for d, s in differs.items()))
+            lines.append(" " * 23 + "on " + ", ".join(f"{d}: {s.symbol} {s.value}" for d, s in differs.items()))
     lines.append("Datasets (name, target/bias, parameters with defaults):")
     for name, cls in DATASETS:
         defaults = {f.name: f.default for f in dc.fields(cls.Params)}
         labels = "bias labels" if cls.has_bias_labels else "no bias labels"
-        lines.append(f"  {name:<10} {cls.target_attribute}/{cls.bias_attribute} ({labels}) {defaults}")
+        lines.append(f"  {name:<20} {cls.target_attribute}/{cls.bias_attribute} ({labels}) {defaults}")
     return "\n".join(lines)
 
 
