@@ -44,3 +44,15 @@ def test_quick_grid_is_small_and_shows_the_main_effect_settings():
     grid = build_grid("quick")
     assert {t.dataset_params["ratio"] for t in grid} == {99.0, 99.5} and set(RATIOS) >= {99.0, 99.5}
     assert {"vanilla", "lff"} <= {t.method for t in grid}
+
+
+def test_the_paper_grid_keys_are_pinned():
+    """A refactor must not change what a trial is: the 579 keys of `--grid paper` are pinned (a
+    deliberate protocol change, such as a new generator version, updates the fixture with it)."""
+    from pathlib import Path
+
+    from benchmark.experiments.planning import resolve_all
+
+    pinned = (Path(__file__).resolve().parent.parent / "fixtures" / "paper_grid_keys.txt").read_text().split()
+    keys = sorted(t.key for t in resolve_all(build_grid("paper")))
+    assert len(keys) == 579 and keys == pinned
