@@ -13,11 +13,12 @@ import argparse
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 
 from benchmark.paper.axes import REPORT_TABLES
 from benchmark.report.loading import ReportError
 from benchmark.report.selectors import DEFAULT_SELECTOR, SELECTORS, SelectorError
-from benchmark.store import StoreError
+from benchmark.store import ResultStore, StoreError
 from benchmark.report.build import ReportOptions, build_report
 from benchmark.report.groups import group_view
 
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        ResultStore(args.results).require_exists()  # a mistyped path is an error, not an empty report
         if args.compare:
             from benchmark.report.build import default_out
             from benchmark.report.compare import write_comparison
@@ -80,4 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except (ReportError, SelectorError, StoreError) as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (OSError, pa.ArrowException) as error:  # a file damaged after the store's scan verified it
+        print(f"error: {ResultStore(args.results).explain_read_failure(error)}", file=sys.stderr)
         return 2

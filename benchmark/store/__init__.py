@@ -8,10 +8,12 @@ from benchmark.store.store import (
     SCHEMA,
     SCHEMA_VERSION,
     TRIAL_FIELDS,
+    DamagedFileError,
     ResultStore,
     StoreError,
     StoreNotWritableError,
     StoreVersionError,
+    StoreWriteError,
     TrialRecord,
 )
 
@@ -21,11 +23,13 @@ __all__ = [
     "SCHEMA",
     "SCHEMA_VERSION",
     "TRIAL_FIELDS",
+    "DamagedFileError",
     "MergeReport",
     "ResultStore",
     "StoreError",
     "StoreNotWritableError",
     "StoreVersionError",
+    "StoreWriteError",
     "TrialRecord",
     "merge_stores",
 ]

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from benchmark.store.store import _META_KEY, _META_STATUS, ResultStore
 
@@ -37,22 +36,24 @@ def merge_stores(sources: list[str], into: str) -> MergeReport:
     same results is dropped; with different results it is a conflict: the first copy is kept and
     the key reported; a failed or partial record is replaced by a finished one. Nothing is
     overwritten silently."""
+    stores = [ResultStore(location) for location in sources]
+    for source in stores:
+        source.require_exists()  # a mistyped source is an error, not "copied 0"
     target = ResultStore(into)
     target.ensure_writable()
     report = MergeReport()
     present: dict[str, tuple[str, str]] = {}  # key -> (status, path) already in the target
     for path, meta in target.valid_files().items():
         present[meta[_META_KEY].decode()] = (meta[_META_STATUS].decode(), path)
-    for source_location in sources:
-        source = ResultStore(source_location)
+    for source in stores:
         for path, meta in source.valid_files().items():
             key, status = meta[_META_KEY].decode(), meta[_META_STATUS].decode()
-            table = pq.read_table(path, filesystem=source.fs)
+            table = source.read_file(path)
             if key in present:
                 old_status, old_path = present[key]
                 if old_status in ("failed", "partial") and status in ("completed", "stopped"):
                     report.upgraded.append(key)
-                elif _comparable(table).equals(_comparable(pq.read_table(old_path, filesystem=target.fs))):
+                elif _comparable(table).equals(_comparable(target.read_file(old_path))):
                     report.duplicates.append(key)
                     continue
                 else:
@@ -62,7 +63,7 @@ def merge_stores(sources: list[str], into: str) -> MergeReport:
                 report.copied.append(key)
             prediction = source._path("predictions", f"{key}.parquet")
             if source.fs.get_file_info(prediction).type == pafs.FileType.File:
-                target._atomic_write(pq.read_table(prediction, filesystem=source.fs), "predictions", f"{key}.parquet")
+                target._atomic_write(source.read_file(prediction), "predictions", f"{key}.parquet")
             target._atomic_write(table, "trials", f"{key}.parquet")
             present[key] = (status, target._path("trials", f"{key}.parquet"))
     return report

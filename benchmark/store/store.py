@@ -26,6 +26,12 @@ Schema version 1, one row per (trial, epoch, role, split, subset, target, bias, 
                    "aligned", "conflicting", "group", "class", or "method" for a method's own
                    per-epoch diagnostics, role "-"), target, bias (cell of a "group"/"class"
                    row, else null), metric, value (accuracies are fractions)
+
+Integrity (docs/faults.md): every file's footer carries, in its key-value metadata, a SHA-256 of
+the file's bytes before the footer (the magic and every column chunk, i.e. all data pages).
+Readers read the whole file once, recompute it and treat a mismatch as an absent trial (skipped
+with a warning naming the file; the runner reruns it). Files written before checksums existed
+are verified once by a full decode and then stamped with a checksum.
 """
 
 from __future__ import annotations
@@ -44,12 +50,17 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from benchmark.integrity import checksum_bytes, disk_error_message
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 _META_VERSION = b"debiasbench.schema_version"
 _META_STATUS = b"debiasbench.status"
 _META_KEY = b"debiasbench.trial_key"
+# "<algorithm>:<hex>" of the file's bytes before the Parquet footer (the data pages).
+_META_CHECKSUM = b"debiasbench.checksum"
+_FINAL_STATUSES = ("completed", "stopped")  # records no run rewrites (safe to stamp in place)
 
 TRIAL_FIELDS: dict[str, pa.DataType] = {
     "schema_version": pa.int32(),
@@ -109,6 +120,14 @@ class StoreNotWritableError(StoreError):
     pass
 
 
+class StoreWriteError(StoreError, OSError):
+    """Writing a store file failed (disk full, permissions); the message names the file and fix."""
+
+
+class DamagedFileError(StoreError):
+    """A store file's content does not match its checksum, or it cannot be decoded."""
+
+
 @dataclass
 class TrialRecord:
     """Everything stored for one trial. `trial` holds the resolved configuration fields."""
@@ -164,17 +183,32 @@ class ResultStore:
             ) from None
 
     def _atomic_write(self, table: pa.Table, directory: str, name: str) -> None:
-        self.fs.create_dir(self._path(directory), recursive=True)
+        """Write `table` with a checksum in its footer to a temporary name, then rename it into
+        place; on any failure the temporary file is removed and an OSError becomes a
+        StoreWriteError naming the file, the cause (disk full, permissions) and the fix."""
         final = self._path(directory, name)
         tmp = self._path(directory, f".{name}.{uuid.uuid4().hex}.tmp")
         try:
-            pq.write_table(table, tmp, filesystem=self.fs, compression="zstd")
-            self.fs.move(tmp, final)  # a rename on local and POSIX filesystems
-        except BaseException:
+            data = parquet_bytes(table)
+            self.fs.create_dir(self._path(directory), recursive=True)
+            if self.is_local:
+                with open(tmp, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())  # the rename must never expose unwritten bytes
+                os.replace(tmp, final)
+            else:
+                with self.fs.open_output_stream(tmp) as stream:
+                    stream.write(data)
+                self.fs.move(tmp, final)  # a rename on POSIX filesystems, a copy on object stores
+        except BaseException as error:
             try:
                 self.fs.delete_file(tmp)
             except Exception:
                 pass
+            if isinstance(error, OSError) and not isinstance(error, StoreError):
+                raise StoreWriteError(disk_error_message(
+                    error, final, "result file", "pass --results with a directory on a disk with space")) from error
             raise
 
     def write_trial(self, record: TrialRecord) -> None:
@@ -221,6 +255,21 @@ class ResultStore:
         })
 
     # -- reading ---------------------------------------------------------------------------
+    def exists(self) -> bool:
+        """Whether a store was ever created here (its trials/ directory exists)."""
+        try:
+            return self.fs.get_file_info(self._path("trials")).type == pafs.FileType.Directory
+        except Exception:
+            return False
+
+    def require_exists(self) -> None:
+        """Fail with the fix when there is no store at this location (a mistyped path)."""
+        if not self.exists():
+            raise StoreError(
+                f"no result store at {self.location!r}: {self._path('trials')} does not exist. Check the path "
+                "(a store is the --results directory of a run, e.g. results/quick)"
+            )
+
     def _trial_files(self) -> list[str]:
         selector = pafs.FileSelector(self._path("trials"), allow_not_found=True)
         return sorted(
@@ -229,28 +278,88 @@ class ResultStore:
             and not info.base_name.startswith(".")
         )
 
+    def _read_bytes(self, path: str) -> bytes:
+        if self.is_local:
+            with open(path, "rb") as handle:
+                return handle.read()
+        with self.fs.open_input_stream(path) as stream:
+            return stream.read()
+
+    def _checked_metadata(self, path: str) -> dict[bytes, bytes] | None:
+        """The debiasbench metadata of a verified trial file, or None (with a warning naming the
+        file) when it is unreadable, damaged, foreign or malformed; a newer schema is an error."""
+        try:
+            data = self._read_bytes(path)
+            metadata = dict(pq.read_metadata(pa.BufferReader(data)).metadata or {})
+        except Exception as error:
+            warnings.warn(f"skipping unreadable Parquet file {path} ({_first_line(error)}); it counts as "
+                          "absent, so a run reruns its trial", stacklevel=3)
+            return None
+        if _META_VERSION not in metadata:
+            warnings.warn(f"skipping foreign Parquet file {path}: it was not written by debiasbench", stacklevel=3)
+            return None
+        try:
+            version = int(metadata[_META_VERSION])
+        except ValueError:
+            warnings.warn(f"skipping {path}: malformed schema version {metadata[_META_VERSION][:40]!r} in its "
+                          "metadata (the file is damaged or was not written by debiasbench)", stacklevel=3)
+            return None
+        if version != SCHEMA_VERSION:
+            raise StoreVersionError(
+                f"{path} has result-store schema version {version}, but this debiasbench reads "
+                f"version {SCHEMA_VERSION}; use a debiasbench release that matches the store, or "
+                "re-run those trials into a new results directory"
+            )
+        missing = [k.decode() for k in (_META_KEY, _META_STATUS) if not metadata.get(k)]
+        if missing:
+            warnings.warn(f"skipping {path}: its metadata lacks {' and '.join(missing)} (the file is damaged or "
+                          "was not written by debiasbench)", stacklevel=3)
+            return None
+        problem = verify_parquet_bytes(data, metadata)
+        if problem is not None:
+            warnings.warn(f"skipping damaged trial file {path}: {problem}; it counts as absent, so a run reruns "
+                          "its trial (and replaces the file)", stacklevel=3)
+            return None
+        if _META_CHECKSUM not in metadata and metadata[_META_STATUS].decode() in _FINAL_STATUSES:
+            self._stamp(path, data, metadata)
+        return metadata
+
+    def _stamp(self, path: str, data: bytes, metadata: dict[bytes, bytes]) -> None:
+        """Give a verified file written before checksums existed its checksum (best effort: a
+        read-only store is simply verified by a full read again next time)."""
+        try:
+            table = pq.read_table(pa.BufferReader(data))
+            table = table.replace_schema_metadata({k: v for k, v in metadata.items() if not k.startswith(b"ARROW:")})
+            if self._read_bytes(path) != data:
+                return  # rewritten meanwhile: the new version is someone else's to vouch for
+            self._atomic_write(table, "trials", path.rpartition("/")[2])
+        except Exception as error:
+            log.debug("could not stamp %s with a checksum (%s)", path, error)
+
     def valid_files(self) -> dict[str, dict[bytes, bytes]]:
         """Trial file path -> its debiasbench Parquet metadata, for readers that scan the files
-        themselves; foreign or corrupt files are skipped with a warning."""
+        themselves. Every file is read once and checked against the checksum in its footer;
+        foreign, malformed, unreadable or damaged files are skipped with a warning naming them."""
         valid = {}
         for path in self._trial_files():
-            try:
-                metadata = pq.read_metadata(path, filesystem=self.fs).metadata or {}
-            except Exception as error:
-                warnings.warn(f"skipping unreadable Parquet file {path} ({error})", stacklevel=3)
-                continue
-            if _META_VERSION not in metadata:
-                warnings.warn(f"skipping foreign Parquet file {path}: it was not written by debiasbench", stacklevel=3)
-                continue
-            version = int(metadata[_META_VERSION])
-            if version != SCHEMA_VERSION:
-                raise StoreVersionError(
-                    f"{path} has result-store schema version {version}, but this debiasbench reads "
-                    f"version {SCHEMA_VERSION}; use a debiasbench release that matches the store, or "
-                    "re-run those trials into a new results directory"
-                )
-            valid[path] = metadata
+            metadata = self._checked_metadata(path)
+            if metadata is not None:
+                valid[path] = metadata
         return valid
+
+    def read_file(self, path: str, columns: list[str] | None = None) -> pa.Table:
+        """One store file, verified against its checksum (DamagedFileError naming it otherwise)."""
+        try:
+            data = self._read_bytes(path)
+            metadata = dict(pq.read_metadata(pa.BufferReader(data)).metadata or {})
+        except FileNotFoundError:
+            raise
+        except Exception as error:
+            raise DamagedFileError(f"cannot read {path} ({_first_line(error)}); delete it and rerun its trial") from None
+        problem = verify_parquet_bytes(data, metadata)
+        if problem is not None:
+            raise DamagedFileError(f"{path} is damaged: {problem}; delete it and rerun its trial")
+        return pq.read_table(pa.BufferReader(data), columns=columns)
 
     def statuses(self) -> dict[str, str]:
         """Trial key -> stored status, from the files' metadata (no row is read)."""
@@ -269,7 +378,7 @@ class ResultStore:
     def set_status(self, key: str, status: str) -> None:
         """Rewrite one stored trial with a new status (atomically, metrics untouched)."""
         path = self._path("trials", f"{key}.parquet")
-        table = pq.read_table(path, filesystem=self.fs)
+        table = self.read_file(path)
         column = table.schema.get_field_index("status")
         table = table.set_column(column, "status", pa.array([status] * len(table), type=pa.string()))
         metadata = dict(table.schema.metadata or {})
@@ -284,7 +393,24 @@ class ResultStore:
         if not files:
             return SCHEMA.empty_table().to_pandas() if columns is None else SCHEMA.empty_table().select(columns).to_pandas()
         dataset = pads.dataset(files, schema=SCHEMA, format="parquet", filesystem=self.fs)
-        return dataset.to_table(columns=columns).to_pandas()
+        return self.scan_guarded(files, lambda: dataset.to_table(columns=columns)).to_pandas()
+
+    def scan_guarded(self, files: list[str], scan: Any) -> Any:
+        """Run a multi-file scan; if it fails (a file changed or was damaged after it was
+        verified), name the file that fails on its own instead of pyarrow's anonymous error."""
+        try:
+            return scan()
+        except (OSError, pa.ArrowException) as error:
+            raise DamagedFileError(self.explain_read_failure(error, files)) from None
+
+    def explain_read_failure(self, error: BaseException, files: list[str] | None = None) -> str:
+        """One line for a read that failed somewhere in the store: the file that fails on its own."""
+        for path in self._trial_files() if files is None else files:
+            try:
+                self.read_file(path)
+            except (StoreError, OSError) as damaged:
+                return _first_line(damaged)
+        return f"reading the store {self.location!r} failed: {_first_line(error)}"
 
     def trials(self) -> pd.DataFrame:
         """One row per trial (the trial columns only)."""
@@ -292,4 +418,65 @@ class ResultStore:
         return frame.drop_duplicates("trial_key").reset_index(drop=True)
 
     def predictions(self, key: str) -> pd.DataFrame:
-        return pq.read_table(self._path("predictions", f"{key}.parquet"), filesystem=self.fs).to_pandas()
+        path = self._path("predictions", f"{key}.parquet")
+        try:
+            return self.read_file(path).to_pandas()
+        except FileNotFoundError:
+            raise StoreError(f"no predictions stored for trial {key} ({path} does not exist)") from None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _to_parquet(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def _footer_start(data: bytes) -> int:
+    """Offset of the Parquet footer (FileMetaData): everything before it is the magic and the
+    column chunks, i.e. every data page."""
+    if len(data) < 12 or data[-4:] != b"PAR1" or data[:4] != b"PAR1":
+        raise ValueError("not a Parquet file (missing PAR1 magic)")
+    start = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
+    if start < 4:
+        raise ValueError("footer length out of range")
+    return start
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """The Parquet file of `table` whose footer metadata carries the checksum of its data pages.
+
+    The file is serialised twice in memory: once to learn the bytes before the footer, then with
+    their checksum added to the footer's key-value metadata, which lives only in the footer, so
+    the bytes before it are the same both times (checked)."""
+    metadata = {k: v for k, v in (table.schema.metadata or {}).items() if k != _META_CHECKSUM}
+    first = _to_parquet(table.replace_schema_metadata(metadata))
+    start = _footer_start(first)
+    checksum = checksum_bytes(memoryview(first)[:start])
+    second = _to_parquet(table.replace_schema_metadata({**metadata, _META_CHECKSUM: checksum.encode()}))
+    if second[:start] != first[:start]:
+        raise StoreError("the Parquet writer produced different data pages for the same table; cannot checksum it")
+    return second
+
+
+def verify_parquet_bytes(data: bytes, metadata: Mapping[bytes, bytes]) -> str | None:
+    """None if `data` (a whole Parquet file) matches the checksum in `metadata`; else what is wrong.
+    A file without a checksum (written before checksums existed) is decoded in full instead."""
+    recorded = metadata.get(_META_CHECKSUM)
+    if recorded is None:
+        try:
+            pq.read_table(pa.BufferReader(data))
+        except Exception as error:
+            return f"it has no checksum and does not decode ({_first_line(error)})"
+        return None
+    try:
+        actual = checksum_bytes(memoryview(data)[:_footer_start(data)], like=recorded.decode())
+    except Exception as error:
+        return f"its checksum cannot be verified ({_first_line(error)})"
+    if actual != recorded.decode():
+        return "its data pages do not match the checksum in its footer (the file was changed or damaged after it was written)"
+    return None
