@@ -15,8 +15,9 @@ import errno
 import hashlib
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO
 
 ALGORITHM = "sha256"
 CHUNK_BYTES = 16 << 20  # hashing granularity for files and large arrays
@@ -26,14 +27,14 @@ class ChecksumError(ValueError):
     """Content does not match its recorded checksum (the message names the file)."""
 
 
-def _hasher(checksum: str | None = None) -> "hashlib._Hash":
+def _hasher(checksum: str | None = None) -> hashlib._Hash:
     algorithm = ALGORITHM if checksum is None else checksum.partition(":")[0]
     if algorithm not in hashlib.algorithms_available:
         raise ChecksumError(f"unknown checksum algorithm {algorithm!r} in {checksum!r}")
     return hashlib.new(algorithm)
 
 
-def _finish(hasher: "hashlib._Hash") -> str:
+def _finish(hasher: hashlib._Hash) -> str:
     return f"{hasher.name}:{hasher.hexdigest()}"
 
 
@@ -117,8 +118,14 @@ def disk_error_message(error: BaseException, path: str | os.PathLike, what: str,
     `fix` is the advice for the location (e.g. "pass --results on a larger disk"); the cause decides
     which advice comes first."""
     number = os_errno(error)
+    text = str(error)
+    if number is None and "requested and" in text and "written" in text:
+        number = errno.ENOSPC  # numpy's short write ("N requested and M written"): the disk filled up
+    free = free_bytes(path)
+    if number is None and free is not None and free < 1 << 20:
+        number = errno.ENOSPC  # no errno, but nothing left on that file system
     if number in _FULL:
-        cause = f"the disk is full ({_size(free_bytes(path))} free on the file system of {Path(path).parent})"
+        cause = f"the disk is full ({_size(free)} free on the file system of {Path(path).parent})"
         advice = f"free space there, or {fix}"
     elif number in _DENIED:
         cause = os.strerror(number).lower()

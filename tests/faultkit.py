@@ -14,8 +14,8 @@ import os
 import shutil
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def flip(path: Path, offset: int, count: int = 1, value: bytes | None = None) -> None:

@@ -10,7 +10,6 @@ import pyarrow.fs as pafs
 
 from benchmark.store.store import _META_KEY, _META_STATUS, ResultStore
 
-
 # Columns that legitimately differ between two runs of the same trial.
 _RUN_SPECIFIC = ("wall_time_s", "seconds_per_epoch", "peak_memory_mb", "device", "hostname", "ray_node_id",
                  "finished_at", "code_version", "torch_version", "cuda_version")

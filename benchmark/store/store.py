@@ -41,9 +41,10 @@ import logging
 import os
 import uuid
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -355,7 +356,8 @@ class ResultStore:
         except FileNotFoundError:
             raise
         except Exception as error:
-            raise DamagedFileError(f"cannot read {path} ({_first_line(error)}); delete it and rerun its trial") from None
+            raise DamagedFileError(
+                f"cannot read {path} ({_first_line(error)}); delete it and rerun its trial") from None
         problem = verify_parquet_bytes(data, metadata)
         if problem is not None:
             raise DamagedFileError(f"{path} is damaged: {problem}; delete it and rerun its trial")
@@ -391,7 +393,8 @@ class ResultStore:
 
         files = list(self.valid_files())
         if not files:
-            return SCHEMA.empty_table().to_pandas() if columns is None else SCHEMA.empty_table().select(columns).to_pandas()
+            empty = SCHEMA.empty_table()
+            return (empty if columns is None else empty.select(columns)).to_pandas()
         dataset = pads.dataset(files, schema=SCHEMA, format="parquet", filesystem=self.fs)
         return self.scan_guarded(files, lambda: dataset.to_table(columns=columns)).to_pandas()
 
@@ -478,5 +481,6 @@ def verify_parquet_bytes(data: bytes, metadata: Mapping[bytes, bytes]) -> str | 
     except Exception as error:
         return f"its checksum cannot be verified ({_first_line(error)})"
     if actual != recorded.decode():
-        return "its data pages do not match the checksum in its footer (the file was changed or damaged after it was written)"
+        return ("its data pages do not match the checksum in its footer (the file was changed or damaged after it "
+                "was written)")
     return None

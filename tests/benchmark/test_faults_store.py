@@ -7,11 +7,11 @@ import types
 import warnings
 from pathlib import Path
 
+import faultkit
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import faultkit
 from benchmark.experiments.planning import plan
 from benchmark.store import DamagedFileError, ResultStore, StoreWriteError, TrialRecord
 from benchmark.store.store import _META_CHECKSUM, verify_parquet_bytes
@@ -133,7 +133,8 @@ def _big_record(rows: int) -> TrialRecord:
     rng = random.Random(0)
     return TrialRecord(trial=synthetic.trial("cmnist", "vanilla", {}), key="big", status="completed",
                        metrics={"epoch": [i // 100 for i in range(rows)], "role": ["main"] * rows,
-                                "split": ["test"] * rows, "subset": ["group"] * rows, "target": [i % 10 for i in range(rows)],
+                                "split": ["test"] * rows, "subset": ["group"] * rows,
+                                "target": [i % 10 for i in range(rows)],
                                 "bias": [i % 7 for i in range(rows)], "metric": ["accuracy"] * rows,
                                 "value": [rng.random() for _ in range(rows)]})
 
