@@ -77,3 +77,25 @@ def fill(mountpoint: Path, leave_bytes: int) -> None:
 
 def enospc(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def largest_tensor_span(zip_bytes: bytes) -> tuple[int, int]:
+    """(offset, size) of the raw bytes of the largest tensor storage in a torch.save archive
+    (stored uncompressed, so damage there leaves the zip structure intact)."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(zip_bytes)) as archive:
+        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    local = info.header_offset
+    name_len = int.from_bytes(zip_bytes[local + 26:local + 28], "little")
+    extra_len = int.from_bytes(zip_bytes[local + 28:local + 30], "little")
+    return local + 30 + name_len + extra_len, info.file_size
+
+
+def checkpoint_payload_offset(path: Path) -> int:
+    """Where torch.save's archive starts in a checkpoint file (after the checksum header, if any)."""
+    data = path.read_bytes()
+    if data.startswith(b"DEBIASBENCH-CHECKPOINT"):
+        return data.index(b"\n", data.index(b"\n") + 1) + 1
+    return 0

@@ -69,11 +69,15 @@ def run_one_trial(trial: ResolvedTrial, spec: WorkerSpec | Mapping[str, Any], re
     log_file = Path(store.root) / "logs" / f"{trial.key}.log" if store.is_local else None
     handler = None
     if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logging.getLogger().addHandler(handler)
-        logging.getLogger().setLevel(logging.INFO)
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(log_file)
+        except OSError as error:  # a full or read-only disk: the store write will say so clearly
+            log.warning("cannot write the trial log %s (%s); logging to the worker's output", log_file, error)
+        else:
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            logging.getLogger().addHandler(handler)
+            logging.getLogger().setLevel(logging.INFO)
     try:
         log.info("trial %s: %s", trial.key, trial.to_json())
         env = TrainEnv(
@@ -88,7 +92,10 @@ def run_one_trial(trial: ResolvedTrial, spec: WorkerSpec | Mapping[str, Any], re
                      "ray_node_id": _ray_node_id()}
         final_summary: dict[str, Any] = {}
 
+        attempt = {"resumed_from": None, "epochs": 0}  # this attempt's resume point and epochs run
+
         def on_epoch(summary: dict[str, Any]) -> None:
+            attempt["epochs"] += 1
             # The last epoch is reported only once the trial is stored: a scheduler that stops a
             # trial at its final report would otherwise race the write below.
             if summary["epoch"] == trial.epochs:
@@ -103,8 +110,22 @@ def run_one_trial(trial: ResolvedTrial, spec: WorkerSpec | Mapping[str, Any], re
             store.write_trial(TrialRecord(trial=dataclasses.asdict(trial), key=trial.key, status="partial",
                                           metrics=metrics, info=base_info))
 
-        output = train_trial(trial, env, on_epoch=on_epoch,
-                             on_metrics=store_partial if spec.scheduler else None)
+        def on_resume(epoch: int) -> None:
+            attempt["resumed_from"] = epoch
+
+        try:
+            output = train_trial(trial, env, on_epoch=on_epoch, on_metrics=store_partial if spec.scheduler else None,
+                                 on_resume=on_resume)
+        except Exception as error:
+            if attempt["resumed_from"] is None or attempt["epochs"] > 0:
+                raise
+            # Failed before finishing one epoch after resuming: the checkpoint itself is suspect
+            # (e.g. damaged weights that still load). Never resume it again; retry once from scratch.
+            log.warning("trial %s failed right after resuming from its epoch-%d checkpoint in %s (%s: %s); "
+                        "discarding the checkpoint and retrying once from scratch", trial.key,
+                        attempt["resumed_from"], checkpoint_dir, type(error).__name__, error)
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+            output = train_trial(trial, env, on_epoch=on_epoch, on_metrics=store_partial if spec.scheduler else None)
         info = {
             **base_info,
             "data_generator_version": DATASETS.get(trial.dataset).generator_version,

@@ -90,11 +90,14 @@ def train_one_epoch(setup: TrialSetup, epoch: int, autocast: Any) -> torch.Tenso
 
 def train_trial(trial: ResolvedTrial, env: TrainEnv,
                 on_epoch: Callable[[dict[str, Any]], None] | None = None,
-                on_metrics: Callable[[dict[str, list]], None] | None = None) -> TrialOutput:
+                on_metrics: Callable[[dict[str, list]], None] | None = None,
+                on_resume: Callable[[int], None] | None = None) -> TrialOutput:
     """Train and evaluate one trial; resumes from `env.checkpoint_dir` when a checkpoint exists.
 
     After every epoch, `on_metrics` receives every metric row measured so far (so a caller can
-    persist partial progress), then `on_epoch` a flat summary of the epoch's evaluation."""
+    persist partial progress), then `on_epoch` a flat summary of the epoch's evaluation.
+    `on_resume` hears the checkpoint's epoch before its state is applied (so a caller can retry
+    from scratch when a resumed run fails)."""
     started = time.perf_counter()
     setup = set_up_trial(trial, env)
     method, device = setup.method, setup.device
@@ -106,6 +109,8 @@ def train_trial(trial: ResolvedTrial, env: TrainEnv,
     if checkpoint_file is not None and checkpoint_file.is_file():
         state = load_checkpoint(checkpoint_file, trial.key)
         if state is not None:
+            if on_resume is not None:
+                on_resume(int(state["epoch"]))
             method.load_checkpoint_state(state["method"])
             setup.order_generator.set_state(state["order_rng"])
             setup.augment_generator.set_state(state["augment_rng"])
