@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return _run(args, DATASETS, METHODS)
     except (UnknownNameError, InvalidTrialError, DataNotFoundError, StoreError, ValueError, FileNotFoundError,
-            ConnectionError) as error:
+            ConnectionError, OSError) as error:  # OSError: disk full/permissions, named by docs/faults.md's rules
         print(f"error: {error}", file=sys.stderr)
         return 2
 
@@ -142,6 +142,10 @@ def _run(args, DATASETS, METHODS) -> int:
     configs = build_grid(args.grid, tables=args.tables, datasets=args.datasets, methods=args.methods,
                          seeds=args.seeds, epochs=args.epochs, ratios=args.ratios,
                          difficulties=args.difficulties)
+    from benchmark.experiments.preflight import check_filters, check_options
+
+    check_filters(args.grid, tables=args.tables, datasets=args.datasets, methods=args.methods, ratios=args.ratios,
+                  difficulties=args.difficulties)  # a filter matching nothing is an error listing the grid's values
     unavailable = sorted({f"{c.dataset}/{c.method}" for c in configs
                           if c.method not in METHODS or c.dataset not in DATASETS})
     runnable = [c for c in configs if c.method in METHODS and c.dataset in DATASETS]
@@ -162,6 +166,7 @@ def _run(args, DATASETS, METHODS) -> int:
         channels_last=args.channels_last, plugins=tuple(args.plugin), progress=args.progress,
         trackers=tuple(args.tracker),
     )
+    check_options(options)  # e.g. --max-concurrent 0, before a dry run too
     if args.search:
         return _search(args, runnable, options, METHODS)
     if args.dry_run:
@@ -184,7 +189,12 @@ def _run(args, DATASETS, METHODS) -> int:
           f"{summary.skipped} skipped (already complete), {len(summary.unfinished)} unfinished")
     for key, error in summary.failed.items():
         print(f"  failed {key}: {error}", file=sys.stderr)
-    if summary.unfinished:
+    if summary.running_elsewhere:
+        print(f"  {len(summary.running_elsewhere)} trial(s) skipped: another driver is running them on this results "
+              "directory", file=sys.stderr)
+    if summary.aborted:
+        print(f"error: {summary.aborted}", file=sys.stderr)
+    elif summary.unfinished:
         print("  the run was interrupted; rerun the same command to resume", file=sys.stderr)
     if not args.no_report:
         from benchmark.report.build import write_report

@@ -62,8 +62,42 @@ def ensure_imagenet_weights() -> Path:
     return path
 
 
+class PretrainedWeightsError(ValueError):
+    """The ImageNet weights file is damaged or not a plain weights file; the message names it."""
+
+
+def _weights_fix(path: Path) -> str:
+    return (f"delete it and copy a fresh {path.name} (torchvision ResNet18_Weights.IMAGENET1K_V1) into {path.parent}, "
+            "or train from scratch with --dataset-param pretrained=false")
+
+
+def verify_imagenet_weights(path: Path) -> None:
+    """The file's SHA-256 must start with the digest in its name (torch hub's convention), as the
+    published file's does: a damaged, truncated or substituted file is refused before any load."""
+    import hashlib
+
+    expected = path.stem.rpartition("-")[2]
+    with open(path, "rb") as handle:
+        actual = hashlib.file_digest(handle, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else \
+            hashlib.sha256(handle.read()).hexdigest()
+    if not actual.startswith(expected):
+        raise PretrainedWeightsError(
+            f"ImageNet weights file {path} is damaged or not the published file (its SHA-256 starts with "
+            f"{actual[:8]}, its name promises {expected}); it was not loaded. {_weights_fix(path).capitalize()}")
+
+
 def load_imagenet_state_dict() -> dict[str, torch.Tensor]:
-    return torch.load(ensure_imagenet_weights(), map_location="cpu", weights_only=True)
+    path = ensure_imagenet_weights()
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        import pickle
+
+        # torch's own message suggests weights_only=False, which would run whatever the file holds.
+        cause = ("it holds objects other than tensors and plain containers, which are never loaded"
+                 if isinstance(error, pickle.UnpicklingError) else
+                 f"it is damaged or truncated ({(str(error).strip().splitlines() or [type(error).__name__])[0][:160]})")
+        raise PretrainedWeightsError(f"cannot load ImageNet weights {path}: {cause}; {_weights_fix(path)}") from None
 
 
 @MODELS.register("resnet18")

@@ -8,19 +8,18 @@ Interrupted trials resume from their per-epoch checkpoints when the grid is reru
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
-import socket
 import subprocess
-import traceback
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import benchmark
+from benchmark.experiments.failures import fit_tuner, record_failure
 from benchmark.experiments.planning import plan, prepare_datasets, resolve_all, trial_label
+from benchmark.experiments.preflight import check_cluster_run, check_options, check_run
 from benchmark.experiments.progress import GridProgress, LiveView
 from benchmark.experiments.ray_backend import (
     check_cluster,
@@ -30,11 +29,12 @@ from benchmark.experiments.ray_backend import (
     tune_trainable,
 )
 from benchmark.experiments.search import check_metric
+from benchmark.experiments.store_lock import claim_trials, trial_claims
 from benchmark.experiments.trackers import tracker_callbacks
 from benchmark.experiments.worker import WorkerSpec, trial_checkpoint_dir
 from benchmark.metric_names import VALID_ACCURACY
 from benchmark.plugins import load_plugins
-from benchmark.store import ResultStore, TrialRecord
+from benchmark.store import ResultStore
 from benchmark.trial import ResolvedTrial, TrialConfig
 from datasets.base import DataPaths
 
@@ -71,6 +71,8 @@ class RunSummary:
     failed: dict[str, str] = field(default_factory=dict)
     stopped: list[str] = field(default_factory=list)
     unfinished: list[str] = field(default_factory=list)
+    running_elsewhere: dict[str, str] = field(default_factory=dict)  # key -> the other driver running it
+    aborted: str | None = None  # Ray Tune itself stopped (e.g. a full disk): the cause and the fix
 
 
 def code_version() -> str:
@@ -86,8 +88,15 @@ def code_version() -> str:
 
 
 def run_grid(configs: list[TrialConfig], options: RunOptions) -> RunSummary:
-    """Resolve, skip what is complete, prepare data, run the rest through Ray Tune."""
+    """Resolve, skip what is complete, prepare data, run the rest through Ray Tune. Trials are
+    claimed in the store first (store_lock.py), so a second driver on it skips them."""
+    with trial_claims(ResultStore(options.results)) as claims:
+        return _run_grid(configs, options, claims)
+
+
+def _run_grid(configs: list[TrialConfig], options: RunOptions, claims) -> RunSummary:
     load_plugins(options.plugins)
+    check_options(options)  # preflight.py: values no machine could satisfy
     if options.address:
         check_cluster(options.address)
     if options.scheduler is not None:
@@ -101,9 +110,11 @@ def run_grid(configs: list[TrialConfig], options: RunOptions) -> RunSummary:
     store = ResultStore(options.results)
     store.ensure_writable()
     todo, done = plan(trials, store)
-    summary = RunSummary(scheduled=len(todo), skipped=len(done))
+    todo, elsewhere = claim_trials(claims, todo, store)  # trials another driver runs are skipped
+    summary = RunSummary(scheduled=len(todo), skipped=len(done), running_elsewhere=elsewhere)
     if not todo:
         return summary
+    check_run(options, todo)  # resources, device and ImageNet weights, before Ray schedules anything
     paths = DataPaths.resolve(options.data_root, options.cache_dir)
     prepare_datasets(todo, paths)
 
@@ -125,6 +136,8 @@ def run_grid(configs: list[TrialConfig], options: RunOptions) -> RunSummary:
         scheduler=options.scheduler,
     )
     ray_init(options.address, options.num_cpus)
+    if options.address:
+        check_cluster_run(options)  # a trial must fit on one node of the cluster
     labels = {t.to_json(): trial_label(t) for t in todo}
     epochs = {t.to_json(): t.epochs for t in todo}
     total_cpus = ray.cluster_resources().get("CPU", 1)
@@ -157,7 +170,7 @@ def run_grid(configs: list[TrialConfig], options: RunOptions) -> RunSummary:
     view = callback.view = LiveView(progress, mode=options.progress)
     try:
         with view:
-            grid = tuner.fit()
+            grid, summary.aborted = fit_tuner(tuner, results_path / "_ray")  # Tune dying: one line, not a traceback
         statuses = store.statuses()  # one metadata scan for the whole grid
         stopped_by_scheduler = scheduler.stopped if scheduler is not None else set()
         for result in grid:
@@ -172,12 +185,10 @@ def run_grid(configs: list[TrialConfig], options: RunOptions) -> RunSummary:
                     shutil.rmtree(trial_checkpoint_dir(options.results, trial.key), ignore_errors=True)
                 summary.stopped.append(trial.key)
             elif result.error is not None:
-                error = "".join(traceback.format_exception(result.error)) if isinstance(result.error, BaseException) else str(result.error)
-                store.write_trial(TrialRecord(
-                    trial=dataclasses.asdict(trial), key=trial.key, status="failed", error=error,
-                    info={"code_version": spec.code_version, "hostname": socket.gethostname(),
-                          "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
-                summary.failed[trial.key] = error.strip().splitlines()[-1] if error.strip() else "error"
+                # Full error to the trial's log and record; one line (or why it could not be recorded).
+                summary.failed[trial.key] = record_failure(store, trial, result.error, spec.code_version)
+        if summary.aborted:  # Tune died: what finished before is in the store
+            summary.completed += [t.key for t in todo if statuses.get(t.key) == "completed"]
         # Trials that never started (an interrupted grid) are unfinished too.
         accounted = set(summary.completed) | set(summary.stopped) | set(summary.failed)
         summary.unfinished = [t.key for t in todo if t.key not in accounted]

@@ -7,6 +7,7 @@ import dataclasses
 import json
 from typing import Iterable
 
+from benchmark.experiments.preflight import check_dataset_params
 from benchmark.experiments.resolve import resolve_trial
 from benchmark.store import ResultStore
 from benchmark.trial import ResolvedTrial, TrialConfig
@@ -17,6 +18,8 @@ def resolve_all(configs: Iterable[TrialConfig]) -> list[ResolvedTrial]:
     """Resolve every trial (validating names and parameters) and merge duplicates by key."""
     by_key: dict[str, ResolvedTrial] = {}
     for config in configs:
+        if config.dataset in DATASETS:  # unknown names: resolve_trial lists the valid ones
+            check_dataset_params(config.dataset, config.dataset_params)  # by name and type, with the valid range
         trial = resolve_trial(config)
         if trial.key in by_key:
             previous = by_key[trial.key]

@@ -89,6 +89,26 @@ def ray_init(address: str | None, num_cpus: int | None) -> None:
             logging_level=logging.ERROR,
             runtime_env={"env_vars": env_vars},
         )
+    quiet_trial_errors()
+
+
+class _TrialErrorsToLogFiles(logging.Filter):
+    """Drops Tune's per-attempt trial tracebacks from the console: the worker writes each one to
+    the trial's log file and the driver records the error and prints one line per failed trial."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        return not (message.startswith("Trial task failed") or message.startswith("Trials did not complete"))
+
+
+def quiet_trial_errors() -> None:
+    """Console policy for Tune (after ray.init, which sets the "ray" logger to ERROR): no trial
+    tracebacks, but Tune's insufficient-resources warning stays visible as a safety net."""
+    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _TrialErrorsToLogFiles) for f in logger.filters):
+            logger.addFilter(_TrialErrorsToLogFiles())
+    logging.getLogger("ray.tune.execution.insufficient_resources_manager").setLevel(logging.WARNING)
 
 
 def progress_callback(progress: GridProgress, labels: dict[str, str], epochs: dict[str, int]) -> Any:
