@@ -68,21 +68,24 @@ def fit_tuner(tuner: Any, state_dir: Path) -> tuple[list, str | None]:
 
 
 def tune_failure_message(error: BaseException, state_dir: Path) -> str:
+    """One line for Tune dying: a disk error named by file, cause and fix when the exception chain
+    or the free space says so, else the exception's last line."""
+    from benchmark.integrity import free_bytes
+
     chain, seen = [], error
     while seen is not None and len(chain) < 8:
         chain.append(seen)
         seen = seen.__cause__ or seen.__context__
     disk = next((e for e in chain if isinstance(e, OSError) and os_errno(e) is not None), None)
+    free = free_bytes(state_dir)
+    raised = f"{type(error).__name__}: {summary_line(str(error)) if str(error).strip() else 'no message'}"
     if disk is not None:
         detail = disk_error_message(disk, getattr(disk, "filename", None) or state_dir, "Ray Tune's state under",
                                     "pass --results on a disk with space")
+    elif free is not None and free < 64 << 20:
+        detail = (f"the disk holding {state_dir} is full ({free >> 10} KB free; Tune raised {raised}); free space "
+                  "there, or pass --results on a larger disk")
     else:
-        from benchmark.integrity import free_bytes
-
-        free = free_bytes(state_dir)
-        low = free is not None and free < 64 << 20
-        detail = f"{type(error).__name__}: {summary_line(str(error)) if str(error).strip() else 'no message'}" + (
-            f" (only {free >> 20} MB free on the disk holding {state_dir}: free space there, or pass --results "
-            "on a larger disk)" if low else "")
+        detail = raised
     return (f"Ray Tune stopped the grid: {detail}. Trials finished before it stopped are in the store; rerun the "
             "same command to resume the rest")

@@ -92,22 +92,35 @@ def ray_init(address: str | None, num_cpus: int | None) -> None:
     quiet_trial_errors()
 
 
-class _TrialErrorsToLogFiles(logging.Filter):
-    """Drops Tune's per-attempt trial tracebacks from the console: the worker writes each one to
-    the trial's log file and the driver records the error and prints one line per failed trial."""
+class _OneLineConsole(logging.Filter):
+    """Ray's console, one line per event: Tune's per-attempt trial tracebacks are dropped (the
+    worker writes each one to the trial's log file; the driver records the error and prints one
+    line per failed trial), and any other Ray error keeps its message and the exception's last
+    line, not its traceback (e.g. Tune failing to save its state on a full disk)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.msg)
-        return not (message.startswith("Trial task failed") or message.startswith("Trials did not complete"))
+        if message.startswith("Trial task failed") or message.startswith("Trials did not complete"):
+            return False
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            detail = (str(error).strip().splitlines() or [""])[0]
+            record.msg = f"{record.getMessage().strip()} {type(error).__name__}: {detail}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
 
 
 def quiet_trial_errors() -> None:
-    """Console policy for Tune (after ray.init, which sets the "ray" logger to ERROR): no trial
-    tracebacks, but Tune's insufficient-resources warning stays visible as a safety net."""
-    for name in ("ray.tune.execution.tune_controller", "ray.tune.tune"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _TrialErrorsToLogFiles) for f in logger.filters):
-            logger.addFilter(_TrialErrorsToLogFiles())
+    """Console policy for Ray (after ray.init, which sets the "ray" logger to ERROR): one line per
+    event, no tracebacks, and Tune's insufficient-resources warning visible as a safety net."""
+    ray_logger = logging.getLogger("ray")
+    targets = [*ray_logger.handlers, *(logging.getLogger(name) for name in
+                                       ("ray.tune.execution.tune_controller", "ray.tune.tune"))]
+    for target in targets:
+        if not any(isinstance(f, _OneLineConsole) for f in target.filters):
+            target.addFilter(_OneLineConsole())
     logging.getLogger("ray.tune.execution.insufficient_resources_manager").setLevel(logging.WARNING)
 
 
