@@ -62,6 +62,7 @@ _META_KEY = b"debiasbench.trial_key"
 # "<algorithm>:<hex>" of the file's bytes before the Parquet footer (the data pages).
 _META_CHECKSUM = b"debiasbench.checksum"
 _FINAL_STATUSES = ("completed", "stopped")  # records no run rewrites (safe to stamp in place)
+SCAN_THREADS = 8  # files verified at once by valid_files (I/O and hashing release the GIL)
 
 TRIAL_FIELDS: dict[str, pa.DataType] = {
     "schema_version": pa.int32(),
@@ -286,25 +287,24 @@ class ResultStore:
         with self.fs.open_input_stream(path) as stream:
             return stream.read()
 
-    def _checked_metadata(self, path: str) -> dict[bytes, bytes] | None:
-        """The debiasbench metadata of a verified trial file, or None (with a warning naming the
-        file) when it is unreadable, damaged, foreign or malformed; a newer schema is an error."""
+    def _inspect(self, path: str) -> tuple[dict[bytes, bytes] | None, str | None]:
+        """(debiasbench metadata, None) for a verified trial file, or (None, the warning) when it
+        is unreadable, damaged, foreign or malformed; a newer schema version is an error. A file
+        written before checksums existed is decoded in full and, if final, stamped."""
         try:
+            stat = os.stat(path) if self.is_local else None
             data = self._read_bytes(path)
             metadata = dict(pq.read_metadata(pa.BufferReader(data)).metadata or {})
         except Exception as error:
-            warnings.warn(f"skipping unreadable Parquet file {path} ({_first_line(error)}); it counts as "
-                          "absent, so a run reruns its trial", stacklevel=3)
-            return None
+            return None, (f"skipping unreadable Parquet file {path} ({_first_line(error)}); it counts as absent, so a "
+                          "run reruns its trial")
         if _META_VERSION not in metadata:
-            warnings.warn(f"skipping foreign Parquet file {path}: it was not written by debiasbench", stacklevel=3)
-            return None
+            return None, f"skipping foreign Parquet file {path}: it was not written by debiasbench"
         try:
             version = int(metadata[_META_VERSION])
         except ValueError:
-            warnings.warn(f"skipping {path}: malformed schema version {metadata[_META_VERSION][:40]!r} in its "
-                          "metadata (the file is damaged or was not written by debiasbench)", stacklevel=3)
-            return None
+            return None, (f"skipping {path}: malformed schema version {metadata[_META_VERSION][:40]!r} in its "
+                          "metadata (the file is damaged or was not written by debiasbench)")
         if version != SCHEMA_VERSION:
             raise StoreVersionError(
                 f"{path} has result-store schema version {version}, but this debiasbench reads "
@@ -313,25 +313,28 @@ class ResultStore:
             )
         missing = [k.decode() for k in (_META_KEY, _META_STATUS) if not metadata.get(k)]
         if missing:
-            warnings.warn(f"skipping {path}: its metadata lacks {' and '.join(missing)} (the file is damaged or "
-                          "was not written by debiasbench)", stacklevel=3)
-            return None
-        problem = verify_parquet_bytes(data, metadata)
-        if problem is not None:
-            warnings.warn(f"skipping damaged trial file {path}: {problem}; it counts as absent, so a run reruns "
-                          "its trial (and replaces the file)", stacklevel=3)
-            return None
-        if _META_CHECKSUM not in metadata and metadata[_META_STATUS].decode() in _FINAL_STATUSES:
-            self._stamp(path, data, metadata)
-        return metadata
-
-    def _stamp(self, path: str, data: bytes, metadata: dict[bytes, bytes]) -> None:
-        """Give a verified file written before checksums existed its checksum (best effort: a
-        read-only store is simply verified by a full read again next time)."""
-        try:
+            return None, (f"skipping {path}: its metadata lacks {' and '.join(missing)} (the file is damaged or was "
+                          "not written by debiasbench)")
+        damaged = (f"skipping damaged trial file {path}: {{}}; it counts as absent, so a run reruns its trial (and "
+                   "replaces the file)")
+        if _META_CHECKSUM in metadata:
+            problem = verify_parquet_bytes(data, metadata)
+            return (None, damaged.format(problem)) if problem else (metadata, None)
+        try:  # written before checksums: a full decode is the check
             table = pq.read_table(pa.BufferReader(data))
+        except Exception as error:
+            return None, damaged.format(f"it has no checksum and does not decode ({_first_line(error)})")
+        if stat is not None and metadata[_META_STATUS].decode() in _FINAL_STATUSES:
+            self._stamp(path, table, metadata, stat)
+        return metadata, None
+
+    def _stamp(self, path: str, table: pa.Table, metadata: dict[bytes, bytes], stat: os.stat_result) -> None:
+        """Give a verified local file written before checksums existed its checksum (best effort:
+        a read-only store is simply verified by a full decode again next time)."""
+        try:
             table = table.replace_schema_metadata({k: v for k, v in metadata.items() if not k.startswith(b"ARROW:")})
-            if self._read_bytes(path) != data:
+            now = os.stat(path)
+            if (now.st_size, now.st_mtime_ns, now.st_ino) != (stat.st_size, stat.st_mtime_ns, stat.st_ino):
                 return  # rewritten meanwhile: the new version is someone else's to vouch for
             self._atomic_write(table, "trials", path.rpartition("/")[2])
         except Exception as error:
@@ -339,12 +342,22 @@ class ResultStore:
 
     def valid_files(self) -> dict[str, dict[bytes, bytes]]:
         """Trial file path -> its debiasbench Parquet metadata, for readers that scan the files
-        themselves. Every file is read once and checked against the checksum in its footer;
-        foreign, malformed, unreadable or damaged files are skipped with a warning naming them."""
+        themselves. Every file is read once and checked against the checksum in its footer (in
+        a few threads: reading and hashing release the GIL); foreign, malformed, unreadable or
+        damaged files are skipped with a warning naming them."""
+        files = self._trial_files()
+        if len(files) > 8:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=SCAN_THREADS) as pool:
+                inspected = list(pool.map(self._inspect, files))
+        else:
+            inspected = [self._inspect(path) for path in files]
         valid = {}
-        for path in self._trial_files():
-            metadata = self._checked_metadata(path)
-            if metadata is not None:
+        for path, (metadata, problem) in zip(files, inspected):
+            if problem is not None:
+                warnings.warn(problem, stacklevel=2)
+            elif metadata is not None:
                 valid[path] = metadata
         return valid
 

@@ -149,7 +149,7 @@ class _DyingTuner:
         try:
             raise OSError(errno.ENOSPC, "No space left on device", "/results/_ray/experiment_state.json")
         except OSError:
-            raise EOFError("Ran out of input")  # what Tune raised when its state write had failed
+            raise EOFError("Ran out of input")  # noqa: B904 - as Tune raised it, the disk error as context
 
 
 def test_tune_dying_on_a_full_disk_becomes_one_line_with_the_file_and_fix(tmp_path):
