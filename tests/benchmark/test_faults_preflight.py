@@ -66,6 +66,21 @@ def test_a_trial_must_fit_on_one_node_of_a_cluster():
         check_resources(16, 0, nodes, "any node")
 
 
+def test_a_cluster_is_checked_node_by_node_after_joining_it(monkeypatch, no_gpu):
+    import ray
+
+    from benchmark.experiments.driver import RunOptions
+
+    shut = []
+    monkeypatch.setattr(preflight, "cluster_nodes", lambda: [{"CPU": 4.0}, {"CPU": 4.0, "GPU": 2.0}])
+    monkeypatch.setattr(ray, "shutdown", lambda: shut.append(True))
+    preflight.check_cluster_run(RunOptions(results="r", address="10.0.0.1:6379", cpus_per_trial=4, gpus_per_trial=2,
+                                           device="cuda"))
+    with pytest.raises(PreflightError, match="any node of the Ray cluster at 10.0.0.1:6379 has \\(4\\)"):
+        preflight.check_cluster_run(RunOptions(results="r", address="10.0.0.1:6379", cpus_per_trial=8))
+    assert shut == [True]  # Ray is left shut down
+
+
 def test_device_cuda_without_cuda_is_refused_before_any_worker(capsys, tmp_path, no_gpu, ray_never_starts):
     code, _, err = run(capsys, *_smoke(tmp_path, "--device", "cuda"))
     assert code == 2 and "--device cuda but this machine has no CUDA GPU; use --device cpu" in err
