@@ -11,7 +11,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 
@@ -114,6 +114,40 @@ class BiasedData:
         return split.biases == self.aligned_bias.to(split.targets.device)[split.targets]
 
 
+@dataclass(frozen=True)
+class DiagnosisSettings:
+    """How a dataset expresses the paper's Section 2 test for one (target, bias) direction
+    (docs/diagnose.md): the parameters of the training set as it is, of a bias-balanced training
+    set for the same direction, and of the reverse direction (the bias becomes the target). Each
+    is a plain parameter mapping a `TrialConfig` takes; the reverse direction's own balanced set
+    comes from calling the hook again on `reversed`."""
+
+    biased: dict[str, Any]
+    balanced: dict[str, Any]
+    reversed: dict[str, Any]
+    target: str  # how outputs name the target attribute ("Digit", "Wearing_Lipstick")
+    bias: str
+    target_values: tuple[str, ...] = ()  # names of the target's values, in class-index order (optional)
+    bias_values: tuple[str, ...] = ()
+    balanced_how: str = ""  # one line: how the balanced training set is made
+
+
+# Hooks registered from outside a family's module (a module being reworked, a plugin's dataset):
+# name -> hook(dataset class, params, paths). A family's own `diagnosis_settings` wins over these.
+DiagnosisHook = Callable[[type, Mapping[str, Any], "DataPaths"], "DiagnosisSettings | None"]
+_DIAGNOSIS_HOOKS: dict[str, DiagnosisHook] = {}
+
+
+def register_diagnosis(name: str) -> Callable[[DiagnosisHook], DiagnosisHook]:
+    """Register the diagnosis hook of the dataset family `name` without touching its class."""
+
+    def decorator(hook: DiagnosisHook) -> DiagnosisHook:
+        _DIAGNOSIS_HOOKS[name] = hook
+        return hook
+
+    return decorator
+
+
 class BiasedDataset(abc.ABC):
     """A registered dataset family. `Params` is a frozen dataclass of protocol parameters;
     fields with metadata {"generation": False} change the input pipeline, not the generated data."""
@@ -154,6 +188,27 @@ class BiasedDataset(abc.ABC):
     def canonical(cls, params: Any) -> Any:
         """Validate `params` and return a canonical form (raise ValueError naming the fix)."""
         return params
+
+    @classmethod
+    def resolved_params(cls, params: Any) -> dict[str, Any]:
+        """Canonical parameters as a trial stores them and hashes them into its key: every field,
+        except that a field marked `metadata={"omit_default": True}` is left out while it holds its
+        default. A family can so gain a parameter whose default keeps the old behaviour without
+        changing the keys of the trials stored before it existed."""
+        values = dataclasses.asdict(params)
+        for f in dataclasses.fields(params):
+            if f.metadata.get("omit_default") and values[f.name] == f.default:
+                del values[f.name]
+        return values
+
+    @classmethod
+    def diagnosis_settings(cls, params: Mapping[str, Any], paths: DataPaths) -> DiagnosisSettings | None:
+        """The Section 2 test's training sets for the direction `params` names (docs/diagnose.md):
+        `params` are the user's dataset parameters (possibly naming `target` and `bias`). None: the
+        family cannot be diagnosed (the command says so); a ValueError names what is wrong with
+        `params`. Default: a hook registered with `register_diagnosis`, else None."""
+        hook = _DIAGNOSIS_HOOKS.get(getattr(cls, "name", ""))
+        return hook(cls, params, paths) if hook is not None else None
 
     @classmethod
     def generation_params(cls, params: Any) -> dict[str, Any]:

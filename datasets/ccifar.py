@@ -23,12 +23,13 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from datasets._bias import aligned_fraction_from_ratio, assign_bias, check_assignment
+from datasets._bias import aligned_fraction_from_ratio, assign_bias, check_assignment, swapped_target_diagnosis
 from datasets._cache import load_or_build
 from datasets.base import (
     BiasedData,
     BiasedDataset,
     DataPaths,
+    DiagnosisSettings,
     InputSpec,
     Split,
     TrainProtocol,
@@ -172,6 +173,15 @@ class CorruptedCIFAR10(BiasedDataset):
             return replace(params, ratio=UNBIASED_RATIO)  # the ratio is unused; keep keys canonical
         aligned_fraction_from_ratio(params.ratio, 10)
         return replace(params, ratio=float(params.ratio))
+
+    @classmethod
+    def diagnosis_settings(cls, params, paths: DataPaths | None = None) -> DiagnosisSettings:
+        """Reverse: the other target (Object <-> Corruption); balanced: the unbiased training set
+        (Table 1's Accuracy*), so the diagnosis trials are Table 1's."""
+        return swapped_target_diagnosis(
+            params, TARGETS, {"object": "Object", "corruption": "Corruption"},
+            {"object": tuple(CLASS_NAMES), "corruption": tuple(corruption_names(cls.kind))},
+            f"Corrupted CIFAR-10 type {cls.kind}")
 
     @classmethod
     def generate(cls, params: CCIFARParams, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from datasets._bias import aligned_fraction_from_ratio, assign_bias, check_assignment
+from datasets._bias import aligned_fraction_from_ratio, assign_bias, check_assignment, swapped_target_diagnosis
 from datasets._cache import load_or_build
 from datasets.base import (
     BiasedData,
     BiasedDataset,
     DataNotFoundError,
     DataPaths,
+    DiagnosisSettings,
     InputSpec,
     Split,
     TrainProtocol,
@@ -140,6 +141,15 @@ class ColoredMNIST(BiasedDataset):
             return replace(params, ratio=UNBIASED_RATIO)
         aligned_fraction_from_ratio(params.ratio, len(PALETTE))
         return replace(params, ratio=float(params.ratio))
+
+    @classmethod
+    def diagnosis_settings(cls, params, paths: DataPaths | None = None) -> DiagnosisSettings:
+        """Reverse: the other target (Digit <-> Color); balanced: the unbiased training set
+        (Table 1's Accuracy*), so the diagnosis trials are Table 1's."""
+        return swapped_target_diagnosis(
+            params, TARGETS, {"digit": "Digit", "color": "Color"},
+            {"digit": tuple(str(d) for d in range(10)), "color": tuple(f"color{c}" for c in range(10))},
+            "Colored MNIST")
 
     @classmethod
     def arrays(cls, params: CMNISTParams, paths: DataPaths, data_seed: int) -> dict[str, np.ndarray]:

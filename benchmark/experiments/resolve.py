@@ -44,7 +44,7 @@ def resolve_trial(config: TrialConfig) -> ResolvedTrial:
             raise InvalidTrialError(f"{seed_name} must be non-negative")
     return ResolvedTrial(
         dataset=config.dataset,
-        dataset_params=dataclasses.asdict(params),
+        dataset_params=dataset_cls.resolved_params(params),
         method=config.method,
         method_hparams=dataclasses.asdict(hparams),
         supervision=supervision.value,
