@@ -43,6 +43,7 @@ from datasets.base import (
     BiasedDataset,
     DataNotFoundError,
     DataPaths,
+    DiagnosisSettings,
     InputSpec,
     Split,
     TrainProtocol,
@@ -233,6 +234,9 @@ class CelebAParams:
     pretrained: bool = field(default=True, metadata={"generation": False})  # ImageNet weights
     # The reference code trains only the final layer; the paper's text says fine-tuning (default).
     freeze_backbone: bool = field(default=False, metadata={"generation": False})
+    # A bias-balanced training set (the diagnosis, docs/diagnose.md): the train partition subsampled
+    # to the smallest (target, bias) group's size in every group. Out of the key while false.
+    balanced_train: bool = field(default=False, metadata={"generation": False, "omit_default": True})
 
 
 @dataclass(frozen=True)
@@ -291,6 +295,28 @@ def read_metadata(paths: DataPaths) -> CelebAMeta:
     )
 
 
+_STREAM_BALANCE = 1  # the random stream of balanced_train's choice (seeded by the data seed)
+
+
+def balanced_rows(targets: np.ndarray, biases: np.ndarray, data_seed: int,
+                  names: tuple[str, str] = ("target", "bias")) -> np.ndarray:
+    """Positions (sorted) of a training subsample with exactly m samples in each of the four
+    (target, bias) groups, m being the smallest group's size; which m of a group is a seeded random
+    choice. Every group must have a sample."""
+    groups = targets.astype(np.int64) * 2 + biases.astype(np.int64)
+    rows = [np.flatnonzero(groups == g) for g in range(4)]
+    empty = [g for g in range(4) if not len(rows[g])]
+    if empty:
+        target, bias = names
+        described = ", ".join(f"({'' if g // 2 else 'not '}{target}, {'' if g % 2 else 'not '}{bias})" for g in empty)
+        raise ValueError(f"balanced_train needs training samples in every (target, bias) group, but {described} "
+                         f"{'has' if len(empty) == 1 else 'have'} none in the train partition; choose another "
+                         "attribute pair")
+    smallest = min(len(r) for r in rows)
+    rng = np.random.default_rng([data_seed, _STREAM_BALANCE])
+    return np.sort(np.concatenate([r[np.sort(rng.permutation(len(r))[:smallest])] for r in rows]))
+
+
 def aligned_mapping(targets: np.ndarray, biases: np.ndarray) -> np.ndarray:
     """g as an array over y in {0, 1}: the identity or the swap, whichever makes more training
     samples bias-aligned (b == g(y)); ties go to the identity."""
@@ -314,8 +340,29 @@ class CelebA(BiasedDataset):
             raise ValueError(f"target and bias are the same CelebA attribute ({target}); choose two different ones")
         if int(params.resolution) < 8:
             raise ValueError(f"resolution must be at least 8 pixels, got {params.resolution}")
+        if not isinstance(params.balanced_train, (bool, np.bool_)):
+            raise ValueError(f"balanced_train must be true or false, got {params.balanced_train!r}")
         return replace(params, target=target, bias=bias, resolution=int(params.resolution),
-                       pretrained=bool(params.pretrained), freeze_backbone=bool(params.freeze_backbone))
+                       pretrained=bool(params.pretrained), freeze_backbone=bool(params.freeze_backbone),
+                       balanced_train=bool(params.balanced_train))
+
+    @classmethod
+    def diagnosis_settings(cls, params, paths: DataPaths | None = None) -> DiagnosisSettings:
+        """Any attribute pair. Reverse: swap target and bias; balanced: balanced_train=true."""
+        values = dict(params)
+        if values.pop("balanced_train", False):
+            raise ValueError("the diagnosis chooses balanced_train itself (false for the biased, true for the "
+                             "balanced training set); leave it out")
+        canonical = cls.make_params(values)  # official attribute names, or a ValueError listing them
+        target, bias = canonical.target, canonical.bias
+        biased = {**values, "target": target, "bias": bias}
+        return DiagnosisSettings(
+            biased=biased, balanced={**biased, "balanced_train": True},
+            reversed={**biased, "target": bias, "bias": target},
+            target=target, bias=bias, target_values=(f"not {target}", target), bias_values=(f"not {bias}", bias),
+            balanced_how="the train partition subsampled to the smallest (target, bias) group's size in every group "
+                         "(balanced_train=true)",
+        )
 
     @classmethod
     def images(cls, params: CelebAParams, paths: DataPaths, meta: CelebAMeta,
@@ -373,7 +420,12 @@ class CelebA(BiasedDataset):
             )
 
         train, valid = split("train"), split("valid")
+        # The aligned mapping comes from the whole train partition, so balancing does not change it.
         aligned = aligned_mapping(train.targets.numpy(), train.biases.numpy())
+        if params.balanced_train:
+            keep = balanced_rows(train.targets.numpy(), train.biases.numpy(), data_seed, (params.target, params.bias))
+            train = Split(images=torch.from_numpy(np.ascontiguousarray(arrays["train"][keep])),
+                          targets=train.targets[keep], biases=train.biases[keep])
         return BiasedData(
             train=train,
             test=valid,

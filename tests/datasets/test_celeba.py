@@ -3,6 +3,7 @@ list_attr_celeba.txt (count, the 40 names, then -1/1 rows) and list_eval_partiti
 
 import dataclasses
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -216,3 +217,79 @@ def test_trial_end_to_end(celeba):
     assert any(r[4] == "worst_group_accuracy" for r in test_rows)
     train_losses = {r[1] for r in rows if r[0] == "train" and r[4] == "loss"}
     assert train_losses == {"aligned", "conflicting"}
+
+
+# -- balanced_train (the diagnosis's bias-balanced training set) ---------------------------------
+
+def _identify(split) -> list[int]:
+    """Which fixture image each sample is, read back from its solid colour."""
+    lookup = {colour_of(i): i for i in range(48)}
+    means = split.images.float().mean((2, 3)).tolist()
+    return [lookup[min(lookup, key=lambda c: sum(abs(a - b) for a, b in zip(c, mean)))] for mean in means]
+
+
+@pytest.mark.parametrize("target,bias", [("Wearing_Lipstick", "Heavy_Makeup"), ("Blond_Hair", "Male")])
+def test_balanced_train_keeps_the_smallest_group_size_in_every_group(celeba, target, bias):
+    paths, attributes, partition = celeba
+    t, b = ATTRIBUTES.index(target), ATTRIBUTES.index(bias)
+    train_rows = np.flatnonzero(partition == 0)
+    sizes = {(y, c): int(np.sum((attributes[train_rows, t] == y) & (attributes[train_rows, b] == c)))
+             for y in (0, 1) for c in (0, 1)}
+    smallest = min(sizes.values())
+    assert smallest >= 1  # the fixture has every group in both pairs
+
+    full = _load(paths, target=target, bias=bias)
+    balanced = _load(paths, target=target, bias=bias, balanced_train=True)
+    counts = Counter(zip(balanced.train.targets.tolist(), balanced.train.biases.tolist()))
+    assert counts == {group: smallest for group in sizes}  # exactly m per group, 4m in all
+    # Each kept sample is a training image of its own group, with its own pixels and labels, in file order.
+    files = _identify(balanced.train)
+    assert files == sorted(files) and set(files) <= set(train_rows.tolist()) and len(set(files)) == 4 * smallest
+    assert balanced.train.targets.tolist() == attributes[files, t].tolist()
+    assert balanced.train.biases.tolist() == attributes[files, b].tolist()
+    # The evaluation split and the aligned mapping (from the whole train partition) are unchanged.
+    assert torch.equal(balanced.test.targets, full.test.targets) and torch.equal(balanced.test.images, full.test.images)
+    assert balanced.aligned_bias.tolist() == full.aligned_bias.tolist()
+    # Seeded by the data seed: the same seed keeps the same samples.
+    again = CelebA.load(CelebA.make_params({"resolution": 16, "pretrained": False, "target": target, "bias": bias,
+                                            "balanced_train": True}), paths, data_seed=0)
+    assert torch.equal(again.train.targets, balanced.train.targets) and torch.equal(again.train.images,
+                                                                                    balanced.train.images)
+
+
+def test_balanced_rows_exact_counts_seeds_and_empty_groups():
+    from datasets.celeba import balanced_rows
+
+    targets = np.array([0] * 10 + [1] * 6 + [0] * 3 + [1] * 5)
+    biases = np.array([0] * 10 + [1] * 6 + [1] * 3 + [0] * 5)
+    kept = balanced_rows(targets, biases, data_seed=0)
+    assert Counter(zip(targets[kept].tolist(), biases[kept].tolist())) == {(0, 0): 3, (1, 1): 3, (0, 1): 3, (1, 0): 3}
+    assert kept.tolist() == sorted(kept.tolist())
+    assert set(range(16, 19)) <= set(kept.tolist())  # the smallest group (0, 1) is kept whole
+    assert balanced_rows(targets, biases, data_seed=0).tolist() == kept.tolist()
+    assert any(balanced_rows(targets, biases, data_seed=s).tolist() != kept.tolist() for s in range(1, 6))
+    with pytest.raises(ValueError, match=r"\(Smiling, not Young\) has none"):
+        balanced_rows(np.array([0, 0, 1]), np.array([0, 1, 1]), 0, ("Smiling", "Young"))
+
+
+def test_balanced_train_stays_out_of_the_trial_key_while_false():
+    plain = resolve_trial(TrialConfig("celeba", "vanilla", {"target": "Blond_Hair"}))
+    explicit = resolve_trial(TrialConfig("celeba", "vanilla", {"target": "Blond_Hair", "balanced_train": False}))
+    balanced = resolve_trial(TrialConfig("celeba", "vanilla", {"target": "Blond_Hair", "balanced_train": True}))
+    assert "balanced_train" not in plain.dataset_params and plain.key == explicit.key  # Table 5's keys unchanged
+    assert balanced.dataset_params["balanced_train"] is True and balanced.key != plain.key
+    with pytest.raises(InvalidTrialError, match="balanced_train must be true or false"):
+        resolve_trial(TrialConfig("celeba", "vanilla", {"balanced_train": "yes"}))
+
+
+def test_diagnosis_settings_swap_the_attributes_and_balance_the_training_set():
+    settings = CelebA.diagnosis_settings({"target": "wearing_lipstick", "bias": "HeavyMakeup", "resolution": 16}, None)
+    assert settings.biased == {"target": "Wearing_Lipstick", "bias": "Heavy_Makeup", "resolution": 16}
+    assert settings.balanced == {**settings.biased, "balanced_train": True}
+    assert settings.reversed == {"target": "Heavy_Makeup", "bias": "Wearing_Lipstick", "resolution": 16}
+    assert (settings.target, settings.bias) == ("Wearing_Lipstick", "Heavy_Makeup")
+    assert settings.target_values == ("not Wearing_Lipstick", "Wearing_Lipstick")
+    with pytest.raises(ValueError, match="chooses balanced_train itself"):
+        CelebA.diagnosis_settings({"balanced_train": True}, None)
+    with pytest.raises(ValueError, match="unknown CelebA attribute"):
+        CelebA.diagnosis_settings({"target": "Lipstick"}, None)
