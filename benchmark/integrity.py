@@ -52,7 +52,7 @@ def checksum_bytes(data: bytes | bytearray | memoryview, like: str | None = None
 
 def _slices(view: memoryview) -> Iterable[memoryview]:
     for start in range(0, len(view), CHUNK_BYTES):
-        yield view[start:start + CHUNK_BYTES]
+        yield view[start : start + CHUNK_BYTES]
 
 
 def checksum_stream(stream: BinaryIO, like: str | None = None) -> str:
@@ -84,8 +84,12 @@ def os_errno(error: BaseException) -> int | None:
     if isinstance(number, int):
         return number
     text = str(error)
-    for candidate, name in ((errno.ENOSPC, "No space left on device"), (errno.EACCES, "Permission denied"),
-                            (errno.EROFS, "Read-only file system"), (errno.EPERM, "Operation not permitted")):
+    for candidate, name in (
+        (errno.ENOSPC, "No space left on device"),
+        (errno.EACCES, "Permission denied"),
+        (errno.EROFS, "Read-only file system"),
+        (errno.EPERM, "Operation not permitted"),
+    ):
         if name in text or f"[Errno {candidate}]" in text:
             return candidate
     return None

@@ -8,8 +8,8 @@ import hashlib
 import importlib
 import importlib.util
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 
 class PluginError(ValueError):
@@ -52,12 +52,16 @@ def _plugin_error(plugin: str, error: BaseException) -> BaseException:
     if not isinstance(error, Exception):
         return error
     if isinstance(error, SyntaxError):
-        return PluginError(f"plugin {plugin!r} has a syntax error at {error.filename}:{error.lineno}: {error.msg}; "
-                           "fix the file or drop --plugin")
+        return PluginError(
+            f"plugin {plugin!r} has a syntax error at {error.filename}:{error.lineno}: {error.msg}; "
+            "fix the file or drop --plugin"
+        )
     import traceback
 
     frames = [f for f in traceback.extract_tb(error.__traceback__) if "importlib" not in f.filename]
     where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
     detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return PluginError(f"plugin {plugin!r} failed while loading{where}: {type(error).__name__}: {detail}; "
-                       "fix the plugin or drop --plugin")
+    return PluginError(
+        f"plugin {plugin!r} failed while loading{where}: {type(error).__name__}: {detail}; "
+        "fix the plugin or drop --plugin"
+    )

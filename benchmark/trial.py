@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 SELECTION_PROTOCOLS = ("paper", "validation")
 
@@ -68,7 +69,7 @@ class ResolvedTrial:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ResolvedTrial":
+    def from_json(cls, text: str) -> ResolvedTrial:
         data = json.loads(text)
         data["roles"] = tuple(data["roles"])
         data["tables"] = tuple(data.get("tables", ()))

@@ -67,8 +67,10 @@ def check_entry(entry: Path, mmap_mode: str | None = None) -> tuple[dict[str, np
             # A full read for an entry without checksums: a truncated file fails here.
             array = np.load(path, mmap_mode=None if legacy and mmap_mode is None else mmap_mode, allow_pickle=False)
             if list(array.shape) != spec["shape"] or str(array.dtype) != spec["dtype"]:
-                return None, (f"{path.name} has shape {list(array.shape)} {array.dtype}, meta.json says "
-                              f"{spec['shape']} {spec['dtype']}")
+                return None, (
+                    f"{path.name} has shape {list(array.shape)} {array.dtype}, meta.json says "
+                    f"{spec['shape']} {spec['dtype']}"
+                )
             actual = array_checksum(array, like=None if legacy else spec["checksum"])
         except (OSError, ValueError, KeyError, TypeError) as error:
             return None, f"{path.name} is unreadable ({error})"
@@ -120,7 +122,8 @@ def _add_checksums(entry_dir: Path, known: Mapping[str, str] | None = None) -> N
     for name, spec in specs.items():
         if "checksum" not in spec:
             spec["checksum"] = (known or {}).get(name) or array_checksum(
-                np.load(entry_dir / f"{name}.npy", mmap_mode="r", allow_pickle=False))
+                np.load(entry_dir / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+            )
     meta_file.write_text(json.dumps(meta, indent=1, default=str))
 
 
@@ -151,8 +154,11 @@ def atomic_entry(entry: Path) -> Iterator[Path]:
 
 
 def _write_error(error: OSError, entry: Path) -> CacheWriteError:
-    return CacheWriteError(disk_error_message(
-        error, entry, "dataset cache entry", "point --cache-dir (or DEBIAS_CACHE_DIR) at a disk with space"))
+    return CacheWriteError(
+        disk_error_message(
+            error, entry, "dataset cache entry", "point --cache-dir (or DEBIAS_CACHE_DIR) at a disk with space"
+        )
+    )
 
 
 def load_or_build(
@@ -168,8 +174,9 @@ def load_or_build(
     if arrays is not None:
         return arrays
     if entry.exists():
-        log.warning("dataset cache entry %s is damaged or incomplete (%s); rebuilding it", entry,
-                    problem or "unreadable")
+        log.warning(
+            "dataset cache entry %s is damaged or incomplete (%s); rebuilding it", entry, problem or "unreadable"
+        )
         shutil.rmtree(entry, ignore_errors=True)
 
     arrays = build()
@@ -177,7 +184,10 @@ def load_or_build(
         meta = {"params": dict(params), "arrays": {}}
         for name, array in arrays.items():
             np.save(tmp / f"{name}.npy", array, allow_pickle=False)
-            meta["arrays"][name] = {"shape": list(array.shape), "dtype": str(array.dtype),
-                                    "checksum": array_checksum(array)}
+            meta["arrays"][name] = {
+                "shape": list(array.shape),
+                "dtype": str(array.dtype),
+                "checksum": array_checksum(array),
+            }
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
     return arrays

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmark.paper.axes import BAR_CLASS_ALIASES, BAR_CLASSES
+from benchmark.paper.bar import bar_class_counts, read_bar_metadata
 from datasets._cache import load_or_build
 from datasets.base import (
     BiasedData,
@@ -38,8 +40,6 @@ from datasets.base import (
     TrainProtocol,
     register_dataset,
 )
-from benchmark.paper.axes import BAR_CLASS_ALIASES, BAR_CLASSES
-from benchmark.paper.bar import bar_class_counts, read_bar_metadata
 from datasets.celeba import IMAGENET_MEAN, IMAGENET_STD, decode_images
 
 log = logging.getLogger(__name__)
@@ -135,8 +135,12 @@ class BAR(BiasedDataset):
     def canonical(cls, params: BARParams) -> BARParams:
         if int(params.resolution) < 8:
             raise ValueError(f"resolution must be at least 8 pixels, got {params.resolution}")
-        return replace(params, resolution=int(params.resolution), pretrained=bool(params.pretrained),
-                       freeze_backbone=bool(params.freeze_backbone))
+        return replace(
+            params,
+            resolution=int(params.resolution),
+            pretrained=bool(params.pretrained),
+            freeze_backbone=bool(params.freeze_backbone),
+        )
 
     @classmethod
     def arrays(cls, params: BARParams, paths: DataPaths) -> dict[str, np.ndarray]:
@@ -151,8 +155,9 @@ class BAR(BiasedDataset):
             out = {}
             for split, (files, labels) in read_index(paths).items():
                 images = np.empty((len(files), 3, size, size), dtype=np.uint8)
-                decode_images([str(f) for f in files], size, "short_side_center", images,
-                              description=f"BAR {split} {size}px")
+                decode_images(
+                    [str(f) for f in files], size, "short_side_center", images, description=f"BAR {split} {size}px"
+                )
                 out[f"{split}_images"], out[f"{split}_targets"] = images, labels
             return out
 
@@ -160,8 +165,9 @@ class BAR(BiasedDataset):
         for split in SPLITS:
             counts = tuple(np.bincount(arrays[f"{split}_targets"], minlength=len(CLASSES)).tolist())
             if counts != PUBLISHED_COUNTS[split]:
-                log.warning("BAR %s counts per class %s differ from the published %s", split, counts,
-                            PUBLISHED_COUNTS[split])
+                log.warning(
+                    "BAR %s counts per class %s differ from the published %s", split, counts, PUBLISHED_COUNTS[split]
+                )
         return arrays
 
     @classmethod
@@ -179,8 +185,11 @@ class BAR(BiasedDataset):
         arrays = cls.arrays(params, paths)
 
         def split(name: str) -> Split:
-            return Split(images=torch.from_numpy(arrays[f"{name}_images"]),
-                         targets=torch.from_numpy(arrays[f"{name}_targets"]), biases=None)
+            return Split(
+                images=torch.from_numpy(arrays[f"{name}_images"]),
+                targets=torch.from_numpy(arrays[f"{name}_targets"]),
+                biases=None,
+            )
 
         return BiasedData(
             train=split("train"),
@@ -190,8 +199,14 @@ class BAR(BiasedDataset):
             num_bias_values=None,
             bias_names=None,
             aligned_bias=None,
-            input_spec=InputSpec(scale=1.0 / 255.0, mean=IMAGENET_MEAN, std=IMAGENET_STD, horizontal_flip=True,
-                                 crop_size=params.resolution, random_resized_crop=True),
+            input_spec=InputSpec(
+                scale=1.0 / 255.0,
+                mean=IMAGENET_MEAN,
+                std=IMAGENET_STD,
+                horizontal_flip=True,
+                crop_size=params.resolution,
+                random_resized_crop=True,
+            ),
             model="resnet18",
             model_kwargs={"pretrained": params.pretrained, "freeze_backbone": params.freeze_backbone},
             generator_version=cls.generator_version,

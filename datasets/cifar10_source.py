@@ -98,8 +98,16 @@ def read_batch(file: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with open(file, "rb") as handle:
             batch = restricted_load(handle)
-    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError,
-            UnicodeDecodeError, MemoryError) as error:
+    except (
+        EOFError,
+        pickle.UnpicklingError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        UnicodeDecodeError,
+        MemoryError,
+    ) as error:
         raise CIFARBatchError(
             f"CIFAR-10 batch file {file} is truncated or corrupt ({type(error).__name__}: {error}); "
             "copy or download it again"
@@ -196,14 +204,24 @@ class CIFAR10Arrays:
 def read_cifar10(directory: Path) -> CIFAR10Arrays:
     """All batches of one directory, concatenated in file order."""
     directory = Path(directory)
-    parts = {split: [read_batch(directory / name) for name in names]
-             for split, names in (("train", TRAIN_FILES), ("test", TEST_FILES))}
-    arrays = {split: (np.concatenate([p[0] for p in batches]), np.concatenate([p[1] for p in batches]))
-              for split, batches in parts.items()}
+    parts = {
+        split: [read_batch(directory / name) for name in names]
+        for split, names in (("train", TRAIN_FILES), ("test", TEST_FILES))
+    }
+    arrays = {
+        split: (np.concatenate([p[0] for p in batches]), np.concatenate([p[1] for p in batches]))
+        for split, batches in parts.items()
+    }
     for split, (images, _) in arrays.items():
         if len(images) != FULL_SIZES[split]:
-            log.warning("CIFAR-10 in %s has %d %s images (the full dataset has %d): a partial copy, fine for "
-                        "smoke runs, not for the paper's numbers", directory, len(images), split, FULL_SIZES[split])
+            log.warning(
+                "CIFAR-10 in %s has %d %s images (the full dataset has %d): a partial copy, fine for "
+                "smoke runs, not for the paper's numbers",
+                directory,
+                len(images),
+                split,
+                FULL_SIZES[split],
+            )
     return CIFAR10Arrays(*arrays["train"], *arrays["test"], source=directory)
 
 

@@ -37,8 +37,7 @@ def render(images: np.ndarray, scale: int = 2, seed: int = 0) -> Image.Image:
     k = len(images)
     tile = 32 * scale
     cell_width = k * tile + GAP
-    columns = ["clean"] + [f"severity {s}" + (f" (difficulty {s - 1})" if s > 1 else " (unused)")
-                           for s in SEVERITIES]
+    columns = ["clean"] + [f"severity {s}" + (f" (difficulty {s - 1})" if s > 1 else " (unused)") for s in SEVERITIES]
     rows = [(kind, name) for kind, names in CORRUPTION_TYPES.items() for name in names]
     height = len(CORRUPTION_TYPES) * HEADER_HEIGHT + len(rows) * (tile + GAP) + GAP
     sheet = Image.new("RGB", (LABEL_WIDTH + len(columns) * cell_width, height), BACKGROUND)

@@ -100,8 +100,10 @@ class ANDMask(Method):
         present = torch.nonzero(counts).squeeze(1).tolist()  # one host sync: E varies per batch
         env_losses = [per_sample[env == e].mean() for e in present]
         params = [p for p in self.net.parameters() if p.requires_grad]
-        per_env = [torch.autograd.grad(loss, params, retain_graph=i + 1 < len(env_losses), allow_unused=True)
-                   for i, loss in enumerate(env_losses)]
+        per_env = [
+            torch.autograd.grad(loss, params, retain_graph=i + 1 < len(env_losses), allow_unused=True)
+            for i, loss in enumerate(env_losses)
+        ]
         self.zero_grad_all()
         kept = torch.zeros((), device=per_sample.device)
         total = 0

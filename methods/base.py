@@ -11,8 +11,9 @@ from __future__ import annotations
 import abc
 import dataclasses
 import hashlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch

@@ -88,8 +88,9 @@ class DANN(Method):
         if ctx.num_bias_values is None:
             raise ValueError("dann needs bias labels; the dataset has none")
         self.net = self.add_net("main")
-        self.adversary = adversary_head(self.net.classifier.in_features, ctx.num_bias_values,
-                                        hparams.head_width, hparams.head_depth).to(ctx.device)
+        self.adversary = adversary_head(
+            self.net.classifier.in_features, ctx.num_bias_values, hparams.head_width, hparams.head_depth
+        ).to(ctx.device)
         self.optimizers["adversary"] = ctx.optimizer_factory(self.adversary.parameters())
         self.register_buffer("adversary_correct", torch.zeros((), device=ctx.device))
         self.register_buffer("adversary_seen", torch.zeros((), device=ctx.device))

@@ -10,7 +10,6 @@ and recorded with the trial's hyper-parameters.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 
 import torch
@@ -75,8 +74,7 @@ class GroupDRO(Method):
         if not self.hparams.group_balanced_sampling:
             return None
         # Every group is equally likely at every draw; replacement because minority groups are tiny.
-        return torch.multinomial(self._sample_weights, len(self._sample_weights), replacement=True,
-                                 generator=generator)
+        return torch.multinomial(self._sample_weights, len(self._sample_weights), replacement=True, generator=generator)
 
     def epoch_diagnostics(self) -> dict[str, float]:
         q = self.q[self.populated]

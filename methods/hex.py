@@ -11,8 +11,8 @@ exposes `.features(x)` and `.classifier` (the MLP, ResNet-20).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -107,8 +107,9 @@ class NGLCM(nn.Module):
         self.planes = channels if hparams.nglcm_input == "per_channel" else 1
         n = hparams.n_gray
         # Thresholds initialised U(0, n_gray) as in the reference.
-        self.difference_thresholds = nn.Parameter(torch.rand(self.planes, n) * n,
-                                                  requires_grad=not hparams.freeze_nglcm)
+        self.difference_thresholds = nn.Parameter(
+            torch.rand(self.planes, n) * n, requires_grad=not hparams.freeze_nglcm
+        )
         self.level_thresholds = nn.Parameter(torch.rand(self.planes, n) * n, requires_grad=not hparams.freeze_nglcm)
         self.head = nn.Linear(self.planes * n * n, hparams.nglcm_features)
         nn.init.trunc_normal_(self.head.weight, std=0.1, a=-0.2, b=0.2)
@@ -164,8 +165,14 @@ def project_out(joint_logits: torch.Tensor, superficial_logits: torch.Tensor, ri
 class HEXNetwork(nn.Module):
     """Backbone + NGLCM branch + the shared final layer on [h_A; h_G]."""
 
-    def __init__(self, backbone: nn.Module, hparams: HEXHparams, channels: int, num_classes: int,
-                 unit_inputs: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        hparams: HEXHparams,
+        channels: int,
+        num_classes: int,
+        unit_inputs: Callable[[torch.Tensor], torch.Tensor],
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.nglcm = NGLCM(hparams, channels)
@@ -196,7 +203,7 @@ class HEXNetwork(nn.Module):
         h_a = self.main_features_of(x)
         h_g = self._normalise(self.nglcm(self.unit_inputs(x)))
         weight_a = self.final.weight[:, : self.main_features]
-        weight_g = self.final.weight[:, self.main_features:]
+        weight_g = self.final.weight[:, self.main_features :]
         main_part = h_a @ weight_a.T
         superficial_part = h_g @ weight_g.T
         bias = self.final.bias

@@ -36,8 +36,9 @@ def hsic_unbiased(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
     return (trace + sums - 2.0 / (m - 2) * cross) / (m * (m - 3))
 
 
-def hsic_rbf(u: torch.Tensor, v: torch.Tensor, sigma_u: float | torch.Tensor,
-             sigma_v: float | torch.Tensor) -> torch.Tensor:
+def hsic_rbf(
+    u: torch.Tensor, v: torch.Tensor, sigma_u: float | torch.Tensor, sigma_v: float | torch.Tensor
+) -> torch.Tensor:
     """HSIC_1 between two feature batches with RBF kernels, computed in float32 even under
     autocast (exp of low-precision distances is too coarse for the estimator)."""
     with torch.autocast(u.device.type, enabled=False):

@@ -77,8 +77,9 @@ def upsampled_indices(error_set: torch.Tensor, upweight: int) -> torch.Tensor:
     return torch.cat([torch.arange(n), errors.repeat(upweight)])
 
 
-def train_identification_model(ctx: MethodContext, epochs: int, batch_size: int,
-                               generator: torch.Generator) -> nn.Module:
+def train_identification_model(
+    ctx: MethodContext, epochs: int, batch_size: int, generator: torch.Generator
+) -> nn.Module:
     """Plain ERM for `epochs` passes over the un-augmented training set; only x and y are read."""
     model = ctx.model_factory().to(ctx.device)
     optimizer = ctx.optimizer_factory(model.parameters())
@@ -86,7 +87,7 @@ def train_identification_model(ctx: MethodContext, epochs: int, batch_size: int,
     for _ in range(epochs):
         order = torch.randperm(ctx.num_train, generator=generator).to(ctx.device)
         for start in range(0, ctx.num_train, batch_size):
-            index = order[start:start + batch_size]
+            index = order[start : start + batch_size]
             loss = F.cross_entropy(model(ctx.train_inputs(index)), ctx.train_targets[index])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -128,8 +129,9 @@ class JTT(Method):
     def prepare(self) -> None:
         # Seeded from the trial's global RNG (seeded by the trainer): reproducible per trial seed.
         generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
-        model = train_identification_model(self.ctx, self.hparams.identification_epochs,
-                                           self.hparams.identification_batch_size, generator)
+        model = train_identification_model(
+            self.ctx, self.hparams.identification_epochs, self.hparams.identification_batch_size, generator
+        )
         self.error_set.copy_(misclassified(model, self.ctx))
         self.identified.fill_(True)
 

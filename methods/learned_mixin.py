@@ -103,8 +103,11 @@ class LearnedMixin(Method):
         bias_log_probs = F.log_softmax(logits_b.detach(), dim=1)  # f_B is shaped by GCE only
         mixed_ce = F.cross_entropy(mixed_log_scores(logits_d, bias_log_probs, gate), y, reduction="none")
         entropy = scaled_bias_entropy(bias_log_probs, gate)
-        loss = (generalized_ce(logits_b, y, self.hparams.q).mean() + mixed_ce.mean()
-                + self.hparams.entropy_weight * entropy.mean())
+        loss = (
+            generalized_ce(logits_b, y, self.hparams.q).mean()
+            + mixed_ce.mean()
+            + self.hparams.entropy_weight * entropy.mean()
+        )
         self.zero_grad_all()
         loss.backward()
         self.step_all()

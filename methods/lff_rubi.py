@@ -40,8 +40,9 @@ class LfFRUBiHparams:
             raise ValueError(f"detach_mask must be true or false, got {self.detach_mask!r}")
 
 
-def rubi_fused_logits(debiased_logits: torch.Tensor, biased_logits: torch.Tensor,
-                      detach_mask: bool = True) -> torch.Tensor:
+def rubi_fused_logits(
+    debiased_logits: torch.Tensor, biased_logits: torch.Tensor, detach_mask: bool = True
+) -> torch.Tensor:
     """RUBi's fusion: the debiased logits scaled element-wise by the sigmoid of the bias logits."""
     mask_logits = biased_logits.detach() if detach_mask else biased_logits
     return debiased_logits * torch.sigmoid(mask_logits)
@@ -79,9 +80,11 @@ class LfFRUBi(Method):
 
     def epoch_diagnostics(self) -> dict[str, float]:
         seen = self.target_logits_seen.clamp_min(1.0)
-        diagnostics = {"negative_target_logit_fraction": self.negative_target_logit_fraction(),
-                       "mean_target_mask": float(self.target_mask_sum / seen),
-                       "mean_other_class_mask": float(self.other_mask_sum / seen)}
+        diagnostics = {
+            "negative_target_logit_fraction": self.negative_target_logit_fraction(),
+            "mean_target_mask": float(self.target_mask_sum / seen),
+            "mean_other_class_mask": float(self.other_mask_sum / seen),
+        }
         for buffer in (self.negative_target_logits, self.target_logits_seen, self.target_mask_sum, self.other_mask_sum):
             buffer.zero_()
         return diagnostics

@@ -69,11 +69,12 @@ class ReBiasHparams:
         if self.sigma_pairing not in SIGMA_PAIRINGS:
             raise ValueError(f"sigma_pairing must be one of {', '.join(SIGMA_PAIRINGS)}, got {self.sigma_pairing!r}")
         if self.median_bn_mode not in MEDIAN_BN_MODES:
-            raise ValueError(f"median_bn_mode must be one of {', '.join(MEDIAN_BN_MODES)}, "
-                             f"got {self.median_bn_mode!r}")
+            raise ValueError(f"median_bn_mode must be one of {', '.join(MEDIAN_BN_MODES)}, got {self.median_bn_mode!r}")
         if self.biased_net != "auto" and self.biased_net not in BIASED_NETS and self.biased_net not in MODELS:
-            raise ValueError(f"unknown biased_net {self.biased_net!r}; use auto, one of "
-                             f"{', '.join(BIASED_NETS)}, or a registered model ({', '.join(MODELS.names())})")
+            raise ValueError(
+                f"unknown biased_net {self.biased_net!r}; use auto, one of "
+                f"{', '.join(BIASED_NETS)}, or a registered model ({', '.join(MODELS.names())})"
+            )
 
 
 def auto_biased_net(input_shape: tuple[int, ...]) -> str:
@@ -139,14 +140,14 @@ class ReBias(Method):
         chunk = min(SIGMA_CHUNK, n)
         chunks = max(1, math.ceil(self.hparams.sigma_update_fraction * n / chunk))
         sampler = torch.Generator().manual_seed(int(self.sigma_seed) + epoch)
-        order = torch.randperm(n, generator=sampler)[:chunks * chunk].to(self.ctx.device)
+        order = torch.randperm(n, generator=sampler)[: chunks * chunk].to(self.ctx.device)
         distances: dict[str, list[torch.Tensor]] = {"f": [], "g": []}
         saved = {name: [b.detach().clone() for b in net.buffers()] for name, net in (("f", self.f), ("g", self.g))}
         was_training = self.training
         self.train(self.hparams.median_bn_mode == "batch")
         try:
             for start in range(0, len(order), chunk):
-                index = order[start:start + chunk]
+                index = order[start : start + chunk]
                 if len(index) < 2:
                     continue
                 x = self.ctx.train_inputs(index)
@@ -196,5 +197,4 @@ class ReBias(Method):
         self.optimizers["main"].zero_grad(set_to_none=True)
         loss_f.backward()
         self.optimizers["main"].step()
-        return StepOutput(loss=loss_f.detach(),
-                          per_sample_loss={"main": ce_f.detach(), "biased": ce_g.detach()})
+        return StepOutput(loss=loss_f.detach(), per_sample_loss={"main": ce_f.detach(), "biased": ce_g.detach()})

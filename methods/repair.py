@@ -107,8 +107,9 @@ class ClassMajorLayout:
         return matrix.reshape(-1)[self.position]
 
 
-def minmax_gradients(tau: torch.Tensor, num_train: int, y: torch.Tensor, slots: torch.Tensor,
-                     phi: torch.Tensor, probe: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def minmax_gradients(
+    tau: torch.Tensor, num_train: int, y: torch.Tensor, slots: torch.Tensor, phi: torch.Tensor, probe: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One forward of REPAIR's min-max on a batch, at the current parameters.
 
     `tau` is (C, M) in the class-major layout; `y`, `slots` and `phi` (with a trailing 1 for the
@@ -136,7 +137,9 @@ def minmax_gradients(tau: torch.Tensor, num_train: int, y: torch.Tensor, slots: 
 
     class_z = torch.zeros(num_classes, dtype=w.dtype, device=w.device).index_add_(0, y, z)
     ratio = loss / entropy
-    per_class = (ratio / (batch * entropy)) * (z.sum() / total - class_z / class_weight.clamp_min(torch.finfo(w.dtype).tiny))
+    per_class = (ratio / (batch * entropy)) * (
+        z.sum() / total - class_z / class_weight.clamp_min(torch.finfo(w.dtype).tiny)
+    )
     batch_term = (ce + ratio * log_q) * (w_batch * (1.0 - w_batch)) * (-num_train / (batch * entropy) / total)
     # d/dtau = d/dw * w (1 - w), fused in one pass; padding slots have w = 0, so no gradient.
     grad_tau = torch.ops.aten.sigmoid_backward(per_class[:, None].expand_as(w), w)
@@ -145,8 +148,9 @@ def minmax_gradients(tau: torch.Tensor, num_train: int, y: torch.Tensor, slots: 
 
 
 @torch.no_grad()
-def learn_weights(phi: torch.Tensor, targets: torch.Tensor, num_classes: int, hparams: REPAIRHparams,
-                  generator: torch.Generator) -> tuple[torch.Tensor, float]:
+def learn_weights(
+    phi: torch.Tensor, targets: torch.Tensor, num_classes: int, hparams: REPAIRHparams, generator: torch.Generator
+) -> tuple[torch.Tensor, float]:
     """Stage 1: per-example weights w in (0, 1) and the final bias estimate 1 - L / H(Q)."""
     n, k = phi.shape
     device = phi.device
@@ -164,8 +168,13 @@ def learn_weights(phi: torch.Tensor, targets: torch.Tensor, num_classes: int, hp
         last_epoch_loss.zero_()
         for start in range(0, n, size):
             grad_probe, grad_tau, loss = minmax_gradients(
-                tau, n, epoch_y[start:start + size], epoch_slots[start:start + size],
-                epoch_phi[start:start + size], probe.params)
+                tau,
+                n,
+                epoch_y[start : start + size],
+                epoch_slots[start : start + size],
+                epoch_phi[start : start + size],
+                probe.params,
+            )
             # Both gradients come from the same forward; only then are both parameter sets stepped.
             probe.step(grad_probe, hparams.probe_lr, hparams.probe_momentum)
             tau.add_(grad_tau, alpha=-hparams.weight_lr)
@@ -179,8 +188,9 @@ def learn_weights(phi: torch.Tensor, targets: torch.Tensor, num_classes: int, hp
     return w, bias_estimate
 
 
-def select_subset(w: torch.Tensor, targets: torch.Tensor, num_classes: int, hparams: REPAIRHparams,
-                  generator: torch.Generator) -> torch.Tensor:
+def select_subset(
+    w: torch.Tensor, targets: torch.Tensor, num_classes: int, hparams: REPAIRHparams, generator: torch.Generator
+) -> torch.Tensor:
     """Stage 2: boolean mask of the kept examples for the configured variant."""
     n = w.shape[0]
     kept = torch.zeros(n, dtype=torch.bool, device=w.device)

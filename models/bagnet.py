@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -32,23 +32,30 @@ class LocalBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(channels))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, channels, 1, stride=stride, bias=False), nn.BatchNorm2d(channels)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
         identity = self.shortcut(x)
         # Unpadded k x k convolutions shrink the map: drop the shortcut's extra trailing rows and
         # columns so both branches cover the same positions.
-        identity = identity[..., :out.shape[-2], :out.shape[-1]]
+        identity = identity[..., : out.shape[-2], : out.shape[-1]]
         return self.relu(out + identity)
 
 
 @MODELS.register("bagnet18")
 class BagNet18(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int = 3, layers: Sequence[int] = (2, 2, 2, 2),
-                 strides: Sequence[int] = (2, 2, 2, 1), kernel3: Sequence[int] = (1, 0, 0, 0),
-                 widths: Sequence[int] = (64, 128, 256, 512)) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 3,
+        layers: Sequence[int] = (2, 2, 2, 2),
+        strides: Sequence[int] = (2, 2, 2, 1),
+        kernel3: Sequence[int] = (1, 0, 0, 0),
+        widths: Sequence[int] = (64, 128, 256, 512),
+    ) -> None:
         super().__init__()
         stem_width = widths[0]
         self.stem = nn.Sequential(
@@ -60,8 +67,10 @@ class BagNet18(nn.Module):
         stages: list[nn.Module] = []
         channels = stem_width
         for blocks, stride, n3, width in zip(layers, strides, kernel3, widths):
-            stage = [LocalBlock(channels if i == 0 else width, width, stride if i == 0 else 1, 3 if i < n3 else 1)
-                     for i in range(blocks)]
+            stage = [
+                LocalBlock(channels if i == 0 else width, width, stride if i == 0 else 1, 3 if i < n3 else 1)
+                for i in range(blocks)
+            ]
             stages.append(nn.Sequential(*stage))
             channels = width
         self.stages = nn.Sequential(*stages)
@@ -84,16 +93,24 @@ class BagNet18(nn.Module):
 
 @MODELS.register("simple_convnet")
 class SimpleConvNet(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int = 3, widths: Sequence[int] = (16, 32, 64, 128),
-                 kernel_sizes: Sequence[int] = (1, 1, 1, 1)) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int = 3,
+        widths: Sequence[int] = (16, 32, 64, 128),
+        kernel_sizes: Sequence[int] = (1, 1, 1, 1),
+    ) -> None:
         super().__init__()
         if len(widths) != len(kernel_sizes):
             raise ValueError("simple_convnet needs one kernel size per layer width")
         layers: list[nn.Module] = []
         channels = in_channels
         for width, kernel in zip(widths, kernel_sizes):
-            layers += [nn.Conv2d(channels, width, kernel, padding=kernel // 2, bias=False),
-                       nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(channels, width, kernel, padding=kernel // 2, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
             channels = width
         self.body = nn.Sequential(*layers)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())

@@ -45,8 +45,9 @@ def ensure_imagenet_weights() -> Path:
     # urllib waits forever by default; a firewall that drops packets must not hang every trial.
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
-        torch.hub.load_state_dict_from_url(imagenet_weights_url(), model_dir=str(path.parent), progress=False,
-                                           check_hash=True, weights_only=True)
+        torch.hub.load_state_dict_from_url(
+            imagenet_weights_url(), model_dir=str(path.parent), progress=False, check_hash=True, weights_only=True
+        )
     except Exception as error:  # offline, proxy, unwritable cache: all end in the same advice
         raise PretrainedWeightsNotFoundError(
             f"ImageNet ResNet-18 weights not found at {path} and the download from "
@@ -67,8 +68,10 @@ class PretrainedWeightsError(ValueError):
 
 
 def _weights_fix(path: Path) -> str:
-    return (f"delete it and copy a fresh {path.name} (torchvision ResNet18_Weights.IMAGENET1K_V1) into {path.parent}, "
-            "or train from scratch with --dataset-param pretrained=false")
+    return (
+        f"delete it and copy a fresh {path.name} (torchvision ResNet18_Weights.IMAGENET1K_V1) into {path.parent}, "
+        "or train from scratch with --dataset-param pretrained=false"
+    )
 
 
 def verify_imagenet_weights(path: Path) -> None:
@@ -78,12 +81,16 @@ def verify_imagenet_weights(path: Path) -> None:
 
     expected = path.stem.rpartition("-")[2]
     with open(path, "rb") as handle:
-        actual = hashlib.file_digest(handle, "sha256").hexdigest() if hasattr(hashlib, "file_digest") else \
-            hashlib.sha256(handle.read()).hexdigest()
+        actual = (
+            hashlib.file_digest(handle, "sha256").hexdigest()
+            if hasattr(hashlib, "file_digest")
+            else hashlib.sha256(handle.read()).hexdigest()
+        )
     if not actual.startswith(expected):
         raise PretrainedWeightsError(
             f"ImageNet weights file {path} is damaged or not the published file (its SHA-256 starts with "
-            f"{actual[:8]}, its name promises {expected}); it was not loaded. {_weights_fix(path).capitalize()}")
+            f"{actual[:8]}, its name promises {expected}); it was not loaded. {_weights_fix(path).capitalize()}"
+        )
 
 
 def load_imagenet_state_dict() -> dict[str, torch.Tensor]:
@@ -94,9 +101,11 @@ def load_imagenet_state_dict() -> dict[str, torch.Tensor]:
         import pickle
 
         # torch's own message suggests weights_only=False, which would run whatever the file holds.
-        cause = ("it holds objects other than tensors and plain containers, which are never loaded"
-                 if isinstance(error, pickle.UnpicklingError) else
-                 f"it is damaged or truncated ({(str(error).strip().splitlines() or [type(error).__name__])[0][:160]})")
+        cause = (
+            "it holds objects other than tensors and plain containers, which are never loaded"
+            if isinstance(error, pickle.UnpicklingError)
+            else f"it is damaged or truncated ({(str(error).strip().splitlines() or [type(error).__name__])[0][:160]})"
+        )
         raise PretrainedWeightsError(f"cannot load ImageNet weights {path}: {cause}; {_weights_fix(path)}") from None
 
 

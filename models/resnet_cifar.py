@@ -1,4 +1,5 @@
-"""ResNet-20 for CIFAR (He et al. 2016, section 4.2; docs/protocol.md#corrupted-cifar-10): a 3x3 stem of 16 channels, three
+"""ResNet-20 for CIFAR (He et al. 2016, section 4.2; docs/protocol.md#corrupted-cifar-10): a 3x3
+stem of 16 channels, three
 stages of 3 basic blocks with 16, 32 and 64 channels (stride 2 at the start of stages 2 and 3),
 option-A shortcuts (identity; subsample and zero-pad the channels where the shape changes, so
 shortcuts have no parameters), global average pooling, a linear classifier. Kaiming-normal init.
@@ -48,8 +49,13 @@ class BasicBlock(nn.Module):
 class ResNetCIFAR(nn.Module):
     """ResNet-(6n+2) for 32x32 inputs; n = 3 (the default) is ResNet-20."""
 
-    def __init__(self, num_classes: int, blocks_per_stage: int = 3, in_channels: int = 3,
-                 widths: tuple[int, int, int] = (16, 32, 64)) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        blocks_per_stage: int = 3,
+        in_channels: int = 3,
+        widths: tuple[int, int, int] = (16, 32, 64),
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])

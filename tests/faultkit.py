@@ -21,8 +21,8 @@ from pathlib import Path
 def flip(path: Path, offset: int, count: int = 1, value: bytes | None = None) -> None:
     """Overwrite `count` bytes at `offset` in place (inverted, or with `value`), size unchanged."""
     data = bytearray(path.read_bytes())
-    patch = value if value is not None else bytes(b ^ 0xFF for b in data[offset:offset + count])
-    data[offset:offset + len(patch)] = patch
+    patch = value if value is not None else bytes(b ^ 0xFF for b in data[offset : offset + count])
+    data[offset : offset + len(patch)] = patch
     path.write_bytes(bytes(data))
 
 
@@ -55,8 +55,9 @@ def tiny_filesystem(base: Path, size_kb: int) -> Iterator[Path | None]:
     mountpoint.mkdir(parents=True)
     mounted = False
     if _can_mount():
-        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(mountpoint)],
-                                capture_output=True, text=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(mountpoint)], capture_output=True, text=True
+        )
         mounted = result.returncode == 0
     try:
         yield mountpoint if mounted else None
@@ -88,8 +89,8 @@ def largest_tensor_span(zip_bytes: bytes) -> tuple[int, int]:
     with zipfile.ZipFile(io.BytesIO(zip_bytes)) as archive:
         info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
     local = info.header_offset
-    name_len = int.from_bytes(zip_bytes[local + 26:local + 28], "little")
-    extra_len = int.from_bytes(zip_bytes[local + 28:local + 30], "little")
+    name_len = int.from_bytes(zip_bytes[local + 26 : local + 28], "little")
+    extra_len = int.from_bytes(zip_bytes[local + 28 : local + 30], "little")
     return local + 30 + name_len + extra_len, info.file_size
 
 

@@ -1,7 +1,5 @@
 """The command line: listing, dry runs, and clear errors for bad input."""
 
-import pytest
-
 import run_all
 
 
@@ -26,7 +24,9 @@ def test_unknown_method_lists_valid_names(capsys, tmp_path):
 def test_unknown_dataset_grid_and_table(capsys, tmp_path):
     assert "unknown dataset" in run(capsys, "--datasets", "mnist", "--dry-run", "--results", str(tmp_path))[2]
     assert "unknown grid" in run(capsys, "--grid", "huge", "--dry-run", "--results", str(tmp_path))[2]
-    assert "unknown table" in run(capsys, "--grid", "paper", "--tables", "12", "--dry-run", "--results", str(tmp_path))[2]
+    assert (
+        "unknown table" in run(capsys, "--grid", "paper", "--tables", "12", "--dry-run", "--results", str(tmp_path))[2]
+    )
 
 
 def test_invalid_ratio_is_rejected_before_anything_runs(capsys, tmp_path):
@@ -43,7 +43,19 @@ def test_unwritable_results_path(capsys, tmp_path):
 
 
 def test_dry_run_lists_trials_and_counts(capsys, tmp_path):
-    code, out, _ = run(capsys, "--grid", "paper", "--tables", "2,3", "--datasets", "cmnist", "--methods",
-                       "vanilla,lff", "--dry-run", "--results", str(tmp_path))
+    code, out, _ = run(
+        capsys,
+        "--grid",
+        "paper",
+        "--tables",
+        "2,3",
+        "--datasets",
+        "cmnist",
+        "--methods",
+        "vanilla,lff",
+        "--dry-run",
+        "--results",
+        str(tmp_path),
+    )
     assert code == 0
     assert "24 trial(s) to run, 0 already complete" in out  # 4 ratios x 2 methods x 3 seeds

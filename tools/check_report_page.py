@@ -28,9 +28,20 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--host-resolver-rules=MAP * ~NOTFOUND", "--enable-logging=stderr", "--v=0"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--enable-logging=stderr",
+    "--v=0",
+]
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 NUMBER_FIELDS = ("mean", "std", "n-value", "paper", "paper-std", "diff")
 
@@ -86,7 +97,7 @@ class PageParser(HTMLParser):
         if self._cell is None:
             return
         self._cell.text += data
-        for tag, classes in self._stack[self._cell_depth:]:
+        for tag, classes in self._stack[self._cell_depth :]:
             if tag == "span":
                 for name in classes:
                     self._cell.spans[name] = self._cell.spans.get(name, "") + data
@@ -121,7 +132,7 @@ def expected_cells(report_dir: Path) -> dict[tuple[str, str, str], dict[str, str
     """(table, row_id, col_id) -> the text each number span must hold ('state' for empty cells)."""
     out = {}
     for path in sorted(report_dir.glob("table*.csv")):
-        number = path.stem[len("table"):]
+        number = path.stem[len("table") :]
         if not number.isdigit():
             continue
         with path.open(newline="", encoding="utf-8") as handle:
@@ -205,8 +216,13 @@ class CheckResult:
     screenshot: Path | None
 
 
-def check(report_dir: Path, screenshot: Path | None = None, binary: str | None = None,
-          window: str = "1400,4000", timeout: float = 120.0) -> CheckResult:
+def check(
+    report_dir: Path,
+    screenshot: Path | None = None,
+    binary: str | None = None,
+    window: str = "1400,4000",
+    timeout: float = 120.0,
+) -> CheckResult:
     index = (report_dir / "index.html").resolve()
     if not index.is_file():
         raise FileNotFoundError(f"{index} does not exist; write it first (--write)")
@@ -221,7 +237,7 @@ def check(report_dir: Path, screenshot: Path | None = None, binary: str | None =
     page = parse_page(dumped.stdout)
     problems += [f"console: {m}" for m in console_messages(dumped.stderr)]
     if page.root.get("data-js") != "ready":
-        problems.append("the page's script did not finish (no data-js=\"ready\" on <html>)")
+        problems.append('the page\'s script did not finish (no data-js="ready" on <html>)')
     if page.root.get("data-js-errors"):
         problems.append(f"script errors: {page.root['data-js-errors']}")
     selftest = page.root.get("data-selftest", "")
@@ -270,8 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     for problem in result.problems:
         print(f"FAIL {problem}")
     status = "ok" if not result.problems else f"{len(result.problems)} problem(s)"
-    print(f"{status}: {result.cells} table cells compared with the CSVs; sorting self-test: {result.selftest or '-'}"
-          + (f"; screenshot {result.screenshot}" if result.screenshot else ""))
+    print(
+        f"{status}: {result.cells} table cells compared with the CSVs; sorting self-test: {result.selftest or '-'}"
+        + (f"; screenshot {result.screenshot}" if result.screenshot else "")
+    )
     return 0 if not result.problems else 1
 
 

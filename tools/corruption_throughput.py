@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 from datasets.base import DataPaths
 from datasets.ccifar import CorruptedCIFAR10Type1, CorruptedCIFAR10Type2, severity_of
 from datasets.cifar10_source import FULL_SIZES, load_cifar10
@@ -40,7 +39,8 @@ def tile(images: np.ndarray, labels: np.ndarray, count: int) -> tuple[np.ndarray
 
 def load() -> str:
     try:
-        return "load average %.2f %.2f %.2f" % os.getloadavg()
+        one, five, fifteen = os.getloadavg()
+        return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
     except OSError:
         return "load average unavailable"
 
@@ -89,20 +89,23 @@ def main(argv: list[str] | None = None) -> int:
 
     raw = load_cifar10(DataPaths.resolve(args.data_root))
     real = len(raw.train_images) + len(raw.test_images)
-    print(f"CIFAR-10 from {raw.source}: {len(raw.train_images)} train + {len(raw.test_images)} test real images; "
-          f"{os.cpu_count()} CPUs; {load()}")
+    print(
+        f"CIFAR-10 from {raw.source}: {len(raw.train_images)} train + {len(raw.test_images)} test real images; "
+        f"{os.cpu_count()} CPUs; {load()}"
+    )
     results: dict = {"real_images": real, "workers": args.workers}
     if not args.skip_per_corruption:
-        images, _ = tile(np.concatenate([raw.train_images, raw.test_images]),
-                         np.zeros(real, np.int64), args.images)
+        images, _ = tile(np.concatenate([raw.train_images, raw.test_images]), np.zeros(real, np.int64), args.images)
         print(f"images/second/core, {args.images} images per cell (single process):")
         results["images_per_second_per_core"] = per_corruption(images, args.types, args.severities)
     if not args.skip_full:
         tiled = real < sum(FULL_SIZES.values())
         note = f" (real images tiled from {real})" if tiled else ""
         severity = severity_of(args.difficulty)
-        print(f"full configuration: 50,000 train + 10,000 test{note}, ratio {args.ratio:g}, difficulty "
-              f"{args.difficulty} (severity {severity}), {args.workers} workers; {load()}")
+        print(
+            f"full configuration: 50,000 train + 10,000 test{note}, ratio {args.ratio:g}, difficulty "
+            f"{args.difficulty} (severity {severity}), {args.workers} workers; {load()}"
+        )
         results["full_configuration_seconds"] = {}
         for kind in args.types:
             seconds = full_configuration(raw, kind, args.workers, args.difficulty, args.ratio)

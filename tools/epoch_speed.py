@@ -17,20 +17,20 @@ import tempfile
 import time
 from pathlib import Path
 
-
 import torch
 import torch.nn.functional as F
 
-from benchmark.trial import TrialConfig
 from benchmark.experiments.resolve import resolve_trial
 from benchmark.training.trainer import TrainEnv, train_trial
+from benchmark.trial import TrialConfig
 from datasets.base import DataPaths
 from datasets.cmnist import ColoredMNIST
 from models import build_model
 
 
-def floor_epoch_seconds(images: torch.Tensor, targets: torch.Tensor, num_models: int, epochs: int,
-                        device: torch.device) -> float:
+def floor_epoch_seconds(
+    images: torch.Tensor, targets: torch.Tensor, num_models: int, epochs: int, device: torch.device
+) -> float:
     """Plain loop: shuffle, slice, float, forward, CE, backward, Adam step for each model."""
     torch.manual_seed(0)
     models = [build_model("mlp", 10, in_features=3 * 28 * 28).to(device) for _ in range(num_models)]
@@ -43,7 +43,7 @@ def floor_epoch_seconds(images: torch.Tensor, targets: torch.Tensor, num_models:
         start = time.perf_counter()
         order = torch.randperm(len(targets), device=device)
         for i in range(0, len(order), 256):
-            index = order[i:i + 256]
+            index = order[i : i + 256]
             x, y = images[index].float() / 255.0, targets[index]
             for model, optimizer in zip(models, optimizers):
                 loss = F.cross_entropy(model(x), y)
@@ -79,8 +79,15 @@ def ray_overhead(paths: DataPaths, trials: int) -> tuple[float, float]:
     ray.shutdown()
     with tempfile.TemporaryDirectory() as tmp:
         configs = [TrialConfig("toy", "vanilla", epochs=1, trial_seed=s) for s in range(trials)]
-        options = RunOptions(results=tmp, data_root=str(paths.data_root), cache_dir=str(paths.cache_dir), num_cpus=1,
-                             device="cpu", plugins=(plugin,), progress="off")
+        options = RunOptions(
+            results=tmp,
+            data_root=str(paths.data_root),
+            cache_dir=str(paths.cache_dir),
+            num_cpus=1,
+            device="cpu",
+            plugins=(plugin,),
+            progress="off",
+        )
         start = time.perf_counter()
         run_grid(configs, options)
         wall = time.perf_counter() - start
@@ -110,11 +117,16 @@ def main() -> None:
         print(f"[{device}] floor loop, 1 model : {floor1:7.3f} s/epoch")
         print(f"[{device}] floor loop, 2 models: {floor2:7.3f} s/epoch")
         print(f"[{device}] suite vanilla       : {vanilla:7.3f} s/epoch  ({vanilla / floor1:.2f}x the 1-model floor)")
-        print(f"[{device}] suite LfF           : {lff:7.3f} s/epoch  ({lff / floor2:.2f}x the 2-model floor; target <= 1.25x)")
+        print(
+            f"[{device}] suite LfF           : {lff:7.3f} s/epoch  "
+            f"({lff / floor2:.2f}x the 2-model floor; target <= 1.25x)"
+        )
     if args.ray:
         init_seconds, per_trial = ray_overhead(paths, args.ray_trials)
-        print(f"[ray] embedded ray.init: {init_seconds:.1f} s; per-trial overhead beyond training: {per_trial:.1f} s "
-              f"(over {args.ray_trials} one-epoch toy trials, 1 CPU)")
+        print(
+            f"[ray] embedded ray.init: {init_seconds:.1f} s; per-trial overhead beyond training: {per_trial:.1f} s "
+            f"(over {args.ray_trials} one-epoch toy trials, 1 CPU)"
+        )
 
 
 if __name__ == "__main__":

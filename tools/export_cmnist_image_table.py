@@ -28,8 +28,9 @@ import argparse
 import csv
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,10 +56,19 @@ def image_table_params(out: Path, cmnist_params: Any, data: BiasedData) -> dict[
     """The image_table parameters that reproduce the built-in dataset's inputs, model and protocol."""
     spec = data.input_spec
     scaling = [name for name, scale in INPUT_SCALINGS.items() if scale == spec.scale]
-    if (not scaling or spec.mean is not None or spec.std is not None or spec.crop_padding or spec.horizontal_flip
-            or spec.crop_size is not None or data.model != "mlp"):
-        raise RuntimeError(f"the built-in Colored MNIST pipeline ({spec}, model {data.model}) has options this export "
-                           "does not map to image_table parameters; update tools/export_cmnist_image_table.py")
+    if (
+        not scaling
+        or spec.mean is not None
+        or spec.std is not None
+        or spec.crop_padding
+        or spec.horizontal_flip
+        or spec.crop_size is not None
+        or data.model != "mlp"
+    ):
+        raise RuntimeError(
+            f"the built-in Colored MNIST pipeline ({spec}, model {data.model}) has options this export "
+            "does not map to image_table parameters; update tools/export_cmnist_image_table.py"
+        )
     protocol = ColoredMNIST.train_protocol(cmnist_params)
     target = cmnist_params.target  # "digit", or "color" for the reversed task
     return {
@@ -83,8 +93,15 @@ def image_table_params(out: Path, cmnist_params: Any, data: BiasedData) -> dict[
     }
 
 
-def export(out: Path, cmnist_params: Any, paths: DataPaths, data_seed: int = 0, limit_train: int | None = None,
-           limit_test: int | None = None, progress: bool = True) -> dict[str, Any]:
+def export(
+    out: Path,
+    cmnist_params: Any,
+    paths: DataPaths,
+    data_seed: int = 0,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Write the export and return its image_table parameters."""
     from PIL import Image
     from tqdm import tqdm
@@ -102,11 +119,13 @@ def export(out: Path, cmnist_params: Any, paths: DataPaths, data_seed: int = 0, 
         images = split.images[:count].numpy()
         folder = out / "images" / split_name
         folder.mkdir(parents=True, exist_ok=True)
-        for i in tqdm(range(count), desc=f"writing {split_name} PNGs", unit="img", disable=not progress,
-                      mininterval=2.0):
+        for i in tqdm(
+            range(count), desc=f"writing {split_name} PNGs", unit="img", disable=not progress, mininterval=2.0
+        ):
             relative = f"images/{split_name}/{i:05d}.png"
             Image.fromarray(np.ascontiguousarray(images[i].transpose(1, 2, 0)), "RGB").save(
-                out / relative, format="PNG", compress_level=1)
+                out / relative, format="PNG", compress_level=1
+            )
             rows.append((relative, int(digits[i]), f"color{int(colors[i])}", split_name))
     (out / PARAMS_NAME).write_text(json.dumps(params, indent=1) + "\n")
     partial = out / f".{TABLE_NAME}.partial"
@@ -121,14 +140,21 @@ def export(out: Path, cmnist_params: Any, paths: DataPaths, data_seed: int = 0, 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="folder to write (new or empty)")
-    parser.add_argument("--data-root",
-                        help="raw data directory holding MNIST/ (default: $DEBIAS_DATA_ROOT, else ./data)")
+    parser.add_argument(
+        "--data-root", help="raw data directory holding MNIST/ (default: $DEBIAS_DATA_ROOT, else ./data)"
+    )
     parser.add_argument("--cache-dir", help="generated-dataset cache (default: $DEBIAS_CACHE_DIR, else ./data/cache)")
     parser.add_argument("--ratio", type=float, help="percent of bias-aligned training samples (default: cmnist's)")
     parser.add_argument("--difficulty", type=int, help="colour noise level 1..4 (default: cmnist's)")
     parser.add_argument("--data-seed", type=int, default=0, help="the data seed of the built-in dataset (default 0)")
-    parser.add_argument("--param", type=_assignment, action="append", default=[], metavar="KEY=VALUE",
-                        help="any other Colored MNIST parameter, e.g. assignment=random or target=color")
+    parser.add_argument(
+        "--param",
+        type=_assignment,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other Colored MNIST parameter, e.g. assignment=random or target=color",
+    )
     parser.add_argument("--limit-train", type=int, help="export only the first N training samples")
     parser.add_argument("--limit-test", type=int, help="export only the first N test samples")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -31,10 +31,16 @@ PLUGIN = str(Path(__file__).with_name("gpu_check_data.py"))
 FAMILY = {"cmnist": "cmnist", "ccifar1": "ccifar", "ccifar2": "ccifar", "celeba": "celeba", "bar": "bar"}
 PATHS = {"fp32": {}, "bf16": {"mixed_precision": True}, "channels_last": {"channels_last": True}}
 # (n_train, n_test, ResNet-18 input size): realistic on a GPU, small enough for a CPU test run.
-SIZES = {"gpu": {"cmnist": (60000, 10000, 0), "ccifar": (50000, 10000, 0), "celeba": (16384, 2048, 224),
-                 "bar": (1941, 654, 224)},
-         # 256 training samples: one full batch, so drop_last methods (HEX, ReBias) take a step.
-         "tiny": {"cmnist": (256, 64, 0), "ccifar": (256, 64, 0), "celeba": (256, 64, 32), "bar": (256, 64, 32)}}
+SIZES = {
+    "gpu": {
+        "cmnist": (60000, 10000, 0),
+        "ccifar": (50000, 10000, 0),
+        "celeba": (16384, 2048, 224),
+        "bar": (1941, 654, 224),
+    },
+    # 256 training samples: one full batch, so drop_last methods (HEX, ReBias) take a step.
+    "tiny": {"cmnist": (256, 64, 0), "ccifar": (256, 64, 0), "celeba": (256, 64, 32), "bar": (256, 64, 32)},
+}
 
 
 def paper_kinds() -> list[tuple[str, str, dict]]:
@@ -61,17 +67,31 @@ def shared_device_check(device: str, root: Path) -> str:
     from benchmark.experiments.driver import RunOptions, run_grid
 
     gpu = device.startswith("cuda")
-    trials = [TrialConfig("synthetic", "vanilla", {"kind": "cmnist", "n_train": 4096, "n_test": 1024},
-                          epochs=2, trial_seed=seed) for seed in range(4)]
-    options = RunOptions(results=str(root / "store"), data_root=str(root), cache_dir=str(root / "cache"),
-                         cpus_per_trial=0.25 if gpu else 0.5, gpus_per_trial=0.25 if gpu else 0.0,
-                         device=device, plugins=(PLUGIN,), progress="off", num_cpus=None if gpu else 2)
+    trials = [
+        TrialConfig(
+            "synthetic", "vanilla", {"kind": "cmnist", "n_train": 4096, "n_test": 1024}, epochs=2, trial_seed=seed
+        )
+        for seed in range(4)
+    ]
+    options = RunOptions(
+        results=str(root / "store"),
+        data_root=str(root),
+        cache_dir=str(root / "cache"),
+        cpus_per_trial=0.25 if gpu else 0.5,
+        gpus_per_trial=0.25 if gpu else 0.0,
+        device=device,
+        plugins=(PLUGIN,),
+        progress="off",
+        num_cpus=None if gpu else 2,
+    )
     started = time.perf_counter()
     summary = run_grid(trials, options)
     ok = len(summary.completed) == 4 and not summary.failed
-    return (f"{'ok' if ok else 'FAILED'}: {len(summary.completed)}/4 trials completed sharing one "
-            f"{'GPU (0.25 each)' if gpu else 'CPU pool (0.5 CPU each)'} in {time.perf_counter() - started:.1f} s"
-            + (f"; failed: {summary.failed}" if summary.failed else ""))
+    return (
+        f"{'ok' if ok else 'FAILED'}: {len(summary.completed)}/4 trials completed sharing one "
+        f"{'GPU (0.25 each)' if gpu else 'CPU pool (0.5 CPU each)'} in {time.perf_counter() - started:.1f} s"
+        + (f"; failed: {summary.failed}" if summary.failed else "")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,8 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown path(s) {sorted(unknown)}; choose from {', '.join(PATHS)}")
     sizes = SIZES["tiny" if args.tiny else "gpu"]
-    kinds = [k for k in paper_kinds() if (not args.kinds or k[0] in args.kinds.split(","))
-             and (not args.methods or k[1] in args.methods.split(","))]
+    kinds = [
+        k
+        for k in paper_kinds()
+        if (not args.kinds or k[0] in args.kinds.split(",")) and (not args.methods or k[1] in args.methods.split(","))
+    ]
     name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu"
     print(f"device: {name}; torch {torch.__version__}; {len(kinds)} kinds x {len(paths)} paths")
     if not args.device.startswith("cuda"):
@@ -103,8 +126,11 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     r = check_one(kind, method, hparams, path, args.device, sizes, Path(tmp))
                     failures += not r["finite"]
-                    print(f"{kind:<8} {method:<11} {path:<14} {r['seconds']:>9.3f} {r['memory_mb']:>10.0f}  "
-                          f"{'yes' if r['finite'] else 'NO'}", flush=True)
+                    print(
+                        f"{kind:<8} {method:<11} {path:<14} {r['seconds']:>9.3f} {r['memory_mb']:>10.0f}  "
+                        f"{'yes' if r['finite'] else 'NO'}",
+                        flush=True,
+                    )
                 except Exception as error:  # one broken kind must not hide the others
                     failures += 1
                     print(f"{kind:<8} {method:<11} {path:<14} {'error':>9} {'':>10}  {type(error).__name__}: {error}")

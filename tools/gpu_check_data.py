@@ -16,10 +16,22 @@ CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 # kind -> (classes, stored size, model, model kwargs, input spec, batch size)
 KINDS = {
     "cmnist": (10, 28, "mlp", {"in_features": 3 * 28 * 28}, InputSpec(scale=1.0 / 255.0 / 255.0), 256),
-    "ccifar": (10, 32, "resnet20", {}, InputSpec(scale=1.0 / 255.0, mean=CIFAR_MEAN, std=CIFAR_STD, crop_padding=4,
-                                                 horizontal_flip=True), 256),
-    "celeba": (2, None, "resnet18", {"pretrained": False}, InputSpec(scale=1.0 / 255.0, mean=IMAGENET_MEAN,
-                                                                     std=IMAGENET_STD, horizontal_flip=True), 256),
+    "ccifar": (
+        10,
+        32,
+        "resnet20",
+        {},
+        InputSpec(scale=1.0 / 255.0, mean=CIFAR_MEAN, std=CIFAR_STD, crop_padding=4, horizontal_flip=True),
+        256,
+    ),
+    "celeba": (
+        2,
+        None,
+        "resnet18",
+        {"pretrained": False},
+        InputSpec(scale=1.0 / 255.0, mean=IMAGENET_MEAN, std=IMAGENET_STD, horizontal_flip=True),
+        256,
+    ),
     "bar": (6, None, "resnet18", {"pretrained": False}, None, 256),
 }
 
@@ -40,10 +52,11 @@ def _split(n: int, classes: int, size: int, aligned: float, rng: np.random.Gener
     band = max(1, size // classes)
     for y in range(classes):
         rows = targets == y
-        images[rows, :, y * band:(y + 1) * band, :] += 90
+        images[rows, :, y * band : (y + 1) * band, :] += 90
     images[np.arange(n), biases % 3] += 60 + 40 * (biases[:, None, None] // 3 % 3)
-    return Split(torch.from_numpy(images.clip(0, 255).astype(np.uint8)), torch.from_numpy(targets),
-                 torch.from_numpy(biases))
+    return Split(
+        torch.from_numpy(images.clip(0, 255).astype(np.uint8)), torch.from_numpy(targets), torch.from_numpy(biases)
+    )
 
 
 @register_dataset("synthetic")
@@ -64,8 +77,14 @@ class Synthetic(BiasedDataset):
         classes, size, model, kwargs, spec, _ = KINDS[params.kind]
         if params.kind == "bar":  # stored larger, random-resized-cropped to the input size like BAR
             size = round(params.resolution * 256 / 224)
-            spec = InputSpec(scale=1.0 / 255.0, mean=IMAGENET_MEAN, std=IMAGENET_STD, horizontal_flip=True,
-                             crop_size=params.resolution, random_resized_crop=True)
+            spec = InputSpec(
+                scale=1.0 / 255.0,
+                mean=IMAGENET_MEAN,
+                std=IMAGENET_STD,
+                horizontal_flip=True,
+                crop_size=params.resolution,
+                random_resized_crop=True,
+            )
         size = size or params.resolution
         rng = np.random.default_rng(data_seed)
         return BiasedData(

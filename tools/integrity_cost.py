@@ -40,8 +40,9 @@ def _trial_record(epochs: int):
     from benchmark.store import TrialRecord
 
     rng = np.random.default_rng(0)
-    columns: dict[str, list] = {c: [] for c in ("epoch", "role", "split", "subset", "target", "bias", "metric",
-                                                "value")}
+    columns: dict[str, list] = {
+        c: [] for c in ("epoch", "role", "split", "subset", "target", "bias", "metric", "value")
+    }
 
     def add(epoch, role, split, subset, metric, value, target=None, bias=None):
         for name, item in zip(columns, (epoch, role, split, subset, target, bias, metric, float(value))):
@@ -60,13 +61,31 @@ def _trial_record(epochs: int):
             add(epoch, role, "train", "aligned", "loss", rng.random())
             add(epoch, role, "train", "conflicting", "loss", rng.random())
         add(epoch, "-", "train", "all", "seconds", 3.0 + rng.random())
-    trial = {"dataset": "cmnist", "method": "lff", "supervision": "none", "predictor_role": "debiased",
-             "roles": ["debiased", "biased"], "dataset_params": {"ratio": 99.0, "difficulty": 4},
-             "method_hparams": {"q": 0.7, "ema_alpha": 0.7}, "trial_seed": 0, "data_seed": 0, "hparams_seed": 0,
-             "epochs": epochs, "protocol": "paper", "batch_size": 256, "lr": 0.001, "weight_decay": 0.0,
-             "optimizer": "adam"}
-    return TrialRecord(trial=trial, key="k", status="completed", metrics=columns,
-                       info={"code_version": "integrity-cost", "wall_time_s": 300.0, "seconds_per_epoch": 3.0})
+    trial = {
+        "dataset": "cmnist",
+        "method": "lff",
+        "supervision": "none",
+        "predictor_role": "debiased",
+        "roles": ["debiased", "biased"],
+        "dataset_params": {"ratio": 99.0, "difficulty": 4},
+        "method_hparams": {"q": 0.7, "ema_alpha": 0.7},
+        "trial_seed": 0,
+        "data_seed": 0,
+        "hparams_seed": 0,
+        "epochs": epochs,
+        "protocol": "paper",
+        "batch_size": 256,
+        "lr": 0.001,
+        "weight_decay": 0.0,
+        "optimizer": "adam",
+    }
+    return TrialRecord(
+        trial=trial,
+        key="k",
+        status="completed",
+        metrics=columns,
+        info={"code_version": "integrity-cost", "wall_time_s": 300.0, "seconds_per_epoch": 3.0},
+    )
 
 
 def measure_store(root: Path, trials: int, epochs: int, repeat: int) -> list[str]:
@@ -110,8 +129,9 @@ def measure_store(root: Path, trials: int, epochs: int, repeat: int) -> list[str
     for i in range(trials):
         table = table_for(i)
         meta = {k: v for k, v in table.schema.metadata.items() if k != _META_CHECKSUM}
-        pq.write_table(table.replace_schema_metadata(meta), legacy._path("trials", f"{i:020d}.parquet"),
-                       compression="zstd")
+        pq.write_table(
+            table.replace_schema_metadata(meta), legacy._path("trials", f"{i:020d}.parquet"), compression="zstd"
+        )
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("error")

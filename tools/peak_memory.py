@@ -48,9 +48,11 @@ def main() -> int:
         rss, pss, count = sample(tree(root))
         peak_rss, peak_pss, peak_count = max(peak_rss, rss), max(peak_pss, pss), max(peak_count, count)
         time.sleep(0.5)
-    print(f"[peak_memory] exit code {child.returncode}, wall {time.time() - start:.0f} s, peak summed RSS "
-          f"{peak_rss / 2**30:.2f} GiB, peak summed PSS {peak_pss / 2**30:.2f} GiB, up to {peak_count} processes",
-          file=sys.stderr)
+    print(
+        f"[peak_memory] exit code {child.returncode}, wall {time.time() - start:.0f} s, peak summed RSS "
+        f"{peak_rss / 2**30:.2f} GiB, peak summed PSS {peak_pss / 2**30:.2f} GiB, up to {peak_count} processes",
+        file=sys.stderr,
+    )
     return child.returncode
 
 

@@ -78,10 +78,16 @@ class RunSummary:
 def code_version() -> str:
     """Package version plus the git commit (and '+dirty' for uncommitted changes), if known."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                                text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", ""
     return benchmark.__version__ + (f"+{commit}" if commit else "") + ("-dirty" if dirty else "")
@@ -104,7 +110,9 @@ def _run_grid(configs: list[TrialConfig], options: RunOptions, claims) -> RunSum
             raise ValueError(f"unknown scheduler {options.scheduler!r}; the supported scheduler is 'asha'")
         check_metric(options.metric)
     # Trackers first, so a missing optional package fails before anything is planned or trained.
-    local_dir = Path(options.results).resolve() if "://" not in options.results else Path.home() / ".cache" / "debiasbench"
+    local_dir = (
+        Path(options.results).resolve() if "://" not in options.results else Path.home() / ".cache" / "debiasbench"
+    )
     trackers = tracker_callbacks(options.trackers, str(local_dir)) if options.trackers else []
     trials = resolve_all(configs)
     store = ResultStore(options.results)
@@ -129,10 +137,14 @@ def _run_grid(configs: list[TrialConfig], options: RunOptions, claims) -> RunSum
     gpus = options.gpus_per_trial if options.gpus_per_trial is not None else (1.0 if torch.cuda.is_available() else 0.0)
     spec = WorkerSpec(
         results=options.results if "://" in options.results else str(Path(options.results).resolve()),
-        data_root=str(paths.data_root), cache_dir=str(paths.cache_dir),
+        data_root=str(paths.data_root),
+        cache_dir=str(paths.cache_dir),
         device=options.device if options.device != "auto" else ("cuda" if gpus > 0 else "cpu"),
-        cpus_per_trial=options.cpus_per_trial, mixed_precision=options.mixed_precision,
-        channels_last=options.channels_last, plugins=tuple(options.plugins), code_version=code_version(),
+        cpus_per_trial=options.cpus_per_trial,
+        mixed_precision=options.mixed_precision,
+        channels_last=options.channels_last,
+        plugins=tuple(options.plugins),
+        code_version=code_version(),
         scheduler=options.scheduler,
     )
     ray_init(options.address, options.num_cpus)
@@ -152,8 +164,14 @@ def _run_grid(configs: list[TrialConfig], options: RunOptions, claims) -> RunSum
     scheduler = None
     if options.scheduler == "asha":
         max_epochs = max(t.epochs for t in todo)
-        scheduler = recording_asha()(time_attr="epoch", metric=options.metric, mode="max", max_t=max_epochs,
-                                      grace_period=max(1, max_epochs // 4), reduction_factor=2)
+        scheduler = recording_asha()(
+            time_attr="epoch",
+            metric=options.metric,
+            mode="max",
+            max_t=max_epochs,
+            grace_period=max(1, max_epochs // 4),
+            reduction_factor=2,
+        )
     tuner = tune.Tuner(
         trainable,
         param_space={"trial": tune.grid_search([t.to_json() for t in todo]), "env": spec.to_dict()},

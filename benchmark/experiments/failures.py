@@ -49,10 +49,19 @@ def record_failure(store: ResultStore, trial: ResolvedTrial, error: Any, code_ve
         except OSError:
             pass
     try:
-        store.write_trial(TrialRecord(
-            trial=dataclasses.asdict(trial), key=trial.key, status="failed", error=text,
-            info={"code_version": code_version, "hostname": socket.gethostname(),
-                  "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
+        store.write_trial(
+            TrialRecord(
+                trial=dataclasses.asdict(trial),
+                key=trial.key,
+                status="failed",
+                error=text,
+                info={
+                    "code_version": code_version,
+                    "hostname": socket.gethostname(),
+                    "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                },
+            )
+        )
     except (StoreError, OSError) as write_error:
         line += f"; the failure could not be recorded: {write_error}"
     return line
@@ -80,12 +89,20 @@ def tune_failure_message(error: BaseException, state_dir: Path) -> str:
     free = free_bytes(state_dir)
     raised = f"{type(error).__name__}: {summary_line(str(error)) if str(error).strip() else 'no message'}"
     if disk is not None:
-        detail = disk_error_message(disk, getattr(disk, "filename", None) or state_dir, "Ray Tune's state under",
-                                    "pass --results on a disk with space")
+        detail = disk_error_message(
+            disk,
+            getattr(disk, "filename", None) or state_dir,
+            "Ray Tune's state under",
+            "pass --results on a disk with space",
+        )
     elif free is not None and free < 64 << 20:
-        detail = (f"the disk holding {state_dir} is full ({free >> 10} KB free; Tune raised {raised}); free space "
-                  "there, or pass --results on a larger disk")
+        detail = (
+            f"the disk holding {state_dir} is full ({free >> 10} KB free; Tune raised {raised}); free space "
+            "there, or pass --results on a larger disk"
+        )
     else:
         detail = raised
-    return (f"Ray Tune stopped the grid: {detail}. Trials finished before it stopped are in the store; rerun the "
-            "same command to resume the rest")
+    return (
+        f"Ray Tune stopped the grid: {detail}. Trials finished before it stopped are in the store; rerun the "
+        "same command to resume the rest"
+    )

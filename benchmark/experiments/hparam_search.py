@@ -39,8 +39,9 @@ def plan_search(configs: list[TrialConfig], num_samples: int) -> SearchPlan:
     if num_samples < 1:
         raise ValueError("--num-samples must be at least 1")
     seeds = sorted({c.trial_seed for c in configs})
-    cells = [dataclasses.replace(c, protocol="validation", trial_seed=seeds[0]) for c in configs
-             if c.trial_seed == seeds[0]]
+    cells = [
+        dataclasses.replace(c, protocol="validation", trial_seed=seeds[0]) for c in configs if c.trial_seed == seeds[0]
+    ]
     trials = [dataclasses.replace(c, hparams_seed=k) for c in cells for k in range(num_samples + 1)]
     resolve_all(trials)  # validate everything before anything runs
     return SearchPlan(cells, trials, seeds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Iterable
+from collections.abc import Iterable
 
 from benchmark.experiments.preflight import check_dataset_params
 from benchmark.experiments.resolve import resolve_trial

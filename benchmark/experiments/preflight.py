@@ -27,6 +27,7 @@ def _number(value: float) -> str:
 
 # -- options -----------------------------------------------------------------------------------
 
+
 def check_options(options: Any) -> None:
     """Values of RunOptions that no machine could satisfy (the CLI's flags by name)."""
     if not options.cpus_per_trial > 0:
@@ -36,15 +37,21 @@ def check_options(options: Any) -> None:
         if gpus < 0:
             raise PreflightError(f"--gpus-per-trial must be 0 or more, got {_number(gpus)}")
         if gpus > 1 and not float(gpus).is_integer():
-            raise PreflightError(f"--gpus-per-trial {_number(gpus)}: Ray shares a GPU only in fractions below 1; "
-                                 f"ask for {math.floor(gpus)} or {math.ceil(gpus)}")
+            raise PreflightError(
+                f"--gpus-per-trial {_number(gpus)}: Ray shares a GPU only in fractions below 1; "
+                f"ask for {math.floor(gpus)} or {math.ceil(gpus)}"
+            )
     for name, flag, value in (("cpus", "--cpus-per-trial", options.cpus_per_trial),):
         if value > 1 and not float(value).is_integer():
-            raise PreflightError(f"{flag} {_number(value)}: Ray needs a whole number of {name} above 1; "
-                                 f"ask for {math.floor(value)} or {math.ceil(value)}")
+            raise PreflightError(
+                f"{flag} {_number(value)}: Ray needs a whole number of {name} above 1; "
+                f"ask for {math.floor(value)} or {math.ceil(value)}"
+            )
     if options.max_concurrent is not None and options.max_concurrent < 1:
-        raise PreflightError(f"--max-concurrent must be at least 1, got {options.max_concurrent}; "
-                             "leave it out to run as many trials at once as the resources allow")
+        raise PreflightError(
+            f"--max-concurrent must be at least 1, got {options.max_concurrent}; "
+            "leave it out to run as many trials at once as the resources allow"
+        )
     if options.max_failures < 0:
         raise PreflightError(f"--max-failures must be 0 or more, got {options.max_failures}")
     if options.num_cpus is not None and options.num_cpus < 1:
@@ -53,7 +60,7 @@ def check_options(options: Any) -> None:
 
 
 def device_kind(device: str) -> str:
-    """"auto", "cpu" or "cuda" for a --device value (an error naming the valid ones otherwise)."""
+    """ "auto", "cpu" or "cuda" for a --device value (an error naming the valid ones otherwise)."""
     if device in ("auto", "cpu", "cuda"):
         return device
     kind, _, index = device.partition(":")
@@ -63,6 +70,7 @@ def device_kind(device: str) -> str:
 
 
 # -- resources ---------------------------------------------------------------------------------
+
 
 def local_resources(num_cpus: int | None) -> dict[str, float]:
     """What the embedded Ray instance will have (ray_backend.ray_init gives it exactly this)."""
@@ -78,8 +86,9 @@ def cluster_nodes() -> list[dict[str, float]]:
     return [dict(node.get("Resources", {})) for node in ray.nodes() if node.get("Alive")]
 
 
-def check_resources(cpus_per_trial: float, gpus_per_trial: float, nodes: Sequence[Mapping[str, float]],
-                    where: str) -> None:
+def check_resources(
+    cpus_per_trial: float, gpus_per_trial: float, nodes: Sequence[Mapping[str, float]], where: str
+) -> None:
     """A trial runs on one node: it must fit on the largest one, or it would wait forever."""
     cpus = max((node.get("CPU", 0.0) for node in nodes), default=0.0)
     gpus = max((node.get("GPU", 0.0) for node in nodes), default=0.0)
@@ -91,8 +100,14 @@ def check_resources(cpus_per_trial: float, gpus_per_trial: float, nodes: Sequenc
         )
     if gpus_per_trial > gpus:
         have = "no GPU" if gpus == 0 else f"{_number(gpus)} GPU(s)"
-        fix = ("drop --gpus-per-trial (without a GPU the default is 0) to train on the CPU, or join a cluster with "
-               "GPUs with --address") if gpus == 0 else f"use --gpus-per-trial {_number(gpus)} or less"
+        fix = (
+            (
+                "drop --gpus-per-trial (without a GPU the default is 0) to train on the CPU, or join a cluster with "
+                "GPUs with --address"
+            )
+            if gpus == 0
+            else f"use --gpus-per-trial {_number(gpus)} or less"
+        )
         raise PreflightError(
             f"--gpus-per-trial {_number(gpus_per_trial)} asks for more GPUs than {where} has ({have}), so no trial "
             f"could ever start; {fix}"
@@ -106,20 +121,28 @@ def check_device(device: str, gpus_per_trial: float, cuda_available: bool, where
     if not cuda_available:
         raise PreflightError(f"--device {device} but {where} has no CUDA GPU; use --device cpu (or auto)")
     if gpus_per_trial <= 0:
-        raise PreflightError(f"--device {device} with --gpus-per-trial 0: Ray hides the GPUs from trials that reserve "
-                             "none; pass --gpus-per-trial 1 (or a fraction such as 0.5)")
+        raise PreflightError(
+            f"--device {device} with --gpus-per-trial 0: Ray hides the GPUs from trials that reserve "
+            "none; pass --gpus-per-trial 1 (or a fraction such as 0.5)"
+        )
     index = int(device.partition(":")[2] or 0)
     visible = max(1, math.floor(gpus_per_trial))
     if index >= visible:
-        raise PreflightError(f"--device {device}: inside a trial Ray shows only the {visible} GPU(s) it reserved, "
-                             "numbered from 0; use --device cuda")
+        raise PreflightError(
+            f"--device {device}: inside a trial Ray shows only the {visible} GPU(s) it reserved, "
+            "numbered from 0; use --device cuda"
+        )
 
 
 # -- grid filters ------------------------------------------------------------------------------
 
-_FILTERS = (("tables", "--tables", "tables"), ("datasets", "--datasets", "datasets"),
-            ("methods", "--methods", "methods"), ("ratios", "--ratios", "ratios"),
-            ("difficulties", "--difficulties", "difficulties"))
+_FILTERS = (
+    ("tables", "--tables", "tables"),
+    ("datasets", "--datasets", "datasets"),
+    ("methods", "--methods", "methods"),
+    ("ratios", "--ratios", "ratios"),
+    ("difficulties", "--difficulties", "difficulties"),
+)
 
 
 def _values(configs: Iterable[TrialConfig], axis: str) -> set:
@@ -160,7 +183,8 @@ def check_filters(grid: str, **filters: Sequence | None) -> None:
         missing = wanted - have
         if missing:
             raise PreflightError(
-                f"{flag} {_show(missing)} matches no trial of grid {grid!r}; its {noun}: {_show(have)}")
+                f"{flag} {_show(missing)} matches no trial of grid {grid!r}; its {noun}: {_show(have)}"
+            )
     if build_grid(grid, **given):
         return
     hints = []
@@ -168,8 +192,9 @@ def check_filters(grid: str, **filters: Sequence | None) -> None:
         if axis in given:
             others = {a: v for a, v in given.items() if a != axis}
             hints.append(f"{flag} could be {_show(_values(build_grid(grid, **others), axis))}")
-    raise PreflightError(f"the filters together match no trial of grid {grid!r}; given the other filters, "
-                         + " and ".join(hints))
+    raise PreflightError(
+        f"the filters together match no trial of grid {grid!r}; given the other filters, " + " and ".join(hints)
+    )
 
 
 # -- dataset parameters --------------------------------------------------------------------------
@@ -250,6 +275,7 @@ def check_dataset_params(dataset: str, values: Mapping[str, Any]) -> None:
 
 # -- ImageNet weights ------------------------------------------------------------------------------
 
+
 def needs_imagenet_weights(trial: ResolvedTrial) -> bool:
     params = trial.dataset_params
     return params.get("pretrained") is True and params.get("model", "resnet18") == "resnet18"
@@ -266,6 +292,7 @@ def check_imagenet_weights(trials: Iterable[ResolvedTrial]) -> None:
 
 # -- the whole run ---------------------------------------------------------------------------------
 
+
 def _gpus_per_trial(options: Any, cuda_available: bool) -> float:
     """The driver's rule: --gpus-per-trial, else 1 when this machine sees a GPU, else 0."""
     return options.gpus_per_trial if options.gpus_per_trial is not None else (1.0 if cuda_available else 0.0)
@@ -279,8 +306,9 @@ def check_run(options: Any, trials: Sequence[ResolvedTrial]) -> None:
     cuda = torch.cuda.is_available()
     if not options.address:
         where = "this machine" if options.num_cpus is None else f"the embedded Ray (num_cpus={options.num_cpus})"
-        check_resources(options.cpus_per_trial, _gpus_per_trial(options, cuda), [local_resources(options.num_cpus)],
-                        where)
+        check_resources(
+            options.cpus_per_trial, _gpus_per_trial(options, cuda), [local_resources(options.num_cpus)], where
+        )
         check_device(options.device, _gpus_per_trial(options, cuda), cuda, "this machine")
     check_imagenet_weights(trials)
 

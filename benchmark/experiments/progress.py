@@ -38,8 +38,15 @@ class GridProgress:
         for column in ("done", "running", "failed", "remaining", "skipped (complete)", "elapsed", "ETA"):
             table.add_column(column, justify="right")
         eta = self.eta_seconds()
-        table.add_row(str(self.done), str(len(self.running)), str(self.failed), str(self.remaining),
-                      str(self.skipped), _fmt(time.time() - self.t0), _fmt(eta) if eta is not None else "?")
+        table.add_row(
+            str(self.done),
+            str(len(self.running)),
+            str(self.failed),
+            str(self.remaining),
+            str(self.skipped),
+            _fmt(time.time() - self.t0),
+            _fmt(eta) if eta is not None else "?",
+        )
         for label, state in list(self.running.items())[:8]:
             table.add_row("", "", "", "", "", label, state)
         return table
@@ -61,11 +68,12 @@ class LiveView:
         self.console = Console(stderr=True)
         self.enabled = mode != "off"
         use_live = mode == "auto" and self.console.is_terminal
-        self.live = Live(progress.render(), console=self.console, refresh_per_second=2,
-                         transient=False) if use_live else None
+        self.live = (
+            Live(progress.render(), console=self.console, refresh_per_second=2, transient=False) if use_live else None
+        )
         self._last_line = 0.0
 
-    def __enter__(self) -> "LiveView":
+    def __enter__(self) -> LiveView:
         if self.live:
             self.live.__enter__()
         return self

@@ -65,13 +65,20 @@ def ray_init(address: str | None, num_cpus: int | None) -> None:
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    env_vars = {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": os.pathsep.join(
-        [str(REPO_ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
+    env_vars = {
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PYTHONPATH": os.pathsep.join(
+            [str(REPO_ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
+        ),
+    }
     if address:
         ray.init(
             address=address,
-            runtime_env={"working_dir": str(REPO_ROOT), "env_vars": {"RAY_USAGE_STATS_ENABLED": "0"},
-                         "excludes": ["/results/", "/data/", "/.git/", "*.parquet", "*.pt"]},
+            runtime_env={
+                "working_dir": str(REPO_ROOT),
+                "env_vars": {"RAY_USAGE_STATS_ENABLED": "0"},
+                "excludes": ["/results/", "/data/", "/.git/", "*.parquet", "*.pt"],
+            },
             log_to_driver=False,
             logging_level=logging.ERROR,
         )
@@ -116,8 +123,10 @@ def quiet_trial_errors() -> None:
     """Console policy for Ray (after ray.init, which sets the "ray" logger to ERROR): one line per
     event, no tracebacks, and Tune's insufficient-resources warning visible as a safety net."""
     ray_logger = logging.getLogger("ray")
-    targets = [*ray_logger.handlers, *(logging.getLogger(name) for name in
-                                       ("ray.tune.execution.tune_controller", "ray.tune.tune"))]
+    targets = [
+        *ray_logger.handlers,
+        *(logging.getLogger(name) for name in ("ray.tune.execution.tune_controller", "ray.tune.tune")),
+    ]
     for target in targets:
         if not any(isinstance(f, _OneLineConsole) for f in target.filters):
             target.addFilter(_OneLineConsole())

@@ -14,6 +14,7 @@ import pandas as pd
 
 from benchmark.metric_names import REPORTED, SEARCHABLE, VALID_ACCURACY
 
+
 def check_metric(metric: str) -> None:
     """Searches and schedulers may only ever optimise a validation metric."""
     if metric not in SEARCHABLE:
@@ -28,8 +29,13 @@ _METRIC_ROWS = {name: (REPORTED[name].split, REPORTED[name].subset, REPORTED[nam
 
 def last_epoch_values(frame: pd.DataFrame, split: str, subset: str, metric: str) -> pd.DataFrame:
     """Per trial: the predictor's value of (split, subset, metric) at its last recorded epoch."""
-    rows = frame[(frame["split"] == split) & (frame["subset"] == subset) & (frame["metric"] == metric)
-                 & (frame["role"] == frame["predictor_role"]) & frame["status"].isin(["completed", "stopped"])]
+    rows = frame[
+        (frame["split"] == split)
+        & (frame["subset"] == subset)
+        & (frame["metric"] == metric)
+        & (frame["role"] == frame["predictor_role"])
+        & frame["status"].isin(["completed", "stopped"])
+    ]
     last = rows[rows["epoch"] == rows.groupby("trial_key")["epoch"].transform("max")]
     return last[["trial_key", "value", "epoch"]]
 
@@ -45,9 +51,22 @@ def search_results(frame: pd.DataFrame, metric: str = VALID_ACCURACY) -> pd.Data
         return pd.DataFrame()
     valid = last_epoch_values(frame, *_METRIC_ROWS[metric]).rename(columns={"value": metric, "epoch": "last_epoch"})
     test = last_epoch_values(frame, "test", "all", "accuracy").rename(columns={"value": "test_unbiased_accuracy"})
-    out = trials[["trial_key", "dataset", "method", "dataset_params", "method_hparams", "hparams_seed",
-                  "trial_seed", "status"]].merge(valid, on="trial_key").merge(test[["trial_key", "test_unbiased_accuracy"]],
-                                                                               on="trial_key", how="left")
+    out = (
+        trials[
+            [
+                "trial_key",
+                "dataset",
+                "method",
+                "dataset_params",
+                "method_hparams",
+                "hparams_seed",
+                "trial_seed",
+                "status",
+            ]
+        ]
+        .merge(valid, on="trial_key")
+        .merge(test[["trial_key", "test_unbiased_accuracy"]], on="trial_key", how="left")
+    )
     return out.reset_index(drop=True)
 
 
@@ -62,13 +81,21 @@ def best_configurations(results: pd.DataFrame, metric: str = VALID_ACCURACY) -> 
 def summary_table(results: pd.DataFrame, metric: str = VALID_ACCURACY) -> str:
     """Markdown: the chosen configuration next to the defaults (k = 0), per search cell."""
     best = best_configurations(results, metric)
-    lines = ["| method | dataset | dataset params | choice | hparams_seed | hyper-parameters | "
-             f"{metric} | test unbiased accuracy |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| method | dataset | dataset params | choice | hparams_seed | hyper-parameters | "
+        f"{metric} | test unbiased accuracy |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in best.itertuples():
-        cell = results[(results["method"] == row.method) & (results["dataset"] == row.dataset)
-                       & (results["dataset_params"] == row.dataset_params)]
+        cell = results[
+            (results["method"] == row.method)
+            & (results["dataset"] == row.dataset)
+            & (results["dataset_params"] == row.dataset_params)
+        ]
         defaults = cell[cell["hparams_seed"] == 0]
-        params = ", ".join(f"{k}={v}" for k, v in json.loads(row.dataset_params).items() if k in ("ratio", "difficulty"))
+        params = ", ".join(
+            f"{k}={v}" for k, v in json.loads(row.dataset_params).items() if k in ("ratio", "difficulty")
+        )
         for label, item in (("searched", row), ("defaults", defaults.iloc[0] if len(defaults) else None)):
             if item is None:
                 continue
@@ -76,6 +103,8 @@ def summary_table(results: pd.DataFrame, metric: str = VALID_ACCURACY) -> str:
             test = item.test_unbiased_accuracy if label == "searched" else item["test_unbiased_accuracy"]
             hparams = item.method_hparams if label == "searched" else item["method_hparams"]
             seed = item.hparams_seed if label == "searched" else item["hparams_seed"]
-            lines.append(f"| {row.method} | {row.dataset} | {params} | {label} | {seed} | {hparams} | "
-                         f"{100 * value:.2f} | {100 * test:.2f} |")
+            lines.append(
+                f"| {row.method} | {row.dataset} | {params} | {label} | {seed} | {hparams} | "
+                f"{100 * value:.2f} | {100 * test:.2f} |"
+            )
     return "\n".join(lines)

@@ -70,8 +70,9 @@ class TrialClaims:
     """This driver's claims on one store. Use as a context manager: the heartbeat runs inside it
     and every claim is released on the way out (also on Ctrl-C and errors)."""
 
-    def __init__(self, store_root: str | os.PathLike, heartbeat_s: float = HEARTBEAT_S,
-                 stale_after_s: float = STALE_AFTER_S) -> None:
+    def __init__(
+        self, store_root: str | os.PathLike, heartbeat_s: float = HEARTBEAT_S, stale_after_s: float = STALE_AFTER_S
+    ) -> None:
         self.root = Path(store_root) / "claims"
         self.trials_dir = self.root / "trials"
         self.drivers_dir = self.root / "drivers"
@@ -81,8 +82,9 @@ class TrialClaims:
         self.held: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._me = Holder(self.run, socket.gethostname(), os.getpid(),
-                          datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        self._me = Holder(
+            self.run, socket.gethostname(), os.getpid(), datetime.now(timezone.utc).isoformat(timespec="seconds")
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -114,8 +116,11 @@ class TrialClaims:
             self.release(list(self.held))
             self.driver_file.unlink(missing_ok=True)
         except OSError as error:
-            log.warning("could not release the claims of this driver under %s (%s); they go stale when it exits",
-                        self.root, error)
+            log.warning(
+                "could not release the claims of this driver under %s (%s); they go stale when it exits",
+                self.root,
+                error,
+            )
 
     def _forget_dead_drivers(self, now: float) -> None:
         """Remove the heartbeat files of drivers that are gone (killed without cleaning up)."""
@@ -124,7 +129,7 @@ class TrialClaims:
                 continue
             try:
                 data = json.loads(path.read_text())
-                dead = (data.get("host") == socket.gethostname() and not _pid_alive(int(data.get("pid", 0))))
+                dead = data.get("host") == socket.gethostname() and not _pid_alive(int(data.get("pid", 0)))
                 if dead or now - path.stat().st_mtime > self.stale_after_s:
                     path.unlink(missing_ok=True)
             except (OSError, ValueError, TypeError, AttributeError):
@@ -208,8 +213,9 @@ class TrialClaims:
             except OSError:
                 pass
         aside.unlink(missing_ok=True)
-        log.warning("broke the stale claim on %s (%s)", path.stem,
-                    stale.describe() if stale else "unreadable claim file")
+        log.warning(
+            "broke the stale claim on %s (%s)", path.stem, stale.describe() if stale else "unreadable claim file"
+        )
 
     def claim(self, keys: Iterable[str]) -> tuple[list[str], dict[str, Holder]]:
         """Claim every key not held by another live driver: (claimed keys, key -> holder of
@@ -256,8 +262,10 @@ def describe_skipped(others: dict[str, Holder]) -> str:
     """One line for the console: how many trials another driver runs, and which drivers."""
     drivers = sorted({holder.describe() for holder in others.values()})
     shown = ", ".join(drivers[:3]) + (f" and {len(drivers) - 3} more" if len(drivers) > 3 else "")
-    return (f"skipping {len(others)} trial(s) another driver is running on this results directory ({shown}); "
-            "they are recorded there when it finishes")
+    return (
+        f"skipping {len(others)} trial(s) another driver is running on this results directory ({shown}); "
+        "they are recorded there when it finishes"
+    )
 
 
 class _NoClaims:

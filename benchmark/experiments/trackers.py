@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 EXPERIMENT = "debiasbench"
 
@@ -42,13 +43,16 @@ def _require(module: str, tracker: str) -> None:
     except ImportError:
         raise TrackerError(
             f"the {tracker} tracker needs the {module} package, which is not installed: "
-            f'pip install "debiasbench[{tracker}]"') from None
+            f'pip install "debiasbench[{tracker}]"'
+        ) from None
 
 
 def _local_dir(results_dir: str, tracker: str) -> Path:
     if "://" in str(results_dir) and not str(results_dir).startswith("file://"):
-        raise TrackerError(f"the {tracker} tracker writes next to the results, but {results_dir!r} is not a local "
-                           "directory; pass a local results directory (or the tracker's own location)")
+        raise TrackerError(
+            f"the {tracker} tracker writes next to the results, but {results_dir!r} is not a local "
+            "directory; pass a local results directory (or the tracker's own location)"
+        )
     return Path(str(results_dir).removeprefix("file://")).expanduser().resolve()
 
 

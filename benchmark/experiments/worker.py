@@ -14,10 +14,11 @@ import logging
 import shutil
 import socket
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from benchmark.store import ResultStore, TrialRecord
 from benchmark.trial import ResolvedTrial
@@ -45,7 +46,7 @@ class WorkerSpec:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "WorkerSpec":
+    def from_dict(cls, values: Mapping[str, Any]) -> WorkerSpec:
         fields = {f.name for f in dataclasses.fields(cls)}
         known = {k: v for k, v in values.items() if k in fields}
         known["plugins"] = tuple(known.get("plugins", ()))
@@ -88,8 +89,7 @@ def run_one_trial(trial: ResolvedTrial, spec: WorkerSpec | Mapping[str, Any], re
             mixed_precision=spec.mixed_precision,
             channels_last=spec.channels_last,
         )
-        base_info = {"code_version": spec.code_version, "hostname": socket.gethostname(),
-                     "ray_node_id": _ray_node_id()}
+        base_info = {"code_version": spec.code_version, "hostname": socket.gethostname(), "ray_node_id": _ray_node_id()}
         final_summary: dict[str, Any] = {}
 
         attempt = {"resumed_from": None, "epochs": 0}  # this attempt's resume point and epochs run
@@ -107,23 +107,33 @@ def run_one_trial(trial: ResolvedTrial, spec: WorkerSpec | Mapping[str, Any], re
             # A Tune scheduler ends a trial inside report() and tears the worker down without
             # waiting for it, so what was measured is stored before each report, as "partial";
             # the driver turns the record into "stopped" when the scheduler ended the trial.
-            store.write_trial(TrialRecord(trial=dataclasses.asdict(trial), key=trial.key, status="partial",
-                                          metrics=metrics, info=base_info))
+            store.write_trial(
+                TrialRecord(
+                    trial=dataclasses.asdict(trial), key=trial.key, status="partial", metrics=metrics, info=base_info
+                )
+            )
 
         def on_resume(epoch: int) -> None:
             attempt["resumed_from"] = epoch
 
         try:
-            output = train_trial(trial, env, on_epoch=on_epoch, on_metrics=store_partial if spec.scheduler else None,
-                                 on_resume=on_resume)
+            output = train_trial(
+                trial, env, on_epoch=on_epoch, on_metrics=store_partial if spec.scheduler else None, on_resume=on_resume
+            )
         except Exception as error:
             if attempt["resumed_from"] is None or attempt["epochs"] > 0:
                 raise
             # Failed before finishing one epoch after resuming: the checkpoint itself is suspect
             # (e.g. damaged weights that still load). Never resume it again; retry once from scratch.
-            log.warning("trial %s failed right after resuming from its epoch-%d checkpoint in %s (%s: %s); "
-                        "discarding the checkpoint and retrying once from scratch", trial.key,
-                        attempt["resumed_from"], checkpoint_dir, type(error).__name__, error)
+            log.warning(
+                "trial %s failed right after resuming from its epoch-%d checkpoint in %s (%s: %s); "
+                "discarding the checkpoint and retrying once from scratch",
+                trial.key,
+                attempt["resumed_from"],
+                checkpoint_dir,
+                type(error).__name__,
+                error,
+            )
             shutil.rmtree(checkpoint_dir, ignore_errors=True)
             output = train_trial(trial, env, on_epoch=on_epoch, on_metrics=store_partial if spec.scheduler else None)
         info = {
@@ -137,8 +147,16 @@ def run_one_trial(trial: ResolvedTrial, spec: WorkerSpec | Mapping[str, Any], re
             "cuda_version": output.cuda_version,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        store.write_trial(TrialRecord(trial=dataclasses.asdict(trial), key=trial.key, status="completed",
-                                      metrics=output.metrics, predictions=output.predictions, info=info))
+        store.write_trial(
+            TrialRecord(
+                trial=dataclasses.asdict(trial),
+                key=trial.key,
+                status="completed",
+                metrics=output.metrics,
+                predictions=output.predictions,
+                info=info,
+            )
+        )
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         log.info("trial %s complete in %.1fs", trial.key, output.wall_time_s)
         if report is not None and final_summary:

@@ -15,7 +15,8 @@ def bar_class_index(name: str) -> int:
     key = BAR_CLASS_ALIASES.get(key, key)
     if key not in BAR_CLASSES:
         raise ValueError(
-            f"unknown BAR class {name!r}; the classes are {', '.join(BAR_CLASSES)} (vaulting may be spelt 'pole vaulting')"
+            f"unknown BAR class {name!r}; the classes are {', '.join(BAR_CLASSES)} "
+            "(vaulting may be spelt 'pole vaulting')"
         )
     return BAR_CLASSES.index(key)
 

@@ -8,8 +8,8 @@ LfF's effect on Colored MNIST in minutes; `smoke` is what the tests drive.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import Callable, Iterable, Sequence
 
 from benchmark.paper.axes import (
     CELEBA_BIAS,
@@ -41,20 +41,31 @@ def table_trials(number: int) -> list[TrialConfig]:
         return []  # e.g. Table 7: BAR's per-class counts come from the dataset itself
     if table.rows == "direction":  # Table 1: both directions, biased and unbiased training sets
         return [
-            TrialConfig(ds, method, {"ratio": r, "difficulty": d, "target": target, "unbiased_train": unbiased},
-                        tables=tables)
-            for ds in table.datasets for target in MALIGNANT[ds] for unbiased in (False, True)
-            for r in table.ratios for d in table.difficulties for method in table.methods
+            TrialConfig(
+                ds, method, {"ratio": r, "difficulty": d, "target": target, "unbiased_train": unbiased}, tables=tables
+            )
+            for ds in table.datasets
+            for target in MALIGNANT[ds]
+            for unbiased in (False, True)
+            for r in table.ratios
+            for d in table.difficulties
+            for method in table.methods
         ]
     if table.rows == "attribute":  # Table 5: CelebA target attributes against the bias
-        return [TrialConfig(ds, m, {"target": t, "bias": CELEBA_BIAS}, tables=tables)
-                for ds in table.datasets for t in CELEBA_TARGETS for m in table.methods]
+        return [
+            TrialConfig(ds, m, {"target": t, "bias": CELEBA_BIAS}, tables=tables)
+            for ds in table.datasets
+            for t in CELEBA_TARGETS
+            for m in table.methods
+        ]
     if table.rows == "method":  # Table 6: BAR, one row per method, the dataset's own protocol
         return [TrialConfig(ds, m, tables=tables) for ds in table.datasets for m in table.methods]
     return [
-        TrialConfig(dataset=ds, method=m, dataset_params={"ratio": r, "difficulty": d}, method_hparams=h,
-                    tables=tables)
-        for ds in table.datasets for r in table.ratios for d in table.difficulties for m in table.methods
+        TrialConfig(dataset=ds, method=m, dataset_params={"ratio": r, "difficulty": d}, method_hparams=h, tables=tables)
+        for ds in table.datasets
+        for r in table.ratios
+        for d in table.difficulties
+        for m in table.methods
         for h in _method_entries(m)
     ]
 
@@ -75,7 +86,8 @@ def quick_grid() -> list[TrialConfig]:
     epochs to pass Vanilla, so a 40-epoch run there would not show the paper's effect."""
     return [
         TrialConfig("cmnist", m, {"ratio": r, "difficulty": 4}, epochs=QUICK_EPOCHS, tables=(2, 3))
-        for r in QUICK_RATIOS for m in ("vanilla", "lff", "group_dro")
+        for r in QUICK_RATIOS
+        for m in ("vanilla", "lff", "group_dro")
     ]
 
 
@@ -84,8 +96,9 @@ QUICK_RATIOS = (99.0, 99.5)
 
 
 def smoke_grid() -> list[TrialConfig]:
-    return [TrialConfig("cmnist", m, {"ratio": 99.0, "difficulty": 4}, epochs=1, tables=(2, 3))
-            for m in ("vanilla", "lff")]
+    return [
+        TrialConfig("cmnist", m, {"ratio": 99.0, "difficulty": 4}, epochs=1, tables=(2, 3)) for m in ("vanilla", "lff")
+    ]
 
 
 GRIDS: dict[str, Callable[[], list[TrialConfig]]] = {
@@ -137,8 +150,9 @@ def build_grid(
             )
     trials = GRIDS[name]()
     if tables is not None:
-        trials = [replace(t, tables=tuple(x for x in t.tables if x in tables)) for t in trials
-                  if set(t.tables) & set(tables)]
+        trials = [
+            replace(t, tables=tuple(x for x in t.tables if x in tables)) for t in trials if set(t.tables) & set(tables)
+        ]
     if datasets is not None:
         trials = [t for t in trials if t.dataset in datasets]
     if methods is not None:

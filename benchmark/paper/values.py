@@ -144,13 +144,20 @@ def _build() -> dict[PaperKey, tuple[float, float | None]]:
         cells[(1, dataset, row, "unbiased", "biased_train")] = biased
         cells[(1, dataset, row, "unbiased", "unbiased_train")] = unbiased
         cells[(1, dataset, row, "relative_drop", "relative_drop")] = (drop, None)
-    for table, text, metric in ((2, _T2, "unbiased"), (3, _T3, "conflicting"),
-                                (8, _T8, "unbiased"), (9, _T9, "conflicting")):
+    for table, text, metric in (
+        (2, _T2, "unbiased"),
+        (3, _T3, "conflicting"),
+        (8, _T8, "unbiased"),
+        (9, _T9, "conflicting"),
+    ):
         for dataset, row, numbers in _rows(text):
             for method, pair in zip(BASELINES, _pairs(numbers)):
                 cells[(table, dataset, row, metric, method)] = pair
-    for table, text, methods in ((4, _T4, ("vanilla", "lff_ce", "lff")), (5, _T5, ("vanilla", "lff", "group_dro")),
-                                 (10, _T10, ("vanilla", "lff", "lff_rubi"))):
+    for table, text, methods in (
+        (4, _T4, ("vanilla", "lff_ce", "lff")),
+        (5, _T5, ("vanilla", "lff", "group_dro")),
+        (10, _T10, ("vanilla", "lff", "lff_rubi")),
+    ):
         for dataset, row, numbers in _rows(text):
             pairs = _pairs(numbers)
             for metric, block in (("unbiased", pairs[:3]), ("conflicting", pairs[3:])):
@@ -175,12 +182,16 @@ def paper_cell(table: int, dataset: str, row: str, metric: str, column: str) -> 
 
 def paper_frame() -> pd.DataFrame:
     """Every reference cell as a tidy frame (table, dataset, row, metric, column, mean, std)."""
-    rows = [dict(zip(("table", "dataset", "row", "metric", "column"), key), mean=mean, std=std)
-            for key, (mean, std) in PAPER.items()]
+    rows = [
+        dict(zip(("table", "dataset", "row", "metric", "column"), key), mean=mean, std=std)
+        for key, (mean, std) in PAPER.items()
+    ]
     return pd.DataFrame(rows)
 
 
-def paper_value(metric: str, dataset: str, ratio: float, difficulty: int, method: str) -> tuple[float, float | None] | None:
+def paper_value(
+    metric: str, dataset: str, ratio: float, difficulty: int, method: str
+) -> tuple[float, float | None] | None:
     """The paper's (mean, std) for unbiased or bias-conflicting accuracy of a controlled-dataset
     configuration, from whichever of Tables 2/3, 4, 8/9 and 10 reports it."""
     row_ratio, row_difficulty = f"{float(ratio):.1f}", str(int(difficulty))

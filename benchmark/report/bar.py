@@ -34,15 +34,20 @@ def bar_class_names(summaries: pd.DataFrame, test_counts: dict[str, int] | None 
     reference = test_counts or {c: int(PAPER[(7, "bar", "test", "count", c)][0]) for c in BAR_CLASSES}
     bar = summaries[summaries["dataset"] == "bar"] if len(summaries) else summaries
     counts: dict[int, float] = {}
-    for classes in (bar["classes"] if len(bar) else []):
+    for classes in bar["classes"] if len(bar) else []:
         for index, stats in classes.items():
             counts.setdefault(index, stats.get("count", math.nan))
     if not counts:
         return {}, ""
     by_count = {v: k for k, v in reference.items()}
-    if (len(set(reference.values())) == len(reference) and len(counts) == len(reference)
-            and all(c in by_count for c in counts.values())):
+    if (
+        len(set(reference.values())) == len(reference)
+        and len(counts) == len(reference)
+        and all(c in by_count for c in counts.values())
+    ):
         return {i: by_count[c] for i, c in counts.items()}, ""
     names = {i: (BAR_CLASSES[i] if i < len(BAR_CLASSES) else f"class {i}") for i in counts}
-    return names, ("class names assumed in the paper's order (climbing, diving, fishing, racing, throwing, "
-                   "vaulting): the stored per-class test counts do not match the dataset's")
+    return names, (
+        "class names assumed in the paper's order (climbing, diving, fishing, racing, throwing, "
+        "vaulting): the stored per-class test counts do not match the dataset's"
+    )

@@ -3,23 +3,22 @@ method diagnostics and report.md listing missing cells, failed trials and other 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 import pyarrow.compute as pc
 
 from benchmark.paper.axes import EXTENDED_METHODS, EXTENDED_TABLE, TABLES, table_label, table_stem
+from benchmark.report.loading import load_store, scan
 from benchmark.report.page import PAGE, write_index_html
 from benchmark.report.provenance import provenance_from_store
-from benchmark.report.loading import load_store, scan
+from benchmark.report.render import render_csv, render_latex, render_markdown
 from benchmark.report.selection import Selection, select
-from benchmark.report.tables import build_table
 from benchmark.report.selectors import DEFAULT_SELECTOR
+from benchmark.report.tables import build_table
 from benchmark.store import ResultStore
-from benchmark.report.render import (render_csv, render_latex,
-    render_markdown)
 
 
 @dataclass
@@ -52,8 +51,9 @@ def _trial_lines(frame: pd.DataFrame, with_error: bool) -> list[str]:
     return out
 
 
-def build_report(results: str, out: Path | None = None, options: ReportOptions = ReportOptions()) -> str:
+def build_report(results: str, out: Path | None = None, options: ReportOptions | None = None) -> str:
     """Write the tables, figures and report.md under `out`; return report.md's Markdown."""
+    options = options or ReportOptions()
     out = Path(out) if out else default_out(results)
     data = load_store(results)
     sel = select(data, options.protocol, options.selector)
@@ -63,20 +63,30 @@ def build_report(results: str, out: Path | None = None, options: ReportOptions =
     if options.tables is None and beyond:
         requested.append(EXTENDED_TABLE)  # only when the store holds methods beyond the paper
     has_bar = bool(len(data.trials)) and (data.trials["dataset"] == "bar").any()
-    lines = [f"# DebiasBench report: {results}", "",
-             f"Protocol {sel.protocol}, selector {sel.selector.name} ({sel.selector.description}). "
-             f"{len(sel.summaries)} completed trial(s) evaluated, {len(sel.failed)} failed, "
-             f"{len(sel.stopped)} stopped early by a scheduler (never tabulated), "
-             f"{len(sel.excluded)} stored under another protocol."]
+    lines = [
+        f"# DebiasBench report: {results}",
+        "",
+        f"Protocol {sel.protocol}, selector {sel.selector.name} ({sel.selector.description}). "
+        f"{len(sel.summaries)} completed trial(s) evaluated, {len(sel.failed)} failed, "
+        f"{len(sel.stopped)} stopped early by a scheduler (never tabulated), "
+        f"{len(sel.excluded)} stored under another protocol.",
+    ]
     if len(sel.unfinished):
-        lines.append(f"{len(sel.unfinished)} trial(s) were interrupted mid-run (partial records, never tabulated): "
-                     "rerun the same grid command to resume them.")
+        lines.append(
+            f"{len(sel.unfinished)} trial(s) were interrupted mid-run (partial records, never tabulated): "
+            "rerun the same grid command to resume them."
+        )
     if len(sel.excluded):
         others = ", ".join(sorted(set(sel.excluded["selection_protocol"].astype(str))))
-        lines.append(f"Trials of protocol(s) {others} are not in these tables: rerun with --protocol {others.split(',')[0]}.")
+        lines.append(
+            f"Trials of protocol(s) {others} are not in these tables: rerun with --protocol {others.split(',')[0]}."
+        )
     if len(sel.unevaluated):
-        lines.append(f"{len(sel.unevaluated)} completed trial(s) have no evaluation rows and are left out: "
-                     + ", ".join(sel.unevaluated["trial_key"]) + ".")
+        lines.append(
+            f"{len(sel.unevaluated)} completed trial(s) have no evaluation rows and are left out: "
+            + ", ".join(sel.unevaluated["trial_key"])
+            + "."
+        )
     written, skipped = [], []
     for number in requested:
         if number == 7 and options.tables is None and not has_bar and options.data_root is None:
@@ -99,16 +109,34 @@ def build_report(results: str, out: Path | None = None, options: ReportOptions =
     failed_all = data.trials[data.trials["status"] == "failed"] if len(data.trials) else data.trials
     if len(failed_all):
         lines += ["", f"### Failed trials ({len(failed_all)})", ""] + _trial_lines(failed_all, with_error=True)
-        columns = ["trial_key", "dataset", "method", "dataset_params", "method_hparams", "trial_seed",
-                   "selection_protocol", "error"]
+        columns = [
+            "trial_key",
+            "dataset",
+            "method",
+            "dataset_params",
+            "method_hparams",
+            "trial_seed",
+            "selection_protocol",
+            "error",
+        ]
         failed_all[columns].to_csv(out / "failed_trials.csv", index=False)
     diagnostics = method_diagnostics(results)
     if len(diagnostics):
         diagnostics.to_csv(out / "diagnostics.csv", index=False)
-        lines += ["", "### Method diagnostics at the last epoch (mean over trials; every epoch in diagnostics.csv)", "",
-                  *_markdown_frame(_last_epoch_diagnostics(diagnostics))]
-    lines += ["", f"Files under {out}: " + (", ".join(f"{table_stem(n)}.{{csv,tex,md}}" for n in written) or "no tables")]
-    lines += ["", f"Open {out / PAGE} in a browser: every table with the paper beside it, the figures and the provenance."]
+        lines += [
+            "",
+            "### Method diagnostics at the last epoch (mean over trials; every epoch in diagnostics.csv)",
+            "",
+            *_markdown_frame(_last_epoch_diagnostics(diagnostics)),
+        ]
+    lines += [
+        "",
+        f"Files under {out}: " + (", ".join(f"{table_stem(n)}.{{csv,tex,md}}" for n in written) or "no tables"),
+    ]
+    lines += [
+        "",
+        f"Open {out / PAGE} in a browser: every table with the paper beside it, the figures and the provenance.",
+    ]
     markdown = "\n".join(lines)
     (out / "report.md").write_text(markdown + "\n", encoding="utf-8")
     write_index_html(out, provenance_from_store(results))  # reads what was just written
@@ -120,10 +148,21 @@ def method_diagnostics(results: str) -> pd.DataFrame:
     completed trials, with the trial's identity."""
     store = ResultStore(results)
     expression = (pc.field("subset") == "method") & (pc.field("status") == "completed")
-    columns = ["trial_key", "dataset", "method", "dataset_params", "method_hparams", "trial_seed",
-               "selection_protocol", "epoch", "metric", "value"]
-    return scan(store, columns, expression).sort_values(["dataset", "method", "trial_key", "epoch", "metric"],
-                                                        ignore_index=True)
+    columns = [
+        "trial_key",
+        "dataset",
+        "method",
+        "dataset_params",
+        "method_hparams",
+        "trial_seed",
+        "selection_protocol",
+        "epoch",
+        "metric",
+        "value",
+    ]
+    return scan(store, columns, expression).sort_values(
+        ["dataset", "method", "trial_key", "epoch", "metric"], ignore_index=True
+    )
 
 
 def _last_epoch_diagnostics(diagnostics: pd.DataFrame) -> pd.DataFrame:
@@ -134,12 +173,16 @@ def _last_epoch_diagnostics(diagnostics: pd.DataFrame) -> pd.DataFrame:
 
 def _markdown_frame(frame: pd.DataFrame) -> list[str]:
     """A small DataFrame as Markdown table lines (pandas' to_markdown needs the tabulate package)."""
+
     def cell(value) -> str:
         return f"{value:.4g}" if isinstance(value, float) else str(value).replace("|", "\\|")
 
     rows = [[cell(v) for v in row] for row in frame.itertuples(index=False)]
-    return ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns),
-            *("| " + " | ".join(row) + " |" for row in rows)]
+    return [
+        "| " + " | ".join(frame.columns) + " |",
+        "|" + "---|" * len(frame.columns),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
 
 
 def _figures(sel: Selection, out: Path, options: ReportOptions) -> list[str]:

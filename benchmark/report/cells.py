@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,8 +32,19 @@ from benchmark.report.selection import Selection
 from benchmark.supervision import SUPERVISION_SYMBOLS
 
 # Configuration fields that identify a cell (or are the seed) rather than a setting.
-_CELL_FIELDS = {"dataset", "method", "method_hparams", "dataset_params", "trial_seed", "tables", "supervision",
-                "predictor_role", "roles", "protocol", "hparams_seed"}
+_CELL_FIELDS = {
+    "dataset",
+    "method",
+    "method_hparams",
+    "dataset_params",
+    "trial_seed",
+    "tables",
+    "supervision",
+    "predictor_role",
+    "roles",
+    "protocol",
+    "hparams_seed",
+}
 _TABLE_PARAMS = {"ratio", "difficulty", "target", "bias", "unbiased_train"}
 MISSING = "—"
 
@@ -94,8 +106,10 @@ class TableResult:
             return []
         row_text = {r.row_id: " / ".join(x for x in r.labels if x) for r in self.rows}
         col_text = {c.col_id: (f"{c.block}: " if c.block else "") + c.label for c in self.columns}
-        return [(row_text.get(r, r), col_text.get(c, c), bool(f))
-                for r, c, f in cells[cells["n"] == 0][["row_id", "col_id", "n_failed"]].itertuples(index=False)]
+        return [
+            (row_text.get(r, r), col_text.get(c, c), bool(f))
+            for r, c, f in cells[cells["n"] == 0][["row_id", "col_id", "n_failed"]].itertuples(index=False)
+        ]
 
 
 def _num(value: Any) -> float:
@@ -125,8 +139,11 @@ def _is_main_direction(dataset: str, params: dict) -> bool:
 
 
 def _json_value(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(
-        value, sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+    return (
+        value
+        if isinstance(value, str)
+        else json.dumps(value, sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v))
+    )
 
 
 def _varying_label(records: list[dict[str, Any]]) -> list[str]:
@@ -174,8 +191,6 @@ def _supervision(frame: pd.DataFrame, method: str) -> str:
     return PAPER_SUPERVISION.get(method, "")
 
 
-
-
 def _method_order(methods: Iterable[str], paper: tuple[str, ...]) -> list[str]:
     methods = set(methods)
     return [m for m in paper] + sorted(m for m in methods - set(paper))
@@ -197,8 +212,6 @@ class _Spec:
     columns: list[ColumnSpec] | None = None  # fixed columns (tables 1 and 6)
     value_kind: str = "percent"
     row_latex: Callable[[str, str], tuple[str, ...]] | None = None
-
-
 
 
 def _aggregate(values: list[float]) -> tuple[float, float, int]:
@@ -250,8 +263,11 @@ def _build(spec: _Spec, sel: Selection, class_names: dict[int, str] | None = Non
         for setting in sorted(settings_by_dataset.get(dataset, [""])):
             row_keys.append((dataset, row, setting))
     known = set(row_keys)
-    extra = sorted({(d, r, s) for d, r, s in zip(frame.get("dataset", []), frame.get("_row", []), frame.get("_setting", []))}
-                   - known, key=lambda k: (k[0], _natural(k[1]), k[2]))
+    extra = sorted(
+        {(d, r, s) for d, r, s in zip(frame.get("dataset", []), frame.get("_row", []), frame.get("_setting", []))}
+        - known,
+        key=lambda k: (k[0], _natural(k[1]), k[2]),
+    )
     datasets_order = [d for d, _ in spec.paper_rows]
     for key in extra:  # keep a dataset's extra rows right after its paper rows
         positions = [i for i, k in enumerate(row_keys) if k[0] == key[0]]
@@ -272,8 +288,18 @@ def _build(spec: _Spec, sel: Selection, class_names: dict[int, str] | None = Non
     used = frame[frame["_status"] == "completed"] if len(frame) else frame
     failed = [_describe(t) for _, t in frame[frame["_status"] == "failed"].iterrows()] if len(frame) else []
     row_headers = (*spec.row_headers, "Setting") if any_setting else spec.row_headers
-    return TableResult(spec.number, spec.title, tidy, row_headers, rows, columns, spec.bold, spec.value_kind,
-                       failed=failed, trials_used=used)
+    return TableResult(
+        spec.number,
+        spec.title,
+        tidy,
+        row_headers,
+        rows,
+        columns,
+        spec.bold,
+        spec.value_kind,
+        failed=failed,
+        trials_used=used,
+    )
 
 
 def _natural(text: str) -> tuple:
@@ -291,18 +317,35 @@ def _method_columns(spec: _Spec, frame: pd.DataFrame, sel: Selection) -> list[Co
         for method in methods:
             variants = sorted({g for g in groups if g.split(" [", 1)[0] == method}, key=lambda g: (g != method, g))
             for group in variants or [method]:
-                variant = group[len(method) + 2:-1] if group != method else ""
+                variant = group[len(method) + 2 : -1] if group != method else ""
                 label = METHOD_LABELS.get(method, method) + (f" [{variant}]" if variant else "")
                 supervision = _supervision(sel.summaries if len(sel.summaries) else sel.failed, method)
-                columns.append(ColumnSpec(
-                    col_id=f"{metric}|{group}", metric=metric, column=method, group=group, value_key=metric,
-                    block=block, label=label, latex_label=latex_escape(label),
-                    marker=SUPERVISION_SYMBOLS.get(supervision, ""), method=method, method_variant=variant))
+                columns.append(
+                    ColumnSpec(
+                        col_id=f"{metric}|{group}",
+                        metric=metric,
+                        column=method,
+                        group=group,
+                        value_key=metric,
+                        block=block,
+                        label=label,
+                        latex_label=latex_escape(label),
+                        marker=SUPERVISION_SYMBOLS.get(supervision, ""),
+                        method=method,
+                        method_variant=variant,
+                    )
+                )
     return columns
 
 
-def _cells(spec: _Spec, rows: list[RowSpec], columns: list[ColumnSpec], frame: pd.DataFrame, sel: Selection,
-           class_names: dict[int, str]) -> pd.DataFrame:
+def _cells(
+    spec: _Spec,
+    rows: list[RowSpec],
+    columns: list[ColumnSpec],
+    frame: pd.DataFrame,
+    sel: Selection,
+    class_names: dict[int, str],
+) -> pd.DataFrame:
     out = []
     by_row: dict[tuple[str, str, str], pd.DataFrame] = {}
     if len(frame):
@@ -318,9 +361,18 @@ def _cells(spec: _Spec, rows: list[RowSpec], columns: list[ColumnSpec], frame: p
             trials = part if col.group is None else part[part["_group"] == col.group]
             done = trials[trials["_status"] == "completed"]
             n_failed = int((trials["_status"] == "failed").sum())
-            base = {"table": spec.number, "row_id": row.row_id, "col_id": col.col_id, "dataset": row.dataset,
-                    "row": row.row, "setting": row.setting, "metric": col.metric, "column": col.column,
-                    "method": col.method or "", "method_variant": col.method_variant}
+            base = {
+                "table": spec.number,
+                "row_id": row.row_id,
+                "col_id": col.col_id,
+                "dataset": row.dataset,
+                "row": row.row,
+                "setting": row.setting,
+                "metric": col.metric,
+                "column": col.column,
+                "method": col.method or "",
+                "method_variant": col.method_variant,
+            }
             if col.method == "repair" and "hparams" in done and len(done):
                 cell, variant_rows = _repair_cell(done, col, class_names, use_validation)
                 out.extend({**base, **v, "kind": "repair_variant", "n_failed": 0} for v in variant_rows)
@@ -337,16 +389,41 @@ def _cells(spec: _Spec, rows: list[RowSpec], columns: list[ColumnSpec], frame: p
     if tidy.empty:
         return tidy
     source = PAPER_VALUES_FROM.get(spec.number, {})
-    paper = [paper_cell(source.get(m, spec.number), d, r, m, c)
-             for d, r, m, c in tidy[["dataset", "row", "metric", "column"]].itertuples(index=False)]
+    paper = [
+        paper_cell(source.get(m, spec.number), d, r, m, c)
+        for d, r, m, c in tidy[["dataset", "row", "metric", "column"]].itertuples(index=False)
+    ]
     tidy["paper_mean"] = [p[0] if p else math.nan for p in paper]
     tidy["paper_std"] = [p[1] if p and p[1] is not None else math.nan for p in paper]
     tidy["difference"] = tidy["mean"] - tidy["paper_mean"]
     tidy["selector"] = sel.selector.name
     tidy["protocol"] = sel.protocol
-    order = ["table", "dataset", "row", "setting", "metric", "column", "method", "method_variant", "repair_variant",
-             "kind", "mean", "std", "n", "n_failed", "paper_mean", "paper_std", "difference", "seeds", "epochs",
-             "selector", "protocol", "trial_keys", "row_id", "col_id"]
+    order = [
+        "table",
+        "dataset",
+        "row",
+        "setting",
+        "metric",
+        "column",
+        "method",
+        "method_variant",
+        "repair_variant",
+        "kind",
+        "mean",
+        "std",
+        "n",
+        "n_failed",
+        "paper_mean",
+        "paper_std",
+        "difference",
+        "seeds",
+        "epochs",
+        "selector",
+        "protocol",
+        "trial_keys",
+        "row_id",
+        "col_id",
+    ]
     for name in order:
         if name not in tidy:
             tidy[name] = "" if name in ("repair_variant", "seeds", "epochs", "trial_keys") else math.nan
@@ -357,14 +434,19 @@ def _cell_stats(done: pd.DataFrame, col: ColumnSpec, class_names: dict[int, str]
     values = [_value_of(t, col.value_key, class_names) for _, t in done.iterrows()]
     mean, std, n = _aggregate(values)
     kept = [t for (_, t), v in zip(done.iterrows(), values) if not math.isnan(v)]
-    return {"mean": mean, "std": std, "n": n,
-            "seeds": ";".join(str(int(t["trial_seed"])) for t in kept),
-            "epochs": ";".join(str(int(t["epoch"])) for t in kept),
-            "trial_keys": ";".join(t["trial_key"] for t in kept)}
+    return {
+        "mean": mean,
+        "std": std,
+        "n": n,
+        "seeds": ";".join(str(int(t["trial_seed"])) for t in kept),
+        "epochs": ";".join(str(int(t["epoch"])) for t in kept),
+        "trial_keys": ";".join(t["trial_key"] for t in kept),
+    }
 
 
-def _repair_cell(done: pd.DataFrame, col: ColumnSpec, class_names: dict[int, str],
-                 use_validation: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _repair_cell(
+    done: pd.DataFrame, col: ColumnSpec, class_names: dict[int, str], use_validation: bool
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """REPAIR's cell: the best variant by the cell's own test mean (the paper's choice) or, under a
     validation selector, by the mean validation score; plus every variant's own numbers."""
     variants = [str(h.get("variant", "")) for h in done["hparams"]]
@@ -386,15 +468,32 @@ def _relative_drop(row: RowSpec, col: ColumnSpec, computed: dict[str, dict]) -> 
     if biased.get("n") and unbiased.get("n") and unbiased["mean"]:
         mean = 100.0 * (biased["mean"] - unbiased["mean"]) / unbiased["mean"]
     n = min(biased.get("n", 0), unbiased.get("n", 0))
-    return {"table": 1, "row_id": row.row_id, "col_id": col.col_id, "dataset": row.dataset, "row": row.row,
-            "setting": row.setting, "metric": col.metric, "column": col.column, "method": "vanilla",
-            "method_variant": "", "kind": "cell", "mean": mean, "std": math.nan, "n": n if not math.isnan(mean) else 0,
-            "n_failed": biased.get("n_failed", 0) + unbiased.get("n_failed", 0), "seeds": "", "epochs": "",
-            "trial_keys": ";".join(x for x in (biased.get("trial_keys", ""), unbiased.get("trial_keys", "")) if x)}
+    return {
+        "table": 1,
+        "row_id": row.row_id,
+        "col_id": col.col_id,
+        "dataset": row.dataset,
+        "row": row.row,
+        "setting": row.setting,
+        "metric": col.metric,
+        "column": col.column,
+        "method": "vanilla",
+        "method_variant": "",
+        "kind": "cell",
+        "mean": mean,
+        "std": math.nan,
+        "n": n if not math.isnan(mean) else 0,
+        "n_failed": biased.get("n_failed", 0) + unbiased.get("n_failed", 0),
+        "seeds": "",
+        "epochs": "",
+        "trial_keys": ";".join(x for x in (biased.get("trial_keys", ""), unbiased.get("trial_keys", "")) if x),
+    }
 
 
 def _describe(trial: pd.Series) -> str:
     params = ", ".join(f"{k}={v}" for k, v in sorted(trial["params"].items()) if k in _TABLE_PARAMS)
     error = str(trial.get("error") or "").strip().splitlines()
-    return (f"{trial['dataset']}/{trial['method']} ({params}) seed {trial['trial_seed']} "
-            f"[{trial['trial_key']}]: {error[-1] if error else 'no error text'}")
+    return (
+        f"{trial['dataset']}/{trial['method']} ({params}) seed {trial['trial_seed']} "
+        f"[{trial['trial_key']}]: {error[-1] if error else 'no error text'}"
+    )

@@ -1,10 +1,10 @@
 """The report's command line (torch-free).
 
-    python -m benchmark.report RESULTS [--out DIR] [--tables 1,2,...] [--protocol paper|validation]
-        [--selector last|val_accuracy|val_worst_group|test_oracle] [--data-root DIR] [--no-figures]
-    python -m benchmark.report RESULTS --groups TRIAL_KEY            # per-group view of one trial
-    python -m benchmark.report RESULTS --groups table=2,dataset=cmnist,row=99.0,column=lff   # of a cell
-    python -m benchmark.report MY_STORE --compare results/reference/cmnist  # my run against the reference
+python -m benchmark.report RESULTS [--out DIR] [--tables 1,2,...] [--protocol paper|validation]
+    [--selector last|val_accuracy|val_worst_group|test_oracle] [--data-root DIR] [--no-figures]
+python -m benchmark.report RESULTS --groups TRIAL_KEY            # per-group view of one trial
+python -m benchmark.report RESULTS --groups table=2,dataset=cmnist,row=99.0,column=lff   # of a cell
+python -m benchmark.report MY_STORE --compare results/reference/cmnist  # my run against the reference
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 import pyarrow as pa
 
 from benchmark.paper.axes import REPORT_TABLES
+from benchmark.report.build import ReportOptions, build_report
+from benchmark.report.groups import group_view
 from benchmark.report.loading import ReportError
 from benchmark.report.selectors import DEFAULT_SELECTOR, SELECTORS, SelectorError
 from benchmark.store import ResultStore, StoreError
-from benchmark.report.build import ReportOptions, build_report
-from benchmark.report.groups import group_view
 
 
 def _tables_arg(text: str) -> list[int]:
@@ -30,31 +30,53 @@ def _tables_arg(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected table numbers like 1,2,10, got {text!r}") from None
     bad = [n for n in numbers if n not in REPORT_TABLES]
     if bad:
-        raise argparse.ArgumentTypeError(f"unknown table(s) {bad}; the paper has tables 1-10, and 11 is the extended "
-                                         "comparison")
+        raise argparse.ArgumentTypeError(
+            f"unknown table(s) {bad}; the paper has tables 1-10, and 11 is the extended comparison"
+        )
     return numbers
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmark.report",
-                                description="Tables 1-10 and Figures 2 and 4 of the LfF paper from a result store.")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmark.report",
+        description="Tables 1-10 and Figures 2 and 4 of the LfF paper from a result store.",
+    )
     p.add_argument("results", help="result store directory or URI")
     p.add_argument("--out", type=Path, help="output directory (default: RESULTS/report)")
     p.add_argument("--tables", type=_tables_arg, help="only these tables, e.g. 1,2,3 (written even if empty)")
-    p.add_argument("--protocol", choices=("paper", "validation"),
-                   help="selection protocol of the trials (default: paper, unless the store holds only validation trials)")
-    p.add_argument("--selector", default=DEFAULT_SELECTOR, choices=tuple(SELECTORS),
-                   help="epoch per trial: last (the paper's), val_accuracy, val_worst_group, test_oracle")
-    p.add_argument("--data-root", help="raw data directory holding BAR/ for Table 7 (default: $DEBIAS_DATA_ROOT, else ./data)")
+    p.add_argument(
+        "--protocol",
+        choices=("paper", "validation"),
+        help="selection protocol of the trials (default: paper, unless the store holds only validation trials)",
+    )
+    p.add_argument(
+        "--selector",
+        default=DEFAULT_SELECTOR,
+        choices=tuple(SELECTORS),
+        help="epoch per trial: last (the paper's), val_accuracy, val_worst_group, test_oracle",
+    )
+    p.add_argument(
+        "--data-root", help="raw data directory holding BAR/ for Table 7 (default: $DEBIAS_DATA_ROOT, else ./data)"
+    )
     p.add_argument("--no-figures", action="store_true", help="tables only")
-    p.add_argument("--figure-ratio", type=float, help="ratio of the figures' trials (default: 99, else the highest stored)")
+    p.add_argument(
+        "--figure-ratio", type=float, help="ratio of the figures' trials (default: 99, else the highest stored)"
+    )
     p.add_argument("--figure-difficulty", type=int, default=4, help="difficulty of the figures' trials (default: 4)")
     p.add_argument("--latex-paper-values", action="store_true", help="print the paper's value beside each LaTeX cell")
-    p.add_argument("--groups", metavar="SPEC", help="per-group view: a trial key (or unique prefix), or a table cell "
-                   "table=N,dataset=...,row=...,column=...[,metric=...]")
+    p.add_argument(
+        "--groups",
+        metavar="SPEC",
+        help="per-group view: a trial key (or unique prefix), or a table cell "
+        "table=N,dataset=...,row=...,column=...[,metric=...]",
+    )
     p.add_argument("--role", help="model role for --groups (default: the trial's predictor, e.g. debiased)")
-    p.add_argument("--compare", metavar="REFERENCE", help="compare RESULTS with a reference store cell by cell "
-                   "(e.g. results/reference/cmnist); flags cells more than 2 standard errors apart")
+    p.add_argument(
+        "--compare",
+        metavar="REFERENCE",
+        help="compare RESULTS with a reference store cell by cell "
+        "(e.g. results/reference/cmnist); flags cells more than 2 standard errors apart",
+    )
     return p
 
 
@@ -67,17 +89,34 @@ def main(argv: list[str] | None = None) -> int:
             from benchmark.report.compare import write_comparison
 
             out = args.out or default_out(args.results)
-            print(write_comparison(args.results, args.compare, out, tables=args.tables, protocol=args.protocol,
-                                   selector=args.selector, data_root=args.data_root))
+            print(
+                write_comparison(
+                    args.results,
+                    args.compare,
+                    out,
+                    tables=args.tables,
+                    protocol=args.protocol,
+                    selector=args.selector,
+                    data_root=args.data_root,
+                )
+            )
             print(f"\nwritten: {out / 'compare.csv'}, {out / 'compare.md'}")
             return 0
         if args.groups:
-            print(group_view(args.results, args.groups, args.out, args.protocol, args.selector, args.role,
-                             args.data_root))
+            print(
+                group_view(args.results, args.groups, args.out, args.protocol, args.selector, args.role, args.data_root)
+            )
             return 0
-        options = ReportOptions(tables=args.tables, protocol=args.protocol, selector=args.selector,
-                                data_root=args.data_root, figures=not args.no_figures, figure_ratio=args.figure_ratio,
-                                figure_difficulty=args.figure_difficulty, latex_paper_values=args.latex_paper_values)
+        options = ReportOptions(
+            tables=args.tables,
+            protocol=args.protocol,
+            selector=args.selector,
+            data_root=args.data_root,
+            figures=not args.no_figures,
+            figure_ratio=args.figure_ratio,
+            figure_difficulty=args.figure_difficulty,
+            latex_paper_values=args.latex_paper_values,
+        )
         print(build_report(args.results, args.out, options))
         return 0
     except (ReportError, SelectorError, StoreError) as error:

@@ -8,8 +8,8 @@ A side without a std (n = 1) drops out; a cell where neither side has one is not
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -42,8 +42,22 @@ def beyond_standard_errors(difference: float, *standard_errors: float) -> tuple[
     return abs(difference) > SE_FACTOR * se, se
 
 
-def compare_stores(mine: str, reference: str, tables: Sequence[int] | None = None, protocol: str | None = None,
-                   selector: str = "last", data_root: str | None = None) -> pd.DataFrame:
+_KEYS = ["table", "row_id", "col_id", "dataset", "row", "setting", "metric", "column"]
+
+
+def _numbers(cells: pd.DataFrame) -> pd.DataFrame:
+    columns = [*_KEYS, "mean", "std", "n"]
+    return cells[columns] if len(cells) else pd.DataFrame(columns=columns)
+
+
+def compare_stores(
+    mine: str,
+    reference: str,
+    tables: Sequence[int] | None = None,
+    protocol: str | None = None,
+    selector: str = "last",
+    data_root: str | None = None,
+) -> pd.DataFrame:
     """One row per table cell filled in either store: both means, stds and ns, the difference,
     the SE used and whether the cell differs by more than 2 SE."""
     selections = [select(load_store(location), protocol, selector) for location in (mine, reference)]
@@ -54,10 +68,7 @@ def compare_stores(mine: str, reference: str, tables: Sequence[int] | None = Non
         ours, theirs = (build_table(number, sel, data_root).cells for sel in selections)
         if not len(ours) and not len(theirs):
             continue
-        keys = ["table", "row_id", "col_id", "dataset", "row", "setting", "metric", "column"]
-        pick = lambda frame: frame[[*keys, "mean", "std", "n"]] if len(frame) else pd.DataFrame(  # noqa: E731
-            columns=[*keys, "mean", "std", "n"])
-        merged = pick(ours).merge(pick(theirs), on=keys, how="outer", suffixes=("_mine", "_reference"))
+        merged = _numbers(ours).merge(_numbers(theirs), on=_KEYS, how="outer", suffixes=("_mine", "_reference"))
         frames.append(merged[(merged["n_mine"].fillna(0) > 0) | (merged["n_reference"].fillna(0) > 0)])
     if not frames:
         return pd.DataFrame()
@@ -65,8 +76,9 @@ def compare_stores(mine: str, reference: str, tables: Sequence[int] | None = Non
     out["difference"] = out["mean_mine"] - out["mean_reference"]
     flags, ses = [], []
     for row in out.itertuples(index=False):
-        flag, se = beyond_standard_errors(row.difference, standard_error(row.std_mine, row.n_mine),
-                                          standard_error(row.std_reference, row.n_reference))
+        flag, se = beyond_standard_errors(
+            row.difference, standard_error(row.std_mine, row.n_mine), standard_error(row.std_reference, row.n_reference)
+        )
         flags.append(flag)
         ses.append(se)
     out["se"] = ses
@@ -80,22 +92,36 @@ def comparison_markdown(frame: pd.DataFrame, mine: str, reference: str) -> str:
     if frame.empty:
         return f"No table cell is filled in {mine} or {reference}."
     flagged = frame[frame["beyond_2se"] == True]  # noqa: E712 (None means untested)
-    lines = [f"# {mine} against {reference}", "",
-             f"{len(frame)} cell(s) compared; {len(flagged)} differ by more than {SE_FACTOR:g} standard errors "
-             "(SE: the larger of the two stores' std/√n; cells with n = 1 on both sides are not tested).", ""]
-    fmt = lambda mean, std, n: "—" if not n or n != n else (  # noqa: E731
-        f"{mean:.2f}" + (f" ± {std:.2f}" if std == std else "") + f" (n={int(n)})")
+    lines = [
+        f"# {mine} against {reference}",
+        "",
+        f"{len(frame)} cell(s) compared; {len(flagged)} differ by more than {SE_FACTOR:g} standard errors "
+        "(SE: the larger of the two stores' std/√n; cells with n = 1 on both sides are not tested).",
+        "",
+    ]
+    fmt = lambda mean, std, n: (
+        "—"
+        if not n or n != n
+        # noqa: E731
+        else (f"{mean:.2f}" + (f" ± {std:.2f}" if std == std else "") + f" (n={int(n)})")
+    )
     for number, part in frame.groupby("table", sort=True):
-        lines += [f"## {table_label(int(number))}", "", "| dataset | row | metric | column | mine | reference | Δ | Δ/SE |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            f"## {table_label(int(number))}",
+            "",
+            "| dataset | row | metric | column | mine | reference | Δ | Δ/SE |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for r in part.itertuples(index=False):
             mark = " ⚠" if r.beyond_2se is True else ""
             delta = "" if r.difference != r.difference else f"{r.difference:+.2f}{mark}"
             in_se = "" if r.difference_in_se != r.difference_in_se else f"{r.difference_in_se:+.1f}"
             setting = f" [{r.setting}]" if r.setting else ""
-            lines.append(f"| {r.dataset} | {r.row}{setting} | {r.metric} | {r.column} | "
-                         f"{fmt(r.mean_mine, r.std_mine, r.n_mine)} | {fmt(r.mean_reference, r.std_reference, r.n_reference)}"
-                         f" | {delta} | {in_se} |")
+            lines.append(
+                f"| {r.dataset} | {r.row}{setting} | {r.metric} | {r.column} | "
+                f"{fmt(r.mean_mine, r.std_mine, r.n_mine)} | {fmt(r.mean_reference, r.std_reference, r.n_reference)}"
+                f" | {delta} | {in_se} |"
+            )
         lines.append("")
     return "\n".join(lines)
 

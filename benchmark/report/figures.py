@@ -10,9 +10,9 @@ Matplotlib's object API is used (no pyplot), so no GUI backend or global state i
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 import pyarrow.compute as pc
@@ -82,8 +82,12 @@ def _pick_ratio(trials: pd.DataFrame, requested: float | None) -> str | None:
 
 def _curves(location: str, keys: list[str], split: str, metric: str) -> pd.DataFrame:
     store = ResultStore(location)
-    expression = (pc.field("trial_key").isin(keys) & (pc.field("split") == split) & (pc.field("metric") == metric)
-                  & pc.field("subset").isin(["aligned", "conflicting"]))
+    expression = (
+        pc.field("trial_key").isin(keys)
+        & (pc.field("split") == split)
+        & (pc.field("metric") == metric)
+        & pc.field("subset").isin(["aligned", "conflicting"])
+    )
     return scan(store, ["trial_key", "epoch", "role", "subset", "value"], expression)
 
 
@@ -93,14 +97,20 @@ def _controlled_trials(sel: Selection, methods: Sequence[str], options: FigureOp
         return s
     keep = s["dataset"].isin(options.datasets) & s["dataset"].isin(list(MALIGNANT)) & s["method"].isin(list(methods))
     s = s[keep]
-    keep = [(_difficulty(p) == str(options.difficulty)) and not p.get("unbiased_train", False)
-            and all(p.get(k) == v for k, v in options.params) for p in s["params"]]
+    keep = [
+        (_difficulty(p) == str(options.difficulty))
+        and not p.get("unbiased_train", False)
+        and all(p.get(k) == v for k, v in options.params)
+        for p in s["params"]
+    ]
     s = s[keep]
     if s.empty:
         return s
     # One setting per dataset: the most common one among the remaining trials.
-    setting = [json.dumps([{k: v for k, v in p.items() if k not in _PANEL_PARAMS}, e, h], sort_keys=True, default=str)
-               for p, e, h in zip(s["params"], s["epochs"], s["hparams_seed"])]
+    setting = [
+        json.dumps([{k: v for k, v in p.items() if k not in _PANEL_PARAMS}, e, h], sort_keys=True, default=str)
+        for p, e, h in zip(s["params"], s["epochs"], s["hparams_seed"])
+    ]
     s = s.assign(_setting=setting)
     modal = s.groupby("dataset")["_setting"].agg(lambda v: v.value_counts().index[0])
     return s[s["_setting"].to_numpy() == s["dataset"].map(modal).to_numpy()].drop(columns="_setting")
@@ -121,14 +131,18 @@ def figure2_data(sel: Selection, options: FigureOptions = FigureOptions()) -> pd
     if not frames:
         raise FigureDataError(
             "Figure 2 needs completed Vanilla trials on Colored MNIST or Corrupted CIFAR-10 at difficulty "
-            f"{options.difficulty} (ratio {options.ratio or 'any'}); run the grid with --tables 1")
+            f"{options.difficulty} (ratio {options.ratio or 'any'}); run the grid with --tables 1"
+        )
     trials = pd.concat(frames)
     curves = _curves(sel.location, list(trials["trial_key"]), "train", "loss")
-    curves = curves[curves["role"].to_numpy() == curves["trial_key"].map(trials.set_index("trial_key")["predictor_role"]).to_numpy()]
+    curves = curves[
+        curves["role"].to_numpy() == curves["trial_key"].map(trials.set_index("trial_key")["predictor_role"]).to_numpy()
+    ]
     data = curves.merge(trials[["trial_key", "dataset", "direction", "ratio", "trial_seed"]], on="trial_key")
     data["samples"] = data["subset"].map({"aligned": "bias-aligned", "conflicting": "bias-conflicting"})
-    return data.rename(columns={"value": "loss"})[["dataset", "direction", "ratio", "trial_key", "trial_seed",
-                                                   "epoch", "samples", "loss"]]
+    return data.rename(columns={"value": "loss"})[
+        ["dataset", "direction", "ratio", "trial_key", "trial_seed", "epoch", "samples", "loss"]
+    ]
 
 
 def figure4_data(sel: Selection, options: FigureOptions = FigureOptions()) -> pd.DataFrame:
@@ -137,7 +151,7 @@ def figure4_data(sel: Selection, options: FigureOptions = FigureOptions()) -> pd
     if len(trials):
         trials = trials[[_target(d, p) == MALIGNANT[d][0] for d, p in zip(trials["dataset"], trials["params"])]]
     frames = []
-    for dataset, part in trials.groupby("dataset", sort=False) if len(trials) else []:
+    for _dataset, part in trials.groupby("dataset", sort=False) if len(trials) else []:
         ratio = _pick_ratio(part, options.ratio)
         part = part[[_ratio(p) == ratio for p in part["params"]]]
         if len(part):
@@ -145,7 +159,8 @@ def figure4_data(sel: Selection, options: FigureOptions = FigureOptions()) -> pd
     if not frames:
         raise FigureDataError(
             "Figure 4 needs completed Vanilla or LfF trials on Colored MNIST or Corrupted CIFAR-10 at difficulty "
-            f"{options.difficulty} (ratio {options.ratio or 'any'}); run e.g. --methods vanilla,lff --tables 2")
+            f"{options.difficulty} (ratio {options.ratio or 'any'}); run e.g. --methods vanilla,lff --tables 2"
+        )
     trials = pd.concat(frames)
     curves = _curves(sel.location, list(trials["trial_key"]), "test", "accuracy")
     data = curves.merge(trials[["trial_key", "dataset", "method", "ratio", "trial_seed"]], on="trial_key")
@@ -166,8 +181,19 @@ def _lineplot(sns, data: pd.DataFrame, ax, y: str, hue: str, palette=None, hue_o
     from matplotlib.ticker import MaxNLocator
 
     few = data["epoch"].nunique() <= 3  # a line needs points to be seen
-    sns.lineplot(data=data, x="epoch", y=y, hue=hue, hue_order=hue_order, estimator="mean", errorbar="sd",
-                 marker="o" if few else None, palette=palette, ax=ax, legend=legend)
+    sns.lineplot(
+        data=data,
+        x="epoch",
+        y=y,
+        hue=hue,
+        hue_order=hue_order,
+        estimator="mean",
+        errorbar="sd",
+        marker="o" if few else None,
+        palette=palette,
+        ax=ax,
+        legend=legend,
+    )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     if legend and ax.get_legend() is not None:
         ax.get_legend().set_title(None)
@@ -184,14 +210,31 @@ def figure2(sel: Selection, out: Path, options: FigureOptions = FigureOptions())
             part = data[(data["dataset"] == dataset) & (data["direction"] == direction)]
             seeds = part["trial_seed"].nunique()
             ratio = part["ratio"].iloc[0] if len(part) else data[data["dataset"] == dataset]["ratio"].iloc[0]
-            ax.set_title(f"{DATASET_LABELS.get(dataset, dataset)}, {ratio}%\n{_direction_title(dataset, direction)}"
-                         f"{'' if len(part) else ': no trials'} (n={seeds})", fontsize=8)
+            ax.set_title(
+                f"{DATASET_LABELS.get(dataset, dataset)}, {ratio}%\n{_direction_title(dataset, direction)}"
+                f"{'' if len(part) else ': no trials'} (n={seeds})",
+                fontsize=8,
+            )
             if len(part):
-                _lineplot(sns, part, ax, "loss", "samples", hue_order=["bias-aligned", "bias-conflicting"],
-                          palette=dict(zip(["bias-aligned", "bias-conflicting"], sns.color_palette("deep", 2))))
+                _lineplot(
+                    sns,
+                    part,
+                    ax,
+                    "loss",
+                    "samples",
+                    hue_order=["bias-aligned", "bias-conflicting"],
+                    palette=dict(zip(["bias-aligned", "bias-conflicting"], sns.color_palette("deep", 2))),
+                )
             else:
-                ax.text(0.5, 0.5, "no trials in the store\n(run the grid with --tables 1)", ha="center",
-                        va="center", transform=ax.transAxes, fontsize=8)
+                ax.text(
+                    0.5,
+                    0.5,
+                    "no trials in the store\n(run the grid with --tables 1)",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                    fontsize=8,
+                )
                 ax.set_xticks([])
                 ax.set_yticks([])
             ax.set_xlabel("epoch")
@@ -223,8 +266,9 @@ def figure4(sel: Selection, out: Path, options: FigureOptions = FigureOptions())
     return _save(figure, out, "figure4", options.formats)
 
 
-def group_heatmap(matrix: pd.DataFrame, out: Path, name: str, title: str,
-                  formats: Sequence[str] = FORMATS) -> list[Path]:
+def group_heatmap(
+    matrix: pd.DataFrame, out: Path, name: str, title: str, formats: Sequence[str] = FORMATS
+) -> list[Path]:
     """Heatmap of a (target x bias) accuracy matrix in percent (NaN cells left blank)."""
     sns = _sns()
     rows, cols = matrix.shape
@@ -233,9 +277,22 @@ def group_heatmap(matrix: pd.DataFrame, out: Path, name: str, title: str,
     figure = Figure(figsize=(max(3.5, 0.55 * cols + 2), max(2.5, 0.45 * rows + 1.5)), constrained_layout=True)
     ax = figure.subplots()
     annotate = rows * cols <= 400
-    sns.heatmap(matrix.astype(float), annot=annotate, fmt=".0f", vmin=0, vmax=100, cmap="viridis", ax=ax,
-                cbar_kws={"label": "accuracy (%)"}, annot_kws={"fontsize": 6})
+    sns.heatmap(
+        matrix.astype(float),
+        annot=annotate,
+        fmt=".0f",
+        vmin=0,
+        vmax=100,
+        cmap="viridis",
+        ax=ax,
+        cbar_kws={"label": "accuracy (%)"},
+        annot_kws={"fontsize": 6},
+    )
     ax.set_xlabel(str(matrix.columns.name or "bias"))
     ax.set_ylabel(str(matrix.index.name or "target"))
+    if max((len(str(c)) for c in matrix.columns), default=0) > 4:  # named values (the diagnosis) need room
+        ax.tick_params(axis="x", labelrotation=30)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
     ax.set_title(title, fontsize=8)
     return _save(figure, out, name, formats)

@@ -5,20 +5,39 @@ from __future__ import annotations
 from benchmark.paper.axes import DATASET_LABELS, DATASET_LATEX
 
 _LATEX_CHARS = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-    "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
-    "|": r"\textbar{}", "±": r"\ensuremath{\pm}", "—": "--", "–": "--", "Δ": r"\ensuremath{\Delta}",
-    "○": r"\SupNone{}", "◐": r"\SupTailored{}", "●": r"\SupLabels{}", "‡": r"\ensuremath{^\ddagger}",
-    "†": r"\ensuremath{^\dagger}", "×": r"\ensuremath{\times}", "…": r"\ldots{}", "¹": r"\textsuperscript{1}",
-    "²": r"\textsuperscript{2}", "*": r"\textsuperscript{*}",
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+    "±": r"\ensuremath{\pm}",
+    "—": "--",
+    "–": "--",
+    "Δ": r"\ensuremath{\Delta}",
+    "○": r"\SupNone{}",
+    "◐": r"\SupTailored{}",
+    "●": r"\SupLabels{}",
+    "‡": r"\ensuremath{^\ddagger}",
+    "†": r"\ensuremath{^\dagger}",
+    "×": r"\ensuremath{\times}",
+    "…": r"\ldots{}",
+    "¹": r"\textsuperscript{1}",
+    "²": r"\textsuperscript{2}",
+    "*": r"\textsuperscript{*}",
 }
 
 
 def latex_escape(text: str) -> str:
     """Text safe inside a LaTeX table or caption (one pass, so replacements never re-escape)."""
     return "".join(_LATEX_CHARS.get(char, char) for char in str(text))
-
-
 
 
 LATEX_MARKERS = {"○": r"\SupNone", "◐": r"\SupTailored", "●": r"\SupLabels"}

@@ -20,7 +20,6 @@ class ReportError(ValueError):
     """A report request the store cannot satisfy (the message names the fix)."""
 
 
-
 _EVAL_SUBSETS = ["all", "aligned", "conflicting", "class"]
 
 
@@ -42,7 +41,9 @@ def _first_row(store: ResultStore, path: str) -> dict[str, Any]:
         return batch.to_pylist()[0]
 
 
-def scan(store: ResultStore, columns: list[str], expression: Any = None, files: list[str] | None = None) -> pd.DataFrame:
+def scan(
+    store: ResultStore, columns: list[str], expression: Any = None, files: list[str] | None = None
+) -> pd.DataFrame:
     """Selected columns of the stored rows matching a pyarrow filter expression."""
     files = _valid_files(store) if files is None else files
     if not files:
@@ -66,7 +67,10 @@ def load_store(results: str | os.PathLike) -> StoreData:
     store = ResultStore(results)
     files = _valid_files(store)
     trials = _parse_trials([_first_row(store, path) for path in files])
-    expression = (pc.field("split").isin(["test", "valid"]) & pc.field("subset").isin(_EVAL_SUBSETS)
-                  & (pc.field("status") == "completed"))
+    expression = (
+        pc.field("split").isin(["test", "valid"])
+        & pc.field("subset").isin(_EVAL_SUBSETS)
+        & (pc.field("status") == "completed")
+    )
     metrics = scan(store, ["trial_key", *METRIC_FIELDS], expression, files)
     return StoreData(str(results), trials, metrics)

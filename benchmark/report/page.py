@@ -21,17 +21,15 @@ from __future__ import annotations
 import base64
 import math
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
 from benchmark.paper.axes import DATASET_LABELS, EXTENDED_TABLE, METHOD_LABELS, METRIC_LABELS, table_label, table_stem
 from benchmark.report.compare import PAPER_SEEDS, SE_FACTOR, beyond_standard_errors, standard_error
-
-
-
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "index.html.j2"
@@ -40,17 +38,37 @@ PAGE = "index.html"
 # per column for Table 6 (BAR, methods as rows), none for Table 1 (one method) and Table 7 (counts).
 BEST_RULE = {1: None, 6: "column", 7: None}
 COLUMN_LABELS = {"biased_train": "Accuracy", "unbiased_train": "Accuracy*"}  # Table 1, as in the paper
-ROW_HEADERS = {1: "Target / bias", 2: "Ratio (%)", 3: "Ratio (%)", 4: "Ratio (%)", 5: "Target / bias",
-               6: "Method", 7: "Split", 8: "Difficulty", 9: "Difficulty", 10: "Ratio (%)",
-               EXTENDED_TABLE: "Ratio (%)"}
-PROVENANCE_LABELS = {"results": "Result store", "code_version": "Code version", "torch_version": "torch",
-                     "cuda_version": "CUDA", "device": "Devices", "hostname": "Hosts",
-                     "selection_protocol": "Selection protocols", "status": "Trials per status",
-                     "trials": "Trials", "finished_at": "Finished (first, last)"}
-SE_RULE = (f"A cell is highlighted when |ours − paper| > {SE_FACTOR:g} SE, with SE the larger of our standard "
-           f"error (std/√n over our seeds) and the paper's (its ± read as the std over its {PAPER_SEEDS} seeds, "
-           f"so ±/√{PAPER_SEEDS}). A side without a std (n = 1, or no ± in the paper) drops out; a cell where "
-           "neither has one is not tested.")
+ROW_HEADERS = {
+    1: "Target / bias",
+    2: "Ratio (%)",
+    3: "Ratio (%)",
+    4: "Ratio (%)",
+    5: "Target / bias",
+    6: "Method",
+    7: "Split",
+    8: "Difficulty",
+    9: "Difficulty",
+    10: "Ratio (%)",
+    EXTENDED_TABLE: "Ratio (%)",
+}
+PROVENANCE_LABELS = {
+    "results": "Result store",
+    "code_version": "Code version",
+    "torch_version": "torch",
+    "cuda_version": "CUDA",
+    "device": "Devices",
+    "hostname": "Hosts",
+    "selection_protocol": "Selection protocols",
+    "status": "Trials per status",
+    "trials": "Trials",
+    "finished_at": "Finished (first, last)",
+}
+SE_RULE = (
+    f"A cell is highlighted when |ours − paper| > {SE_FACTOR:g} SE, with SE the larger of our standard "
+    f"error (std/√n over our seeds) and the paper's (its ± read as the std over its {PAPER_SEEDS} seeds, "
+    f"so ±/√{PAPER_SEEDS}). A side without a std (n = 1, or no ± in the paper) drops out; a cell where "
+    "neither has one is not tested."
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,14 +122,33 @@ def best_cells(cells: pd.DataFrame, rule: str | None) -> set[tuple[str, str]]:
 # --------------------------------------------------------------------------------------------
 # Reading the report directory
 # --------------------------------------------------------------------------------------------
-_TEXT_COLUMNS = ("dataset", "row", "setting", "metric", "column", "method", "method_variant", "repair_variant",
-                 "kind", "seeds", "epochs", "selector", "protocol", "trial_keys", "row_id", "col_id")
+_TEXT_COLUMNS = (
+    "dataset",
+    "row",
+    "setting",
+    "metric",
+    "column",
+    "method",
+    "method_variant",
+    "repair_variant",
+    "kind",
+    "seeds",
+    "epochs",
+    "selector",
+    "protocol",
+    "trial_keys",
+    "row_id",
+    "col_id",
+)
 
 
 def read_table_csv(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False,
-                        na_values={c: [""] for c in ("mean", "std", "n", "n_failed", "paper_mean", "paper_std",
-                                                     "difference")})
+    frame = pd.read_csv(
+        path,
+        dtype={c: str for c in _TEXT_COLUMNS},
+        keep_default_na=False,
+        na_values={c: [""] for c in ("mean", "std", "n", "n_failed", "paper_mean", "paper_std", "difference")},
+    )
     for column in ("mean", "std", "n", "n_failed", "paper_mean", "paper_std", "difference"):
         if column in frame:
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
@@ -124,7 +161,7 @@ def read_table_csv(path: Path) -> pd.DataFrame:
 def table_files(report_dir: Path) -> list[tuple[int, Path]]:
     found = []
     for path in report_dir.glob("table*.csv"):
-        suffix = path.stem[len("table"):]
+        suffix = path.stem[len("table") :]
         if suffix.isdigit():
             found.append((int(suffix), path))
         elif path.stem == table_stem(EXTENDED_TABLE):
@@ -176,33 +213,59 @@ def _column_label(cell: Mapping[str, Any], several_metrics: bool) -> str:
 def _cell_view(cell: Mapping[str, Any], best: bool) -> dict[str, Any]:
     metric = str(cell["metric"])
     n, n_failed = int(cell["n"]), int(cell.get("n_failed", 0))
-    view: dict[str, Any] = {"row_id": cell["row_id"], "col_id": cell["col_id"], "n": n, "n_failed": n_failed,
-                            "best": False, "beyond": None, "sort": ""}
+    view: dict[str, Any] = {
+        "row_id": cell["row_id"],
+        "col_id": cell["col_id"],
+        "n": n,
+        "n_failed": n_failed,
+        "best": False,
+        "beyond": None,
+        "sort": "",
+    }
     if n <= 0 or not _finite(cell["mean"]):
         view["state"] = "failed" if n_failed else "missing"
         return view
     beyond, se = beyond_2se(cell)
     view.update(
-        state="ok", best=best, beyond=beyond, sort=repr(float(cell["mean"])),
-        mean=fmt_value(cell["mean"], metric), unit="%" if metric == "relative_drop" else "",
+        state="ok",
+        best=best,
+        beyond=beyond,
+        sort=repr(float(cell["mean"])),
+        mean=fmt_value(cell["mean"], metric),
+        unit="%" if metric == "relative_drop" else "",
         std=fmt_value(cell["std"]) if _finite(cell["std"]) else "",
         variant=str(cell.get("repair_variant") or ""),
-        paper=fmt_value(cell["paper_mean"], metric), paper_std=fmt_value(cell["paper_std"]),
+        paper=fmt_value(cell["paper_mean"], metric),
+        paper_std=fmt_value(cell["paper_std"]),
         diff=fmt_diff(cell["difference"]),
         se=f"{SE_FACTOR:g} SE = {SE_FACTOR * se:.2f}" if beyond is not None else "no SE on either side",
-        title="; ".join(x for x in (
-            f"seeds {cell['seeds']}" if cell.get("seeds") else "",
-            f"epochs {cell['epochs']}" if cell.get("epochs") else "",
-            f"{n_failed} failed" if n_failed else "",
-            f"trials {cell['trial_keys']}" if cell.get("trial_keys") else "") if x),
+        title="; ".join(
+            x
+            for x in (
+                f"seeds {cell['seeds']}" if cell.get("seeds") else "",
+                f"epochs {cell['epochs']}" if cell.get("epochs") else "",
+                f"{n_failed} failed" if n_failed else "",
+                f"trials {cell['trial_keys']}" if cell.get("trial_keys") else "",
+            )
+            if x
+        ),
     )
     return view
 
 
 def _table_view(report_dir: Path, number: int, path: Path) -> dict[str, Any]:
     tidy = read_table_csv(path)
-    view: dict[str, Any] = {"number": number, "label": table_label(number), "caption": _caption(report_dir, number), "file": path.name,
-                            "rows": [], "headers": [], "missing": [], "variants": [], "empty": tidy.empty}
+    view: dict[str, Any] = {
+        "number": number,
+        "label": table_label(number),
+        "caption": _caption(report_dir, number),
+        "file": path.name,
+        "rows": [],
+        "headers": [],
+        "missing": [],
+        "variants": [],
+        "empty": tidy.empty,
+    }
     if tidy.empty:
         return view
     cells = tidy[tidy["kind"] == "cell"]
@@ -220,39 +283,73 @@ def _table_view(report_dir: Path, number: int, path: Path) -> dict[str, Any]:
     counts = Counter()
     for row_id in rows:
         some = next(cell for (r, _), cell in lookup.items() if r == row_id)
-        labels = _row_labels(some, number)[:len(label_headers)]
+        labels = _row_labels(some, number)[: len(label_headers)]
         out = []
         for col_id in columns:
             cell = lookup.get((row_id, col_id))
             if cell is None:
-                out.append({"row_id": row_id, "col_id": col_id, "state": "missing", "n": 0, "n_failed": 0,
-                            "sort": "", "best": False, "beyond": None})
+                out.append(
+                    {
+                        "row_id": row_id,
+                        "col_id": col_id,
+                        "state": "missing",
+                        "n": 0,
+                        "n_failed": 0,
+                        "sort": "",
+                        "best": False,
+                        "beyond": None,
+                    }
+                )
                 continue
             shown = _cell_view(cell, (row_id, col_id) in best)
             counts[shown["state"]] += 1
             counts["beyond"] += shown["beyond"] is True
             counts["best"] += shown["best"]
             if shown["state"] != "ok":
-                view["missing"].append({"row": " / ".join(x for x in labels if x), "column": col_labels[col_id],
-                                        "failed": shown["state"] == "failed", "n_failed": shown["n_failed"]})
+                view["missing"].append(
+                    {
+                        "row": " / ".join(x for x in labels if x),
+                        "column": col_labels[col_id],
+                        "failed": shown["state"] == "failed",
+                        "n_failed": shown["n_failed"],
+                    }
+                )
             out.append(shown)
         view["rows"].append({"row_id": row_id, "labels": labels, "cells": out})
-    view["counts"] = {"cells": len(lookup), "filled": counts["ok"], "missing": counts["missing"],
-                      "failed": counts["failed"], "beyond": counts["beyond"], "best": counts["best"]}
+    view["counts"] = {
+        "cells": len(lookup),
+        "filled": counts["ok"],
+        "missing": counts["missing"],
+        "failed": counts["failed"],
+        "beyond": counts["beyond"],
+        "best": counts["best"],
+    }
     view["selectors"] = sorted({s for s in tidy["selector"] if s})
     view["protocols"] = sorted({p for p in tidy["protocol"] if p})
     variants = tidy[tidy["kind"] == "repair_variant"]
     for record in variants.to_dict("records"):
-        labels = _row_labels(record, number)[:len(label_headers)]
+        labels = _row_labels(record, number)[: len(label_headers)]
         beyond, _ = beyond_2se(record)
-        view["variants"].append({
-            "labels": labels, "column": col_labels.get(record["col_id"], record["col_id"]),
-            "variant": record["repair_variant"], "row_id": record["row_id"], "col_id": record["col_id"],
-            "mean": fmt_value(record["mean"], record["metric"]), "std": fmt_value(record["std"]),
-            "n": int(record["n"]), "paper": fmt_value(record["paper_mean"], record["metric"]),
-            "diff": fmt_diff(record["difference"]), "beyond": beyond,
-            "chosen": any(c.get("repair_variant") == record["repair_variant"] for (r, k), c in lookup.items()
-                          if r == record["row_id"] and k == record["col_id"])})
+        view["variants"].append(
+            {
+                "labels": labels,
+                "column": col_labels.get(record["col_id"], record["col_id"]),
+                "variant": record["repair_variant"],
+                "row_id": record["row_id"],
+                "col_id": record["col_id"],
+                "mean": fmt_value(record["mean"], record["metric"]),
+                "std": fmt_value(record["std"]),
+                "n": int(record["n"]),
+                "paper": fmt_value(record["paper_mean"], record["metric"]),
+                "diff": fmt_diff(record["difference"]),
+                "beyond": beyond,
+                "chosen": any(
+                    c.get("repair_variant") == record["repair_variant"]
+                    for (r, k), c in lookup.items()
+                    if r == record["row_id"] and k == record["col_id"]
+                ),
+            }
+        )
     view["variant_headers"] = label_headers + ["Column", "Variant", "Mean", "Std", "n", "Paper", "Δ"]
     return view
 
@@ -266,29 +363,42 @@ def _failed_view(report_dir: Path) -> list[dict[str, str]]:
     for record in frame.to_dict("records"):
         error = str(record.get("error", "")).strip()
         lines = [line for line in error.splitlines() if line.strip()]
-        out.append({**{k: str(v) for k, v in record.items()}, "last_error": lines[-1] if lines else "no error text",
-                    "error": error})
+        out.append(
+            {
+                **{k: str(v) for k, v in record.items()},
+                "last_error": lines[-1] if lines else "no error text",
+                "error": error,
+            }
+        )
     return out
 
 
 def _groups_view(report_dir: Path) -> list[dict[str, Any]]:
     out = []
     for path in sorted(report_dir.glob("groups_*_matrix.csv")):
-        name = path.name[:-len("_matrix.csv")]
+        name = path.name[: -len("_matrix.csv")]
         matrix = pd.read_csv(path, index_col=0)
         heatmap = report_dir / f"{name}.png"
         summary = report_dir / f"{name}.md"
         text = summary.read_text(encoding="utf-8") if summary.is_file() else ""
-        description = next((line.strip() for line in text.splitlines()
-                            if line.strip() and not line.startswith(("#", "|"))), "")
-        out.append({
-            "name": name, "file": path.name,
-            "columns": [str(c) for c in matrix.columns], "index_name": str(matrix.index.name or "target"),
-            "rows": [{"label": str(index), "values": [fmt_value(v) for v in values]}
-                     for index, values in zip(matrix.index, matrix.to_numpy())],
-            "image": _data_uri(heatmap) if heatmap.is_file() else "",
-            "summary": text, "description": description,
-        })
+        description = next(
+            (line.strip() for line in text.splitlines() if line.strip() and not line.startswith(("#", "|"))), ""
+        )
+        out.append(
+            {
+                "name": name,
+                "file": path.name,
+                "columns": [str(c) for c in matrix.columns],
+                "index_name": str(matrix.index.name or "target"),
+                "rows": [
+                    {"label": str(index), "values": [fmt_value(v) for v in values]}
+                    for index, values in zip(matrix.index, matrix.to_numpy())
+                ],
+                "image": _data_uri(heatmap) if heatmap.is_file() else "",
+                "summary": text,
+                "description": description,
+            }
+        )
     return out
 
 
@@ -296,21 +406,45 @@ def _diagnostics_view(report_dir: Path) -> dict[str, Any] | None:
     path = report_dir / "diagnostics.csv"
     if not path.is_file():
         return None
-    frame = pd.read_csv(path, dtype={"dataset_params": str, "method_hparams": str, "trial_key": str,
-                                     "method": str, "dataset": str, "metric": str}, keep_default_na=False)
+    frame = pd.read_csv(
+        path,
+        dtype={
+            "dataset_params": str,
+            "method_hparams": str,
+            "trial_key": str,
+            "method": str,
+            "dataset": str,
+            "metric": str,
+        },
+        keep_default_na=False,
+    )
     if frame.empty:
         return None
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce")
     last = frame[frame["epoch"] == frame.groupby("trial_key")["epoch"].transform("max")]
     keys = ["dataset", "dataset_params", "method", "method_hparams", "metric"]
     summary = last.groupby(keys, sort=True)["value"].agg(mean="mean", std="std", n="count").reset_index()
-    rows = [{"cells": [r["dataset"], r["dataset_params"], METHOD_LABELS.get(r["method"], r["method"]),
-                       r["method_hparams"], r["metric"]],
-             "mean": f"{r['mean']:.4g}" if _finite(r["mean"]) else "",
-             "std": f"{r['std']:.4g}" if _finite(r["std"]) else "", "n": int(r["n"])}
-            for r in summary.to_dict("records")]
-    return {"rows": rows, "file": path.name, "trials": int(frame["trial_key"].nunique()),
-            "epochs": int(frame["epoch"].max()) if len(frame) else 0}
+    rows = [
+        {
+            "cells": [
+                r["dataset"],
+                r["dataset_params"],
+                METHOD_LABELS.get(r["method"], r["method"]),
+                r["method_hparams"],
+                r["metric"],
+            ],
+            "mean": f"{r['mean']:.4g}" if _finite(r["mean"]) else "",
+            "std": f"{r['std']:.4g}" if _finite(r["std"]) else "",
+            "n": int(r["n"]),
+        }
+        for r in summary.to_dict("records")
+    ]
+    return {
+        "rows": rows,
+        "file": path.name,
+        "trials": int(frame["trial_key"].nunique()),
+        "epochs": int(frame["epoch"].max()) if len(frame) else 0,
+    }
 
 
 def _provenance_view(provenance: Mapping[str, Any] | None) -> list[dict[str, str]]:
@@ -335,10 +469,12 @@ def page_context(report_dir: Path, provenance: Mapping[str, Any] | None = None) 
     figures = []
     for number in (2, 4):
         png = report_dir / "figures" / f"figure{number}.png"
-        figures.append({"number": number, "image": _data_uri(png) if png.is_file() else "",
-                        "file": f"figures/figure{number}.png"})
-    files = sorted(p.relative_to(report_dir).as_posix() for p in report_dir.rglob("*")
-                   if p.is_file() and p.name != PAGE)
+        figures.append(
+            {"number": number, "image": _data_uri(png) if png.is_file() else "", "file": f"figures/figure{number}.png"}
+        )
+    files = sorted(
+        p.relative_to(report_dir).as_posix() for p in report_dir.rglob("*") if p.is_file() and p.name != PAGE
+    )
     return {
         "title": "DebiasBench report",
         "report_dir": str(report_dir),
@@ -358,8 +494,13 @@ def page_context(report_dir: Path, provenance: Mapping[str, Any] | None = None) 
 def _environment():
     import jinja2
 
-    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True,
-                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def render_page(report_dir: Path, provenance: Mapping[str, Any] | None = None) -> str:

@@ -12,8 +12,15 @@ from typing import Any
 from benchmark.report.page import write_index_html
 from benchmark.store import ResultStore
 
-_PROVENANCE_FIELDS = ("code_version", "torch_version", "cuda_version", "device", "hostname", "selection_protocol",
-                      "finished_at")
+_PROVENANCE_FIELDS = (
+    "code_version",
+    "torch_version",
+    "cuda_version",
+    "device",
+    "hostname",
+    "selection_protocol",
+    "finished_at",
+)
 
 
 def provenance_from_store(results: str | Path) -> dict[str, Any]:
@@ -37,8 +44,11 @@ def provenance_from_store(results: str | Path) -> dict[str, Any]:
                     finished.append(row[name])
                 continue
             values[name][row[name] or "unknown"] += 1
-    out: dict[str, Any] = {"results": str(results), "trials": sum(statuses.values()),
-                           "status": dict(sorted(statuses.items()))}
+    out: dict[str, Any] = {
+        "results": str(results),
+        "trials": sum(statuses.values()),
+        "status": dict(sorted(statuses.items())),
+    }
     for name in _PROVENANCE_FIELDS[:-1]:
         out[name] = dict(values[name].most_common())
     if finished:
@@ -47,11 +57,14 @@ def provenance_from_store(results: str | Path) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmark.report.provenance",
-                                     description="Write REPORT_DIR/index.html from a written report.")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark.report.provenance", description="Write REPORT_DIR/index.html from a written report."
+    )
     parser.add_argument("report_dir", type=Path, help="the report's output directory (RESULTS/report)")
-    parser.add_argument("--results", help="result store for the provenance section (default: the report "
-                        "directory's parent if it holds trials/)")
+    parser.add_argument(
+        "--results",
+        help="result store for the provenance section (default: the report directory's parent if it holds trials/)",
+    )
     args = parser.parse_args(argv)
     if not args.report_dir.is_dir():
         print(f"error: {args.report_dir} is not a directory; run python -m benchmark.report first", file=sys.stderr)

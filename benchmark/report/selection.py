@@ -12,9 +12,13 @@ from benchmark.report.loading import StoreData
 from benchmark.report.selectors import Selector, get_selector, select_epochs
 
 # Summary field -> (subset, metric) of the stored "test" rows at the selected epoch.
-SUMMARY_METRICS = {"unbiased": ("all", "accuracy"), "conflicting": ("conflicting", "accuracy"),
-                   "aligned": ("aligned", "accuracy"), "worst_group": ("all", "worst_group_accuracy"),
-                   "sample_accuracy": ("all", "sample_accuracy")}
+SUMMARY_METRICS = {
+    "unbiased": ("all", "accuracy"),
+    "conflicting": ("conflicting", "accuracy"),
+    "aligned": ("aligned", "accuracy"),
+    "worst_group": ("all", "worst_group_accuracy"),
+    "sample_accuracy": ("all", "sample_accuracy"),
+}
 
 
 @dataclass
@@ -56,24 +60,38 @@ def select(data: StoreData, protocol: str | None = "paper", selector: str = "las
     chosen = select_epochs(metrics, roles, rule.name)
     summaries = _summaries(completed, metrics, chosen)
     unevaluated = completed[~completed["trial_key"].isin(set(chosen["trial_key"]))]
-    return Selection(protocol, rule, summaries, failed.reset_index(drop=True), excluded.reset_index(drop=True),
-                     unevaluated.reset_index(drop=True), data.location, stopped.reset_index(drop=True),
-                     unfinished.reset_index(drop=True))
+    return Selection(
+        protocol,
+        rule,
+        summaries,
+        failed.reset_index(drop=True),
+        excluded.reset_index(drop=True),
+        unevaluated.reset_index(drop=True),
+        data.location,
+        stopped.reset_index(drop=True),
+        unfinished.reset_index(drop=True),
+    )
 
 
 def _summaries(completed: pd.DataFrame, metrics: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
     base = completed.merge(chosen, on="trial_key", how="inner")
     if base.empty:
-        return base.assign(**{name: pd.Series(dtype=float) for name in SUMMARY_METRICS}, classes=pd.Series(dtype=object))
+        return base.assign(
+            **{name: pd.Series(dtype=float) for name in SUMMARY_METRICS}, classes=pd.Series(dtype=object)
+        )
     at = metrics.merge(chosen[["trial_key", "epoch"]], on=["trial_key", "epoch"], how="inner")
-    at = at[(at["split"] == "test") & (at["role"].to_numpy() == at["trial_key"].map(
-        completed.set_index("trial_key")["predictor_role"]).to_numpy())]
+    at = at[
+        (at["split"] == "test")
+        & (at["role"].to_numpy() == at["trial_key"].map(completed.set_index("trial_key")["predictor_role"]).to_numpy())
+    ]
     plain = at[at["subset"] != "class"]
     values = {(k, s, m): v for k, s, m, v in plain[["trial_key", "subset", "metric", "value"]].itertuples(index=False)}
     for name, (subset, metric) in SUMMARY_METRICS.items():
         base[name] = [values.get((key, subset, metric), math.nan) for key in base["trial_key"]]
     classes: dict[str, dict[int, dict[str, float]]] = {}
-    for key, target, metric, value in at[at["subset"] == "class"][["trial_key", "target", "metric", "value"]].itertuples(index=False):
+    for key, target, metric, value in at[at["subset"] == "class"][
+        ["trial_key", "target", "metric", "value"]
+    ].itertuples(index=False):
         classes.setdefault(key, {}).setdefault(int(target), {})[metric] = float(value)
     base["classes"] = [classes.get(key, {}) for key in base["trial_key"]]
     return base

@@ -31,8 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as error:
         print(f"error: {error}")
         return 2
-    print(f"copied {len(report.copied)}, dropped {len(report.duplicates)} identical duplicate(s), "
-          f"upgraded {len(report.upgraded)} failed record(s), {len(report.conflicts)} conflict(s)")
+    print(
+        f"copied {len(report.copied)}, dropped {len(report.duplicates)} identical duplicate(s), "
+        f"upgraded {len(report.upgraded)} failed record(s), {len(report.conflicts)} conflict(s)"
+    )
     for key in report.conflicts:
         print(f"  conflict: trial {key} differs between stores; kept the first copy")
     return 1 if report.conflicts else 0

@@ -48,7 +48,15 @@ def compact_store(source: str, into: str, statuses: tuple[str, ...] = ("complete
         first = table.slice(0, 1).to_pylist()[0]
         metrics = {name: table[name].to_pylist() for name in METRIC_FIELDS} if status == "completed" else {}
         key = meta[_META_KEY].decode()
-        dst.write_trial(TrialRecord(trial=json.loads(first["config"]), key=key, status=status, metrics=metrics,
-                                    error=first["error"], info={name: first[name] for name in _RUN_INFO}))
+        dst.write_trial(
+            TrialRecord(
+                trial=json.loads(first["config"]),
+                key=key,
+                status=status,
+                metrics=metrics,
+                error=first["error"],
+                info={name: first[name] for name in _RUN_INFO},
+            )
+        )
         report.written.append(key)
     return report

@@ -11,15 +11,26 @@ import pyarrow.fs as pafs
 from benchmark.store.store import _META_KEY, _META_STATUS, ResultStore
 
 # Columns that legitimately differ between two runs of the same trial.
-_RUN_SPECIFIC = ("wall_time_s", "seconds_per_epoch", "peak_memory_mb", "device", "hostname", "ray_node_id",
-                 "finished_at", "code_version", "torch_version", "cuda_version")
+_RUN_SPECIFIC = (
+    "wall_time_s",
+    "seconds_per_epoch",
+    "peak_memory_mb",
+    "device",
+    "hostname",
+    "ray_node_id",
+    "finished_at",
+    "code_version",
+    "torch_version",
+    "cuda_version",
+)
 
 
 def _comparable(table: pa.Table) -> pd.DataFrame:
     frame = table.to_pandas()
     frame = frame[frame["metric"] != "seconds"].drop(columns=[c for c in _RUN_SPECIFIC if c in frame])
-    return frame.sort_values(["epoch", "role", "split", "subset", "target", "bias", "metric"], na_position="first",
-                             ignore_index=True)
+    return frame.sort_values(
+        ["epoch", "role", "split", "subset", "target", "bias", "metric"], na_position="first", ignore_index=True
+    )
 
 
 @dataclass

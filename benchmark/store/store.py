@@ -105,8 +105,14 @@ METRIC_FIELDS: dict[str, pa.DataType] = {
 }
 SCHEMA = pa.schema([pa.field(n, t) for n, t in {**TRIAL_FIELDS, **METRIC_FIELDS}.items()])
 PREDICTION_SCHEMA = pa.schema(
-    [("trial_key", pa.string()), ("role", pa.string()), ("index", pa.int64()),
-     ("target", pa.int64()), ("bias", pa.int64()), ("prediction", pa.int64())]
+    [
+        ("trial_key", pa.string()),
+        ("role", pa.string()),
+        ("index", pa.int64()),
+        ("target", pa.int64()),
+        ("bias", pa.int64()),
+        ("prediction", pa.int64()),
+    ]
 )
 
 
@@ -209,16 +215,21 @@ class ResultStore:
             except Exception:
                 pass
             if isinstance(error, OSError) and not isinstance(error, StoreError):
-                raise StoreWriteError(disk_error_message(
-                    error, final, "result file", "pass --results with a directory on a disk with space")) from error
+                raise StoreWriteError(
+                    disk_error_message(
+                        error, final, "result file", "pass --results with a directory on a disk with space"
+                    )
+                ) from error
             raise
 
     def write_trial(self, record: TrialRecord) -> None:
         """Write one trial atomically (predictions first, so a complete trial always has them)."""
         if record.predictions is not None:
             n = len(record.predictions["index"])
-            columns = {"trial_key": [record.key] * n, **{k: list(record.predictions[k]) for k in
-                       ("role", "index", "target", "bias", "prediction")}}
+            columns = {
+                "trial_key": [record.key] * n,
+                **{k: list(record.predictions[k]) for k in ("role", "index", "target", "bias", "prediction")},
+            }
             self._atomic_write(pa.table(columns, schema=PREDICTION_SCHEMA), "predictions", f"{record.key}.parquet")
         self._atomic_write(self._trial_table(record), "trials", f"{record.key}.parquet")
 
@@ -250,11 +261,13 @@ class ResultStore:
             data = record.metrics.get(name) if record.metrics else None
             columns[name] = pa.array(data if data is not None else [None] * n, type=dtype)
         table = pa.table(columns, schema=SCHEMA)
-        return table.replace_schema_metadata({
-            _META_VERSION: str(SCHEMA_VERSION).encode(),
-            _META_STATUS: record.status.encode(),
-            _META_KEY: record.key.encode(),
-        })
+        return table.replace_schema_metadata(
+            {
+                _META_VERSION: str(SCHEMA_VERSION).encode(),
+                _META_STATUS: record.status.encode(),
+                _META_KEY: record.key.encode(),
+            }
+        )
 
     # -- reading ---------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -275,8 +288,10 @@ class ResultStore:
     def _trial_files(self) -> list[str]:
         selector = pafs.FileSelector(self._path("trials"), allow_not_found=True)
         return sorted(
-            info.path for info in self.fs.get_file_info(selector)
-            if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")
+            info.path
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.File
+            and info.base_name.endswith(".parquet")
             and not info.base_name.startswith(".")
         )
 
@@ -296,15 +311,19 @@ class ResultStore:
             data = self._read_bytes(path)
             metadata = dict(pq.read_metadata(pa.BufferReader(data)).metadata or {})
         except Exception as error:
-            return None, (f"skipping unreadable Parquet file {path} ({_first_line(error)}); it counts as absent, so a "
-                          "run reruns its trial")
+            return None, (
+                f"skipping unreadable Parquet file {path} ({_first_line(error)}); it counts as absent, so a "
+                "run reruns its trial"
+            )
         if _META_VERSION not in metadata:
             return None, f"skipping foreign Parquet file {path}: it was not written by debiasbench"
         try:
             version = int(metadata[_META_VERSION])
         except ValueError:
-            return None, (f"skipping {path}: malformed schema version {metadata[_META_VERSION][:40]!r} in its "
-                          "metadata (the file is damaged or was not written by debiasbench)")
+            return None, (
+                f"skipping {path}: malformed schema version {metadata[_META_VERSION][:40]!r} in its "
+                "metadata (the file is damaged or was not written by debiasbench)"
+            )
         if version != SCHEMA_VERSION:
             raise StoreVersionError(
                 f"{path} has result-store schema version {version}, but this debiasbench reads "
@@ -313,10 +332,14 @@ class ResultStore:
             )
         missing = [k.decode() for k in (_META_KEY, _META_STATUS) if not metadata.get(k)]
         if missing:
-            return None, (f"skipping {path}: its metadata lacks {' and '.join(missing)} (the file is damaged or was "
-                          "not written by debiasbench)")
-        damaged = (f"skipping damaged trial file {path}: {{}}; it counts as absent, so a run reruns its trial (and "
-                   "replaces the file)")
+            return None, (
+                f"skipping {path}: its metadata lacks {' and '.join(missing)} (the file is damaged or was "
+                "not written by debiasbench)"
+            )
+        damaged = (
+            f"skipping damaged trial file {path}: {{}}; it counts as absent, so a run reruns its trial (and "
+            "replaces the file)"
+        )
         if _META_CHECKSUM in metadata:
             problem = verify_parquet_bytes(data, metadata)
             return (None, damaged.format(problem)) if problem else (metadata, None)
@@ -370,7 +393,8 @@ class ResultStore:
             raise
         except Exception as error:
             raise DamagedFileError(
-                f"cannot read {path} ({_first_line(error)}); delete it and rerun its trial") from None
+                f"cannot read {path} ({_first_line(error)}); delete it and rerun its trial"
+            ) from None
         problem = verify_parquet_bytes(data, metadata)
         if problem is not None:
             raise DamagedFileError(f"{path} is damaged: {problem}; delete it and rerun its trial")
@@ -490,10 +514,12 @@ def verify_parquet_bytes(data: bytes, metadata: Mapping[bytes, bytes]) -> str | 
             return f"it has no checksum and does not decode ({_first_line(error)})"
         return None
     try:
-        actual = checksum_bytes(memoryview(data)[:_footer_start(data)], like=recorded.decode())
+        actual = checksum_bytes(memoryview(data)[: _footer_start(data)], like=recorded.decode())
     except Exception as error:
         return f"its checksum cannot be verified ({_first_line(error)})"
     if actual != recorded.decode():
-        return ("its data pages do not match the checksum in its footer (the file was changed or damaged after it "
-                "was written)")
+        return (
+            "its data pages do not match the checksum in its footer (the file was changed or damaged after it "
+            "was written)"
+        )
     return None

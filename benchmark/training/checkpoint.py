@@ -34,8 +34,16 @@ class CheckpointWriteError(OSError):
     """A checkpoint could not be written (disk full, permissions); the message names the fix."""
 
 
-def save_checkpoint(path: Path, key: str, epoch: int, method: Method, order_generator: torch.Generator,
-                     augment_generator: torch.Generator, metric_log: MetricLog, epoch_seconds: list[float]) -> None:
+def save_checkpoint(
+    path: Path,
+    key: str,
+    epoch: int,
+    method: Method,
+    order_generator: torch.Generator,
+    augment_generator: torch.Generator,
+    metric_log: MetricLog,
+    epoch_seconds: list[float],
+) -> None:
     state = {
         "format": CHECKPOINT_FORMAT,
         "trial_key": key,
@@ -50,8 +58,12 @@ def save_checkpoint(path: Path, key: str, epoch: int, method: Method, order_gene
     buffer = io.BytesIO()
     torch.save(state, buffer)  # serialised in memory: a full disk cannot leave a half-written zip
     payload = buffer.getbuffer()
-    header = json.dumps({"checksum": checksum_bytes(payload), "bytes": len(payload), "trial_key": key,
-                         "epoch": epoch}).encode() + b"\n"
+    header = (
+        json.dumps(
+            {"checksum": checksum_bytes(payload), "bytes": len(payload), "trial_key": key, "epoch": epoch}
+        ).encode()
+        + b"\n"
+    )
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,10 +76,15 @@ def save_checkpoint(path: Path, key: str, epoch: int, method: Method, order_gene
         os.replace(tmp, path)
     except OSError as error:
         tmp.unlink(missing_ok=True)
-        raise CheckpointWriteError(disk_error_message(
-            error, path, f"the epoch-{epoch} checkpoint of trial {key}",
-            "pass --results on a disk with space (checkpoints live under RESULTS/checkpoints/); "
-            "the trial resumes from its previous checkpoint on the next run")) from error
+        raise CheckpointWriteError(
+            disk_error_message(
+                error,
+                path,
+                f"the epoch-{epoch} checkpoint of trial {key}",
+                "pass --results on a disk with space (checkpoints live under RESULTS/checkpoints/); "
+                "the trial resumes from its previous checkpoint on the next run",
+            )
+        ) from error
 
 
 def _discard(path: Path, key: str, reason: str) -> None:
@@ -111,8 +128,8 @@ def load_checkpoint(path: Path, key: str) -> dict[str, Any] | None:
     else:
         try:
             line_end = data.index(b"\n", len(_MAGIC))
-            header = json.loads(data[len(_MAGIC):line_end])
-            payload = memoryview(data)[line_end + 1:]
+            header = json.loads(data[len(_MAGIC) : line_end])
+            payload = memoryview(data)[line_end + 1 :]
             if len(payload) != header["bytes"]:
                 _discard(path, key, f"it is truncated ({len(payload)} of {header['bytes']} bytes)")
                 return None

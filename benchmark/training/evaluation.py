@@ -24,15 +24,25 @@ METRIC_COLUMNS = ("epoch", "role", "split", "subset", "target", "bias", "metric"
 class MetricLog:
     columns: dict[str, list] = field(default_factory=lambda: {c: [] for c in METRIC_COLUMNS})
 
-    def add(self, epoch: int, role: str, split: str, subset: str, metric: str, value: float,
-            target: int | None = None, bias: int | None = None) -> None:
+    def add(
+        self,
+        epoch: int,
+        role: str,
+        split: str,
+        subset: str,
+        metric: str,
+        value: float,
+        target: int | None = None,
+        bias: int | None = None,
+    ) -> None:
         for column, item in zip(METRIC_COLUMNS, (epoch, role, split, subset, target, bias, metric, float(value))):
             self.columns[column].append(item)
 
 
 @torch.no_grad()
-def evaluate(method: Method, split: DeviceSplit, roles: tuple[str, ...], num_classes: int,
-             num_bias: int) -> dict[str, tuple[GroupCounts, torch.Tensor]]:
+def evaluate(
+    method: Method, split: DeviceSplit, roles: tuple[str, ...], num_classes: int, num_bias: int
+) -> dict[str, tuple[GroupCounts, torch.Tensor]]:
     """Group counts, summed CE and predictions of every role on a split."""
     was_training = method.training
     method.eval()
@@ -58,8 +68,9 @@ def evaluate(method: Method, split: DeviceSplit, roles: tuple[str, ...], num_cla
     return out
 
 
-def record_evaluation(metric_log: MetricLog, epoch: int, split_name: str, role: str, counts: GroupCounts,
-                 data: BiasedData, has_bias: bool) -> dict[str, float]:
+def record_evaluation(
+    metric_log: MetricLog, epoch: int, split_name: str, role: str, counts: GroupCounts, data: BiasedData, has_bias: bool
+) -> dict[str, float]:
     summary = summarize(counts, data.aligned_bias if has_bias else None)
     for subset, metrics in summary.items():
         for metric, value in metrics.items():
@@ -76,7 +87,9 @@ def record_evaluation(metric_log: MetricLog, epoch: int, split_name: str, role: 
     return {f"{subset}_{metric}": value for subset, metrics in summary.items() for metric, value in metrics.items()}
 
 
-def predictions_of(evaluation: dict[str, tuple[GroupCounts, torch.Tensor]], split: DeviceSplit) -> dict[str, np.ndarray]:
+def predictions_of(
+    evaluation: dict[str, tuple[GroupCounts, torch.Tensor]], split: DeviceSplit
+) -> dict[str, np.ndarray]:
     roles = list(evaluation)
     n = len(split)
     biases = split.biases.cpu().numpy() if split.biases is not None else np.full(n, -1)

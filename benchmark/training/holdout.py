@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-
 _STREAM = 7919  # keeps this RNG stream apart from the dataset generators' streams
 
 
-def holdout_indices(targets: torch.Tensor, biases: torch.Tensor | None, fraction: float,
-                    seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def holdout_indices(
+    targets: torch.Tensor, biases: torch.Tensor | None, fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(train indices, validation indices), both sorted."""
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"validation_fraction must lie in (0, 1), got {fraction}")

@@ -48,11 +48,18 @@ def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
         raise ValueError(f"crop size {size} exceeds the stored image size {height}x{width}")
     top = int(round((height - size) / 2.0))
     left = int(round((width - size) / 2.0))
-    return images[..., top:top + size, left:left + size]
+    return images[..., top : top + size, left : left + size]
 
 
-def resized_crop_boxes(n: int, height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float],
-                       generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+def resized_crop_boxes(
+    n: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> torch.Tensor:
     """RandomResizedCrop boxes (top, left, h, w), shape (n, 4), sampled as torchvision's
     RandomResizedCrop.get_params: up to 10 draws of area scale and log-uniform aspect ratio, the
     first draw that fits wins, else the central crop clamped to the ratio range. All samples'
@@ -94,12 +101,16 @@ def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.
     n = images.shape[0]
     top, left, h, w = boxes.to(torch.float32).unbind(1)
     rois = torch.stack([torch.arange(n, device=images.device, dtype=torch.float32), left, top, left + w, top + h], 1)
-    return roi_align(images.float(), rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1,
-                     aligned=True)
+    return roi_align(images.float(), rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
 
-def random_resized_crop(images: torch.Tensor, size: int, scale: tuple[float, float], ratio: tuple[float, float],
-                        generator: torch.Generator | None) -> torch.Tensor:
+def random_resized_crop(
+    images: torch.Tensor,
+    size: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: torch.Generator | None,
+) -> torch.Tensor:
     """Per-sample RandomResizedCrop(size, scale, ratio) of a batch, float output in pixel units."""
     n, _, height, width = images.shape
     boxes = resized_crop_boxes(n, height, width, scale, ratio, generator, images.device)
@@ -113,8 +124,14 @@ class DeviceSplit:
     held-out parts). Off the device the images are not copied: each batch reads its rows from
     the full (possibly memory-mapped) array, so a 24 GB CelebA cache is never duplicated."""
 
-    def __init__(self, split: Split, spec: InputSpec, device: torch.device, keep_on_device: bool = True,
-                 rows: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        split: Split,
+        spec: InputSpec,
+        device: torch.device,
+        keep_on_device: bool = True,
+        rows: torch.Tensor | None = None,
+    ) -> None:
         self.device = device
         self.spec = spec
         self.on_device = keep_on_device
@@ -142,7 +159,9 @@ class DeviceSplit:
         """Model inputs back to pixel intensities in [0, 1] (undoes scale and normalisation)."""
         return (x - self._add) / self._mul / 255.0
 
-    def inputs(self, index: torch.Tensor, augment: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+    def inputs(
+        self, index: torch.Tensor, augment: bool = False, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         if self.on_device:
             images = self.images[index]
         else:
@@ -151,8 +170,9 @@ class DeviceSplit:
         spec = self.spec
         if spec.crop_size is not None:
             if augment and spec.random_resized_crop:
-                images = random_resized_crop(images, spec.crop_size, spec.resized_crop_scale,
-                                             spec.resized_crop_ratio, generator)
+                images = random_resized_crop(
+                    images, spec.crop_size, spec.resized_crop_scale, spec.resized_crop_ratio, generator
+                )
             else:
                 images = center_crop(images, spec.crop_size)
         if augment:

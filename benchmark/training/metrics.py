@@ -19,7 +19,7 @@ class GroupCounts:
     loss_sum: float = 0.0
 
     @classmethod
-    def zeros(cls, num_classes: int, num_bias: int, device: torch.device | str = "cpu") -> "GroupCounts":
+    def zeros(cls, num_classes: int, num_bias: int, device: torch.device | str = "cpu") -> GroupCounts:
         shape = (num_classes, num_bias)
         return cls(torch.zeros(shape, device=device), torch.zeros(shape, device=device))
 

@@ -7,9 +7,9 @@ Bias labels reach a method's context only when its supervision type allows them.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -98,8 +98,9 @@ def set_up_trial(trial: ResolvedTrial, env: TrainEnv) -> TrialSetup:
     train_rows = valid_rows = None
     if trial.protocol == "validation":
         # The model trains on the rest; the held-out part is evaluated every epoch like the test set.
-        train_rows, valid_rows = holdout_indices(data.train.targets, data.train.biases,
-                                                 trial.validation_fraction, trial.data_seed)
+        train_rows, valid_rows = holdout_indices(
+            data.train.targets, data.train.biases, trial.validation_fraction, trial.data_seed
+        )
     keep = data.train.images.numel() + data.test.images.numel() <= env.max_device_bytes
     train = DeviceSplit(data.train, data.input_spec, device, keep_on_device=keep, rows=train_rows)
     evaluated = {"test": DeviceSplit(data.test, data.input_spec, device, keep_on_device=keep)}
@@ -134,5 +135,19 @@ def set_up_trial(trial: ResolvedTrial, env: TrainEnv) -> TrialSetup:
         train_bias=train.biases if supervision.receives_bias_labels else None,
     )
     method = method_cls(method_cls.Hparams(**trial.method_hparams), ctx).to(device)
-    return TrialSetup(trial, device, data, method, supervision, train, evaluated, loss_slot, loss_slot_names,
-                      num_eval_bias, has_bias, order_generator, augment_generator, drop_last=method_cls.drop_last)
+    return TrialSetup(
+        trial,
+        device,
+        data,
+        method,
+        supervision,
+        train,
+        evaluated,
+        loss_slot,
+        loss_slot_names,
+        num_eval_bias,
+        has_bias,
+        order_generator,
+        augment_generator,
+        drop_last=method_cls.drop_last,
+    )

@@ -12,8 +12,9 @@ import logging
 import math
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,7 +68,7 @@ def train_one_epoch(setup: TrialSetup, epoch: int, autocast: Any) -> torch.Tenso
     loss_sums = torch.zeros(len(trial.roles), len(setup.loss_slot_names), device=setup.device)
     visits = torch.zeros(len(setup.loss_slot_names), device=setup.device)
     for step in range(num_batches):
-        index = order[step * batch_size:(step + 1) * batch_size]
+        index = order[step * batch_size : (step + 1) * batch_size]
         batch = Batch(
             index=index,
             x=train.inputs(index, augment=True, generator=setup.augment_generator),
@@ -88,10 +89,13 @@ def train_one_epoch(setup: TrialSetup, epoch: int, autocast: Any) -> torch.Tenso
     return torch.where(visits.cpu() > 0, mean_losses, torch.full_like(mean_losses, math.nan))
 
 
-def train_trial(trial: ResolvedTrial, env: TrainEnv,
-                on_epoch: Callable[[dict[str, Any]], None] | None = None,
-                on_metrics: Callable[[dict[str, list]], None] | None = None,
-                on_resume: Callable[[int], None] | None = None) -> TrialOutput:
+def train_trial(
+    trial: ResolvedTrial,
+    env: TrainEnv,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_metrics: Callable[[dict[str, list]], None] | None = None,
+    on_resume: Callable[[int], None] | None = None,
+) -> TrialOutput:
     """Train and evaluate one trial; resumes from `env.checkpoint_dir` when a checkpoint exists.
 
     After every epoch, `on_metrics` receives every metric row measured so far (so a caller can
@@ -122,11 +126,19 @@ def train_trial(trial: ResolvedTrial, env: TrainEnv,
     if start_epoch == 0:
         method.prepare()
 
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if env.mixed_precision and device.type == "cuda"
-                else torch.autocast("cpu", enabled=False))
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if env.mixed_precision and device.type == "cuda"
+        else torch.autocast("cpu", enabled=False)
+    )
     predictions: dict[str, np.ndarray] | None = None
-    evaluate_split = lambda split: evaluate(method, split, trial.roles, setup.data.num_classes,  # noqa: E731
-                                            setup.num_eval_bias)
+    evaluate_split = lambda split: evaluate(
+        method,
+        split,
+        trial.roles,
+        setup.data.num_classes,  # noqa: E731
+        setup.num_eval_bias,
+    )
     for epoch in range(start_epoch, trial.epochs):
         epoch_started = time.perf_counter()
         mean_losses = train_one_epoch(setup, epoch, autocast)
@@ -145,8 +157,9 @@ def train_trial(trial: ResolvedTrial, env: TrainEnv,
                 evaluation = split_evaluation
             for role, (counts, _) in split_evaluation.items():
                 has_bias = setup.has_bias and split.biases is not None
-                for name, value in record_evaluation(metric_log, record_epoch, split_name, role, counts, setup.data,
-                                                     has_bias).items():
+                for name, value in record_evaluation(
+                    metric_log, record_epoch, split_name, role, counts, setup.data, has_bias
+                ).items():
                     summary[f"{split_name}/{role}/{name}"] = value
         epoch_seconds.append(time.perf_counter() - epoch_started)
         metric_log.add(record_epoch, "-", "train", "all", "seconds", epoch_seconds[-1])
@@ -155,8 +168,16 @@ def train_trial(trial: ResolvedTrial, env: TrainEnv,
         if epoch + 1 == trial.epochs and env.save_predictions:
             predictions = predictions_of(evaluation, setup.evaluated["test"])
         if checkpoint_file is not None and epoch + 1 < trial.epochs:
-            save_checkpoint(checkpoint_file, trial.key, record_epoch, method, setup.order_generator,
-                            setup.augment_generator, metric_log, epoch_seconds)
+            save_checkpoint(
+                checkpoint_file,
+                trial.key,
+                record_epoch,
+                method,
+                setup.order_generator,
+                setup.augment_generator,
+                metric_log,
+                epoch_seconds,
+            )
         if on_metrics is not None:
             on_metrics(metric_log.columns)
         if on_epoch is not None:

@@ -4,7 +4,7 @@ one random draw per image."""
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import ndimage

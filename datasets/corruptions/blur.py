@@ -6,8 +6,8 @@ one gather per pass (see the package docstring for both)."""
 from __future__ import annotations
 
 import math
-from functools import lru_cache
-from typing import Sequence
+from collections.abc import Sequence
+from functools import cache
 
 import cv2
 import numpy as np
@@ -24,17 +24,17 @@ from datasets.corruptions.constants import (
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _zoom_matrix(factor: float) -> np.ndarray:
     """The reference's clipped_zoom along one axis as a (32, 32) matrix: centre crop of ceil(32/z)
     pixels, scipy.ndimage.zoom with order 1, centre trim back to 32. Built by zooming the identity,
     so scipy's exact sampling grid is kept; the 2-D zoom of X is A @ X @ A.T."""
     crop = int(np.ceil(SIZE / factor))
     top = (SIZE - crop) // 2
-    basis = np.eye(SIZE)[top:top + crop]  # (crop, 32): row r picks input pixel top + r
+    basis = np.eye(SIZE)[top : top + crop]  # (crop, 32): row r picks input pixel top + r
     zoomed = ndimage.zoom(basis, (factor, 1), order=1)
     trim = (zoomed.shape[0] - SIZE) // 2
-    return zoomed[trim:trim + SIZE]
+    return zoomed[trim : trim + SIZE]
 
 
 def _zoom_factors(severity: int) -> np.ndarray:
@@ -42,7 +42,7 @@ def _zoom_factors(severity: int) -> np.ndarray:
     return np.arange(1, ZOOM_BLUR_END[severity - 1], 0.01)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _zoom_blur_operator(severity: int) -> sparse.csr_matrix:
     """Mean of the image and its centre zooms, as one sparse (1024, 1024) operator on a flattened channel."""
     factors = _zoom_factors(severity)
@@ -59,7 +59,7 @@ def _motion_kernel(radius: float, sigma: float, angle: float) -> tuple[np.ndarra
     Gaussian) and the integer (dy, dx) offset of each tap along `angle` degrees."""
     width = int(2 * math.ceil(radius) + 1)
     taps = np.arange(width, dtype=np.float64)
-    weights = np.exp(-(taps ** 2) / (2.0 * sigma * sigma))
+    weights = np.exp(-(taps**2) / (2.0 * sigma * sigma))
     weights /= weights.sum()
     point_x = width * math.sin(math.radians(angle))
     point_y = width * math.cos(math.radians(angle))
@@ -80,7 +80,7 @@ def motion_blur_batch(images: np.ndarray, radius: float, sigma: float, angles: n
     out = np.zeros(images.shape, dtype=np.float64)
     for target, source, (weights, dy, dx) in zip(out, padded, kernels):
         for weight, top, left in zip(weights.tolist(), (pad + dy).tolist(), (pad + dx).tolist()):
-            target += weight * source[top:top + h, left:left + w]
+            target += weight * source[top : top + h, left : left + w]
     return out
 
 
@@ -100,22 +100,22 @@ def glass_blur(images: np.ndarray, severity: int, rngs: Sequence[np.random.Gener
     for it in range(iterations):
         rows = inner[None, :, None] + offsets[:, it, 0]
         cols = inner[None, None, :] + offsets[:, it, 1]
-        x[:, inner[0]:inner[-1] + 1, inner[0]:inner[-1] + 1] = x[batch, rows, cols]
+        x[:, inner[0] : inner[-1] + 1, inner[0] : inner[-1] + 1] = x[batch, rows, cols]
     return _to_uint8(_blur(x / 255.0, sigma))
 
 
-@lru_cache(maxsize=None)
+@cache
 def defocus_kernel(severity: int) -> np.ndarray:
     """The reference's anti-aliased disk (17x17 grid, 3x3 Gaussian blur), cropped to its non-zero
     support (the cropped rows and columns are exactly zero, so filtering is unchanged)."""
     radius, alias_blur = DEFOCUS_BLUR[severity - 1]
     grid = np.arange(-8, 8 + 1)
     yy, xx = np.meshgrid(grid, grid)
-    disk = ((xx ** 2 + yy ** 2) <= radius ** 2).astype(np.float32)
+    disk = ((xx**2 + yy**2) <= radius**2).astype(np.float32)
     disk /= disk.sum()
     kernel = cv2.GaussianBlur(disk, ksize=(3, 3), sigmaX=alias_blur)
     rows, cols = np.nonzero(kernel)
-    return kernel[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    return kernel[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
 
 
 def defocus_blur(images: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:

@@ -6,7 +6,7 @@ bilinear interpolation and reflection at the border)."""
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -100,9 +100,9 @@ def bilinear_reflect(images: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> 
     return out.reshape((c,) + rows.shape).transpose(1, 2, 3, 0)
 
 
-_ELASTIC_POINTS = np.float32([[SIZE // 2 + SIZE // 3] * 2,
-                              [SIZE // 2 + SIZE // 3, SIZE // 2 - SIZE // 3],
-                              [SIZE // 2 - SIZE // 3] * 2])
+_ELASTIC_POINTS = np.float32(
+    [[SIZE // 2 + SIZE // 3] * 2, [SIZE // 2 + SIZE // 3, SIZE // 2 - SIZE // 3], [SIZE // 2 - SIZE // 3] * 2]
+)
 
 
 def elastic(images: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
@@ -116,7 +116,7 @@ def elastic(images: np.ndarray, severity: int, rngs: Sequence[np.random.Generato
         matrix = cv2.getAffineTransform(_ELASTIC_POINTS, moved)
         warped[i] = cv2.warpAffine(x[i], matrix, (SIZE, SIZE), borderMode=cv2.BORDER_REFLECT_101)
         fields[i] = rng.uniform(-1, 1, size=(2, SIZE, SIZE))  # dx noise, then dy noise
-    shifts = (ndimage.gaussian_filter(fields, (0, 0, sigma, sigma), mode="reflect", truncate=3) * alpha)
+    shifts = ndimage.gaussian_filter(fields, (0, 0, sigma, sigma), mode="reflect", truncate=3) * alpha
     shifts = shifts.astype(np.float32)
     grid = np.arange(SIZE, dtype=np.float32)
     rows = grid[None, :, None] + shifts[:, 1]

@@ -6,8 +6,8 @@ both the fork and the spawn start method)."""
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -19,8 +19,18 @@ from datasets.corruptions.noise import gaussian_noise, impulse_noise, shot_noise
 from datasets.corruptions.weather import fog, frost, frost_textures, snow, spatter
 
 TYPE1 = ("Snow", "Frost", "Fog", "Brightness", "Contrast", "Spatter", "Elastic", "JPEG", "Pixelate", "Saturate")
-TYPE2 = ("GaussianNoise", "ShotNoise", "ImpulseNoise", "SpeckleNoise", "GaussianBlur", "DefocusBlur",
-         "GlassBlur", "MotionBlur", "ZoomBlur", "Original")
+TYPE2 = (
+    "GaussianNoise",
+    "ShotNoise",
+    "ImpulseNoise",
+    "SpeckleNoise",
+    "GaussianBlur",
+    "DefocusBlur",
+    "GlassBlur",
+    "MotionBlur",
+    "ZoomBlur",
+    "Original",
+)
 CORRUPTION_TYPES = {1: TYPE1, 2: TYPE2}
 
 _STREAM_CORRUPTION = 2  # distinct from the bias-assignment streams of datasets/_bias users
@@ -44,7 +54,8 @@ class Corruption:
 
 
 CORRUPTIONS: dict[str, Corruption] = {
-    c.name: c for c in (
+    c.name: c
+    for c in (
         Corruption("GaussianNoise", gaussian_noise, True),
         Corruption("ShotNoise", shot_noise, True),
         Corruption("ImpulseNoise", impulse_noise, True),
@@ -86,8 +97,10 @@ def get_corruption(name: str) -> Corruption:
 
 def check_severity(severity: int) -> int:
     if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or severity not in SEVERITIES:
-        raise ValueError(f"invalid severity {severity!r}: CIFAR-10-C severities are 1..5 "
-                         "(the paper's difficulty k is severity k + 1)")
+        raise ValueError(
+            f"invalid severity {severity!r}: CIFAR-10-C severities are 1..5 "
+            "(the paper's difficulty k is severity k + 1)"
+        )
     return int(severity)
 
 
@@ -98,8 +111,9 @@ def corrupt(images: np.ndarray, name: str, severity: int, rngs: Sequence[np.rand
     severity = check_severity(severity)
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (SIZE, SIZE, 3):
-        raise ValueError(f"corruptions take uint8 images of shape (N, {SIZE}, {SIZE}, 3); got "
-                         f"{images.dtype} {images.shape}")
+        raise ValueError(
+            f"corruptions take uint8 images of shape (N, {SIZE}, {SIZE}, 3); got {images.dtype} {images.shape}"
+        )
     if len(rngs) != len(images):
         raise ValueError(f"need one generator per image: {len(rngs)} generators for {len(images)} images")
     if len(images) == 0:
@@ -114,8 +128,15 @@ def warm_up(names: Sequence[str]) -> None:
         frost_textures()
 
 
-def corrupt_chunk(images: np.ndarray, labels: np.ndarray, names: Sequence[str], severity: int,
-                  data_seed: int, split_code: int, start: int) -> np.ndarray:
+def corrupt_chunk(
+    images: np.ndarray,
+    labels: np.ndarray,
+    names: Sequence[str],
+    severity: int,
+    data_seed: int,
+    split_code: int,
+    start: int,
+) -> np.ndarray:
     """Corrupt images[i] with names[labels[i]]; image i has global index start + i (which seeds it).
     A top-level function so worker processes can run it."""
     cv2.setNumThreads(1)  # parallelism comes from the worker processes

@@ -5,9 +5,9 @@ process (`frost_textures`; `warm_up` loads them before worker processes fork).""
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -100,7 +100,7 @@ def plasma_fractal(noise: np.ndarray, wibble_decay: float) -> np.ndarray:
     def perturb(mean: np.ndarray) -> np.ndarray:
         nonlocal used
         count = mean.shape[1] * mean.shape[2]
-        values = noise[:, used:used + count].reshape(mean.shape)
+        values = noise[:, used : used + count].reshape(mean.shape)
         used += count
         return mean / 4 + wibble * wibble * values
 

@@ -91,8 +91,13 @@ class ImageTable(BiasedDataset):
 
     @classmethod
     def train_protocol(cls, params: ImageTableParams) -> TrainProtocol:
-        return TrainProtocol(lr=params.lr, weight_decay=params.weight_decay, batch_size=params.batch_size,
-                             epochs=params.epochs, optimizer=params.optimizer)
+        return TrainProtocol(
+            lr=params.lr,
+            weight_decay=params.weight_decay,
+            batch_size=params.batch_size,
+            epochs=params.epochs,
+            optimizer=params.optimizer,
+        )
 
     # -- files and labels ----------------------------------------------------------------------
 
@@ -149,7 +154,8 @@ class ImageTable(BiasedDataset):
 
         def describe(y: int | None, b: int | None) -> str:
             parts = ([f"{target_name}={class_names[y]}"] if y is not None else []) + (
-                [f"{bias_name}={bias_names[b]}"] if b is not None else [])
+                [f"{bias_name}={bias_names[b]}"] if b is not None else []
+            )
             return "(" + ", ".join(parts) + ")"
 
         groups = group_ids(targets, biases, num_bias)
@@ -170,14 +176,20 @@ class ImageTable(BiasedDataset):
         else:
             test_mask = stratified_test_rows(groups, params.test_fraction, data_seed)
             strata = "(target, bias) group" if biases is not None else "class"
-            how = (f"test_fraction={params.test_fraction:g} (each {strata} of n rows gives "
-                   "floor(n * test_fraction + 1/2) test rows)")
+            how = (
+                f"test_fraction={params.test_fraction:g} (each {strata} of n rows gives "
+                "floor(n * test_fraction + 1/2) test rows)"
+            )
         train_rows, test_rows = np.flatnonzero(~test_mask), np.flatnonzero(test_mask)
         for name, rows in (("training", train_rows), ("test", test_rows)):
             if not len(rows):
-                fix = ("put some rows in it" if params.split_column is not None
-                       else "use a larger test_fraction or more rows" if name == "test"
-                       else "use a smaller test_fraction")
+                fix = (
+                    "put some rows in it"
+                    if params.split_column is not None
+                    else "use a larger test_fraction or more rows"
+                    if name == "test"
+                    else "use a smaller test_fraction"
+                )
                 raise ImageTableError(f"the {name} split is empty: {how} assigns no row of {table.path} to it; {fix}")
 
         mapping = None
@@ -185,17 +197,25 @@ class ImageTable(BiasedDataset):
             mapping = aligned_mapping(targets[train_rows], biases[train_rows], len(class_names), num_bias)
             cls._log_mapping(params, targets[train_rows], biases[train_rows], mapping, class_names, bias_names)
             if params.ratio is not None:
-                kept = subsample_to_ratio(targets[train_rows], biases[train_rows], mapping, params.ratio, data_seed,
-                                          describe)
+                kept = subsample_to_ratio(
+                    targets[train_rows], biases[train_rows], mapping, params.ratio, data_seed, describe
+                )
                 train_rows = train_rows[kept]
         missing = sorted(set(range(len(class_names))) - set(np.unique(targets[train_rows]).tolist()))
         if missing:
-            log.warning("image_table: class(es) %s of %r have no training samples",
-                        ", ".join(class_names[y] for y in missing), params.target)
+            log.warning(
+                "image_table: class(es) %s of %r have no training samples",
+                ", ".join(class_names[y] for y in missing),
+                params.target,
+            )
         if params.balanced_test:
             all_groups = list(range(len(class_names) * num_bias))
-            kept = balance_groups(groups[test_rows], all_groups, data_seed,
-                                  lambda g: describe(g // num_bias, g % num_bias if biases is not None else None))
+            kept = balance_groups(
+                groups[test_rows],
+                all_groups,
+                data_seed,
+                lambda g: describe(g // num_bias, g % num_bias if biases is not None else None),
+            )
             test_rows = test_rows[kept]
 
         if is_array_root(params.root):
@@ -206,9 +226,19 @@ class ImageTable(BiasedDataset):
         if len(shared):
             log.warning("image_table: %d image(s) appear in both the training and the test split", len(shared))
         cls._check_model_input(params, source)
-        return Plan(root=root, cache_dir=paths.cache_dir, table=table, source=source, targets=targets,
-                    class_names=class_names, biases=biases, bias_names=bias_names, train_rows=train_rows,
-                    test_rows=test_rows, mapping=mapping)
+        return Plan(
+            root=root,
+            cache_dir=paths.cache_dir,
+            table=table,
+            source=source,
+            targets=targets,
+            class_names=class_names,
+            biases=biases,
+            bias_names=bias_names,
+            train_rows=train_rows,
+            test_rows=test_rows,
+            mapping=mapping,
+        )
 
     @staticmethod
     def _log_mapping(params, targets, biases, mapping, class_names, bias_names) -> None:
@@ -217,19 +247,28 @@ class ImageTable(BiasedDataset):
             in_class = targets == y
             share = float(np.mean(biases[in_class] == b)) if in_class.any() else float("nan")
             parts.append(f"{class_names[y]} -> {bias_names[b]} ({share:.1%} of {int(in_class.sum())})")
-        log.info("image_table aligned mapping g(%s) = %s, by majority over %d training samples: %s",
-                 params.target, params.bias, len(targets), "; ".join(parts))
+        log.info(
+            "image_table aligned mapping g(%s) = %s, by majority over %d training samples: %s",
+            params.target,
+            params.bias,
+            len(targets),
+            "; ".join(parts),
+        )
 
     @staticmethod
     def _check_model_input(params: ImageTableParams, source: ImageSource) -> None:
         arguments = model_arguments(params.model)
         if source.channels != 3 and not ({"in_channels", "in_features"} & arguments):
-            raise ImageTableError(f"model {params.model!r} takes RGB images but the array has {source.channels} "
-                                  "channel(s); choose a model with in_channels or in_features (e.g. simple_convnet, "
-                                  "resnet20, mlp) or store RGB images")
+            raise ImageTableError(
+                f"model {params.model!r} takes RGB images but the array has {source.channels} "
+                "channel(s); choose a model with in_channels or in_features (e.g. simple_convnet, "
+                "resnet20, mlp) or store RGB images"
+            )
         if params.normalization == "imagenet" and source.channels != 3:
-            raise ImageTableError(f"normalization=imagenet needs RGB images but the array has {source.channels} "
-                                  "channel(s); set normalization=none")
+            raise ImageTableError(
+                f"normalization=imagenet needs RGB images but the array has {source.channels} "
+                "channel(s); set normalization=none"
+            )
 
     # -- pixels --------------------------------------------------------------------------------
 
@@ -238,9 +277,17 @@ class ImageTable(BiasedDataset):
         """The cached uint8 (distinct images, C, H, W) memory map, decoding it once if needed."""
         source = plan.source
         array_mode = is_array_root(params.root)
-        key = {"family": FAMILY, "version": cls.generator_version, "mode": "array" if array_mode else "folder",
-               "root": str(plan.root), "path_column": params.path_column, "table_sha256": plan.table.digest,
-               "files_sha256": source.fingerprint, "size": list(source.size), "resize": params.resize}
+        key = {
+            "family": FAMILY,
+            "version": cls.generator_version,
+            "mode": "array" if array_mode else "folder",
+            "root": str(plan.root),
+            "path_column": params.path_column,
+            "table_sha256": plan.table.digest,
+            "files_sha256": source.fingerprint,
+            "size": list(source.size),
+            "resize": params.resize,
+        }
         entry = plan.cache_dir / FAMILY / cache_key(key)
         arrays = read_memmap_cache(entry)
         if arrays is not None:
@@ -306,9 +353,13 @@ class ImageTable(BiasedDataset):
             num_bias_values=None if plan.bias_names is None else len(plan.bias_names),
             bias_names=plan.bias_names,
             aligned_bias=None if plan.mapping is None else torch.from_numpy(plan.mapping),
-            input_spec=InputSpec(scale=INPUT_SCALINGS[params.input_scaling], mean=IMAGENET_MEAN if imagenet else None,
-                                 std=IMAGENET_STD if imagenet else None, crop_padding=params.crop_padding,
-                                 horizontal_flip=params.horizontal_flip),
+            input_spec=InputSpec(
+                scale=INPUT_SCALINGS[params.input_scaling],
+                mean=IMAGENET_MEAN if imagenet else None,
+                std=IMAGENET_STD if imagenet else None,
+                crop_padding=params.crop_padding,
+                horizontal_flip=params.horizontal_flip,
+            ),
             model=params.model,
             model_kwargs=model_kwargs,
             generator_version=cls.generator_version,

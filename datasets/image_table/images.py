@@ -7,9 +7,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -50,8 +50,10 @@ def folder_source(table: Table, column: str, root: Path, resolution: int) -> Ima
     first_row: dict[str, int] = {}
     for i, value in enumerate(table.column(column, "path_column")):
         if _missing(value):
-            raise ImageTableError(f"{table.row(i)}: the path column {column!r} is empty; give every row the image's "
-                                  "path relative to the root (or remove the row)")
+            raise ImageTableError(
+                f"{table.row(i)}: the path column {column!r} is empty; give every row the image's "
+                "path relative to the root (or remove the row)"
+            )
         text = str(value).strip()
         path = os.path.normpath(text if os.path.isabs(text) else os.path.join(str(root), text))
         if not _inside(path, roots):
@@ -75,11 +77,18 @@ def folder_source(table: Table, column: str, root: Path, resolution: int) -> Ima
                 f"(paths are relative to the root {root}) or add the file"
             ) from None
         if not os.path.isfile(path):
-            raise ImageTableError(f"{table.row(first_row[path])}: {path} is not a file; the path column must name "
-                                  "image files")
+            raise ImageTableError(
+                f"{table.row(first_row[path])}: {path} is not a file; the path column must name image files"
+            )
         digest.update(f"{os.path.relpath(path, str(root))}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    return ImageSource(refs=refs, row_ref=row_ref, fingerprint=digest.hexdigest(), channels=3,
-                       size=(resolution, resolution), first_row=first_row)
+    return ImageSource(
+        refs=refs,
+        row_ref=row_ref,
+        fingerprint=digest.hexdigest(),
+        channels=3,
+        size=(resolution, resolution),
+        first_row=first_row,
+    )
 
 
 def open_array(path: Path) -> tuple[np.ndarray, str]:
@@ -87,11 +96,15 @@ def open_array(path: Path) -> tuple[np.ndarray, str]:
     try:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError) as error:
-        raise ImageTableError(f"cannot read the array file {path}: {error}. It must be a .npy file of uint8 "
-                              "images written by numpy.save (no pickled objects)") from None
+        raise ImageTableError(
+            f"cannot read the array file {path}: {error}. It must be a .npy file of uint8 "
+            "images written by numpy.save (no pickled objects)"
+        ) from None
     if array.dtype != np.uint8:
-        raise ImageTableError(f"the array file {path} holds {array.dtype}, not uint8; convert it "
-                              "(e.g. numpy.save(path, images.astype(numpy.uint8)) for values 0..255)")
+        raise ImageTableError(
+            f"the array file {path} holds {array.dtype}, not uint8; convert it "
+            "(e.g. numpy.save(path, images.astype(numpy.uint8)) for values 0..255)"
+        )
     shape = array.shape
     if array.ndim == 3:
         layout = "nhw"
@@ -100,8 +113,10 @@ def open_array(path: Path) -> tuple[np.ndarray, str]:
     elif array.ndim == 4 and shape[3] in (1, 3):
         layout = "nhwc"
     else:
-        raise ImageTableError(f"the array file {path} has shape {shape}; expected N x H x W x C, N x C x H x W "
-                              "(C = 1 for grey or 3 for RGB) or N x H x W")
+        raise ImageTableError(
+            f"the array file {path} has shape {shape}; expected N x H x W x C, N x C x H x W "
+            "(C = 1 for grey or 3 for RGB) or N x H x W"
+        )
     if 0 in shape:
         raise ImageTableError(f"the array file {path} has shape {shape}: it holds no images")
     return array, layout
@@ -138,8 +153,15 @@ def array_source(table: Table, column: str, path: Path, resolution: int | None) 
     stat = os.stat(path)
     fingerprint = hashlib.sha256(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{array.shape}".encode()).hexdigest()
     size = (height, width) if resolution is None else (resolution, resolution)
-    return ImageSource(refs=refs, row_ref=row_ref, fingerprint=fingerprint, channels=channels, size=size,
-                       first_row=first_row, array_layout=layout)
+    return ImageSource(
+        refs=refs,
+        row_ref=row_ref,
+        fingerprint=fingerprint,
+        channels=channels,
+        size=size,
+        first_row=first_row,
+        array_layout=layout,
+    )
 
 
 def _to_nchw(block: np.ndarray, layout: str) -> np.ndarray:
@@ -175,8 +197,8 @@ def build_array_cache(entry: Path, path: Path, source: ImageSource, mode: str, m
         refs = np.asarray(source.refs, dtype=np.int64)
         with tqdm(total=len(refs), desc=f"{FAMILY} images {shape[2]}x{shape[3]}", unit="img", mininterval=2.0) as bar:
             for start in range(0, len(refs), ARRAY_CHUNK):
-                block = _to_nchw(np.asarray(array[refs[start:start + ARRAY_CHUNK]]), layout)
-                out[start:start + len(block)] = _resize_block(block, source.size, mode)
+                block = _to_nchw(np.asarray(array[refs[start : start + ARRAY_CHUNK]]), layout)
+                out[start : start + len(block)] = _resize_block(block, source.size, mode)
                 bar.update(len(block))
         out.flush()
         del out
@@ -187,5 +209,5 @@ def build_array_cache(entry: Path, path: Path, source: ImageSource, mode: str, m
 def _take(images: np.ndarray, rows: np.ndarray) -> torch.Tensor:
     """Cache rows as a tensor: a view of the memory map when they are consecutive, else a copy."""
     if len(rows) and rows[-1] - rows[0] + 1 == len(rows) and np.all(np.diff(rows) == 1):
-        return torch.from_numpy(images[rows[0]:rows[-1] + 1])
+        return torch.from_numpy(images[rows[0] : rows[-1] + 1])
     return torch.from_numpy(np.ascontiguousarray(images[rows]))

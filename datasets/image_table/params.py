@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -62,8 +63,9 @@ class ImageTableParams:
 def _text(value: Any, name: str, required: bool) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
-            raise ValueError(f"image_table needs the parameter {name} (see docs/your-own-data.md), e.g. "
-                             f"{name}={_EXAMPLES[name]}")
+            raise ValueError(
+                f"image_table needs the parameter {name} (see docs/your-own-data.md), e.g. {name}={_EXAMPLES[name]}"
+            )
         return None
     if not isinstance(value, str):
         raise ValueError(f"image_table parameter {name} must be a string, got {value!r}")
@@ -126,14 +128,18 @@ def canonical_params(params: ImageTableParams) -> ImageTableParams:
     roles = {"target": target, "bias": bias, "path_column": path_column, "split_column": split_column}
     named = [(role, column) for role, column in roles.items() if column is not None]
     for k, (role, column) in enumerate(named):
-        for other, other_column in named[k + 1:]:
+        for other, other_column in named[k + 1 :]:
             if column == other_column:
-                raise ValueError(f"image_table parameters {role} and {other} name the same column {column!r}; "
-                                 "each role needs its own column")
+                raise ValueError(
+                    f"image_table parameters {role} and {other} name the same column {column!r}; "
+                    "each role needs its own column"
+                )
     test_fraction = params.test_fraction
     if split_column is not None and test_fraction is not None:
-        raise ValueError("give image_table either split_column (a train/test column) or test_fraction (a "
-                         "stratified random split), not both")
+        raise ValueError(
+            "give image_table either split_column (a train/test column) or test_fraction (a "
+            "stratified random split), not both"
+        )
     if split_column is None:
         test_fraction = DEFAULT_TEST_FRACTION if test_fraction is None else _number(test_fraction, "test_fraction")
         if not 0.0 < test_fraction < 1.0:
@@ -144,20 +150,26 @@ def canonical_params(params: ImageTableParams) -> ImageTableParams:
     else:
         resolution = _integer(resolution, "resolution", MIN_RESOLUTION)
     arguments = model_arguments(_text(params.model, "model", required=True))
-    pretrained = _flag(params.pretrained, "pretrained") if params.pretrained is not None else (
-        "pretrained" in arguments)
+    pretrained = (
+        _flag(params.pretrained, "pretrained") if params.pretrained is not None else ("pretrained" in arguments)
+    )
     if pretrained and "pretrained" not in arguments:
-        raise ValueError(f"model {params.model!r} has no pretrained weights; set pretrained=false or choose "
-                         "a model that has them (resnet18)")
+        raise ValueError(
+            f"model {params.model!r} has no pretrained weights; set pretrained=false or choose "
+            "a model that has them (resnet18)"
+        )
     ratio = params.ratio
     if ratio is not None:
         ratio = _number(ratio, "ratio")
         if bias is None:
-            raise ValueError("ratio needs a bias column (parameter bias): it is the percentage of bias-aligned "
-                             "training samples")
+            raise ValueError(
+                "ratio needs a bias column (parameter bias): it is the percentage of bias-aligned training samples"
+            )
         if not 0.0 < ratio < 100.0:
-            raise ValueError(f"invalid ratio {ratio:g}: the percentage of bias-aligned training samples must lie "
-                             "strictly between 0 and 100, e.g. 95 or 99.5")
+            raise ValueError(
+                f"invalid ratio {ratio:g}: the percentage of bias-aligned training samples must lie "
+                "strictly between 0 and 100, e.g. 95 or 99.5"
+            )
     normalization = params.normalization
     if normalization is None:
         normalization = "imagenet" if pretrained else "none"
@@ -168,14 +180,27 @@ def canonical_params(params: ImageTableParams) -> ImageTableParams:
     if weight_decay < 0:
         raise ValueError(f"weight_decay must not be negative, got {weight_decay:g}")
     return replace(
-        params, root=root, table=table, target=target, bias=bias, path_column=path_column,
-        split_column=split_column, test_fraction=None if test_fraction is None else float(test_fraction),
-        resolution=resolution, resize=_choice(params.resize, "resize", RESIZE_MODES), model=params.model.strip(),
-        pretrained=pretrained, input_scaling=_choice(params.input_scaling, "input_scaling", tuple(INPUT_SCALINGS)),
+        params,
+        root=root,
+        table=table,
+        target=target,
+        bias=bias,
+        path_column=path_column,
+        split_column=split_column,
+        test_fraction=None if test_fraction is None else float(test_fraction),
+        resolution=resolution,
+        resize=_choice(params.resize, "resize", RESIZE_MODES),
+        model=params.model.strip(),
+        pretrained=pretrained,
+        input_scaling=_choice(params.input_scaling, "input_scaling", tuple(INPUT_SCALINGS)),
         normalization=_choice(normalization, "normalization", NORMALIZATIONS),
         horizontal_flip=_flag(params.horizontal_flip, "horizontal_flip"),
-        crop_padding=_integer(params.crop_padding, "crop_padding", 0), ratio=ratio,
-        balanced_test=_flag(params.balanced_test, "balanced_test"), lr=lr, weight_decay=weight_decay,
-        batch_size=_integer(params.batch_size, "batch_size", 1), epochs=_integer(params.epochs, "epochs", 1),
+        crop_padding=_integer(params.crop_padding, "crop_padding", 0),
+        ratio=ratio,
+        balanced_test=_flag(params.balanced_test, "balanced_test"),
+        lr=lr,
+        weight_decay=weight_decay,
+        batch_size=_integer(params.batch_size, "batch_size", 1),
+        epochs=_integer(params.epochs, "epochs", 1),
         optimizer=_choice(params.optimizer, "optimizer", OPTIMIZERS),
     )

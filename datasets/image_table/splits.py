@@ -5,8 +5,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Sequence
 
 import numpy as np
 
@@ -84,8 +84,9 @@ def ratio_counts(aligned: int, conflicting: int, ratio: float) -> tuple[int, int
     return min(aligned, _round_half_up(conflicting * r / (100 - r))), conflicting
 
 
-def subsample_to_ratio(targets: np.ndarray, biases: np.ndarray, mapping: np.ndarray, ratio: float, data_seed: int,
-                       describe) -> np.ndarray:
+def subsample_to_ratio(
+    targets: np.ndarray, biases: np.ndarray, mapping: np.ndarray, ratio: float, data_seed: int, describe
+) -> np.ndarray:
     """Training rows (sorted positions into targets) kept so that every class has `ratio` percent
     aligned samples (`ratio_counts`). The conflicting samples kept are spread over the class's
     conflicting groups in proportion to their sizes (largest remainder); which samples of a
@@ -99,9 +100,12 @@ def subsample_to_ratio(targets: np.ndarray, biases: np.ndarray, mapping: np.ndar
         aligned_rows = in_class[biases[in_class] == mapping[y]]
         conflicting_values = [b for b in np.unique(biases[in_class]) if b != mapping[y]]
         if not len(aligned_rows) or not conflicting_values:
-            empty = (f"the aligned group {describe(y, mapping[y])}" if not len(aligned_rows)
-                     else f"every conflicting group of {describe(y, None)} (bias value other than "
-                          f"{describe(None, mapping[y])})")
+            empty = (
+                f"the aligned group {describe(y, mapping[y])}"
+                if not len(aligned_rows)
+                else f"every conflicting group of {describe(y, None)} (bias value other than "
+                f"{describe(None, mapping[y])})"
+            )
             raise ImageTableError(
                 f"ratio={ratio:g} needs aligned and conflicting training samples in every class, but {empty} has "
                 "no training samples; add training rows for it, or leave ratio unset to train on the data as it is"

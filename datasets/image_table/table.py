@@ -48,20 +48,24 @@ def read_table(path: Path) -> Table:
 
     kind = TABLE_FORMATS.get(path.suffix.lower())
     if kind is None:
-        raise ImageTableError(f"the table {path} has the extension {path.suffix!r}; write it as CSV (.csv) or "
-                              f"Parquet (.parquet or .pq)")
+        raise ImageTableError(
+            f"the table {path} has the extension {path.suffix!r}; write it as CSV (.csv) or Parquet (.parquet or .pq)"
+        )
     data = path.read_bytes()
     try:
         if kind == "csv":
             # Every cell as text (no type guessing, no NaN for empty cells): values are parsed below.
-            frame = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False,
-                                skipinitialspace=True)
+            frame = pd.read_csv(
+                io.BytesIO(data), dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True
+            )
             frame.columns = [str(c).strip() for c in frame.columns]
         else:
             frame = pd.read_parquet(io.BytesIO(data))
     except (ValueError, OSError) as error:
-        raise ImageTableError(f"cannot read the table {path} as {kind.upper()}: {error}. It must be a {kind.upper()} "
-                              "file with one header row naming the columns") from None
+        raise ImageTableError(
+            f"cannot read the table {path} as {kind.upper()}: {error}. It must be a {kind.upper()} "
+            "file with one header row naming the columns"
+        ) from None
     if len(frame) == 0:
         raise ImageTableError(f"the table {path} has no rows; add one row per image")
     return Table(frame=frame.reset_index(drop=True), path=path, kind=kind, digest=hashlib.sha256(data).hexdigest())
@@ -93,8 +97,10 @@ def encode_attribute(table: Table, column: str, parameter: str) -> tuple[np.ndar
     values = table.column(column, parameter)
     for i, value in enumerate(values):
         if _missing(value):
-            raise ImageTableError(f"{table.row(i)}: the {parameter} column {column!r} is empty; give every row a "
-                                  "value (or remove the row)")
+            raise ImageTableError(
+                f"{table.row(i)}: the {parameter} column {column!r} is empty; give every row a "
+                "value (or remove the row)"
+            )
     integers = [_as_integer(v) for v in values]
     if all(v is not None for v in integers):
         keys: list = integers

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.trial import TrialConfig
 from benchmark.experiments.driver import RunOptions, run_grid
 from benchmark.store import ResultStore
+from benchmark.trial import TrialConfig
 
 pytestmark = [pytest.mark.ray, pytest.mark.cluster]
 RAY = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
@@ -29,8 +29,13 @@ def _free_port() -> int:
 
 
 def _start(args: list[str], log: Path, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([RAY, "start", *args, "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--block"],
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return subprocess.Popen(
+        [RAY, "start", *args, "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--block"],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -53,11 +58,15 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 def _wait_for_nodes(address: str, count: int, env: dict, timeout: float = 60) -> None:
-    probe = ("import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
-             "print(sum(n['Alive'] for n in ray.nodes()))")
+    probe = (
+        "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
+        "print(sum(n['Alive'] for n in ray.nodes()))"
+    )
     deadline = time.time() + timeout
     while time.time() < deadline:
-        out = subprocess.run([sys.executable, "-c", probe, address], capture_output=True, text=True, env=env, timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-c", probe, address], capture_output=True, text=True, env=env, timeout=60
+        )
         if out.stdout.strip().splitlines()[-1:] == [str(count)]:
             return
         time.sleep(2)
@@ -77,8 +86,15 @@ def test_two_node_cluster_runs_trials_on_both_nodes(tmp_path, toy_plugin, monkey
         worker = _start(["--address", address], tmp_path / "worker.log", env)
         _wait_for_nodes(address, 2, env)
         configs = [TrialConfig("toy", "vanilla", epochs=2, trial_seed=s) for s in range(4)]
-        options = RunOptions(results=str(tmp_path / "store"), data_root=str(tmp_path), cache_dir=str(tmp_path / "c"),
-                             address=address, device="cpu", plugins=(toy_plugin,), progress="off")
+        options = RunOptions(
+            results=str(tmp_path / "store"),
+            data_root=str(tmp_path),
+            cache_dir=str(tmp_path / "c"),
+            address=address,
+            device="cpu",
+            plugins=(toy_plugin,),
+            progress="off",
+        )
         summary = run_grid(configs, options)
         assert len(summary.completed) == 4 and not summary.failed
         trials = ResultStore(tmp_path / "store").trials()

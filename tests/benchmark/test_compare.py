@@ -75,5 +75,7 @@ def test_a_compact_store_gives_the_same_tables_with_far_fewer_rows(tmp_path):
     assert set(table.loc[table["subset"] == "group", "epoch"]) == {3}
     full = build_report(str(store.root), tmp_path / "r1", ReportOptions(tables=[2, 3], figures=False))
     compact = build_report(str(tmp_path / "compact"), tmp_path / "r2", ReportOptions(tables=[2, 3], figures=False))
-    assert full.replace(str(store.root), "X").split("Files under")[0] == \
-        compact.replace(str(tmp_path / "compact"), "X").split("Files under")[0]
+    assert (
+        full.replace(str(store.root), "X").split("Files under")[0]
+        == compact.replace(str(tmp_path / "compact"), "X").split("Files under")[0]
+    )

@@ -23,8 +23,14 @@ NAN = struct.pack("<f", float("nan"))
 
 
 def _env(tmp_path):
-    return {"results": str(tmp_path / "r"), "data_root": str(tmp_path), "cache_dir": str(tmp_path / "c"),
-            "device": "cpu", "cpus_per_trial": 1, "code_version": "test"}
+    return {
+        "results": str(tmp_path / "r"),
+        "data_root": str(tmp_path),
+        "cache_dir": str(tmp_path / "c"),
+        "device": "cpu",
+        "cpus_per_trial": 1,
+        "code_version": "test",
+    }
 
 
 @pytest.fixture
@@ -35,6 +41,7 @@ def toy_trial(toy_plugin):
 
 def _interrupt_after_epoch_2(tmp_path, trial):
     """Run the trial and kill it after epoch 2, leaving the epoch-2 checkpoint behind."""
+
     def report(summary):
         if summary["epoch"] == 2:
             raise KeyboardInterrupt
@@ -61,7 +68,7 @@ def test_a_checkpoint_damaged_inside_a_tensor_is_discarded_never_resumed(tmp_pat
     path = _interrupt_after_epoch_2(tmp_path, toy_trial)
     _nan_inside_largest_tensor(path)
     # The reported failure: the zip is intact, so a plain torch.load returns the NaN weights.
-    payload = path.read_bytes()[faultkit.checkpoint_payload_offset(path):]
+    payload = path.read_bytes()[faultkit.checkpoint_payload_offset(path) :]
     state = torch.load(io.BytesIO(payload), weights_only=True)
     assert _has_nan(state)
 

@@ -37,8 +37,12 @@ time.sleep(300)
 
 def _other_driver(store_root: Path, keys: list[str]) -> subprocess.Popen:
     """Another process holding claims on `keys` exactly as a running driver does."""
-    process = subprocess.Popen([sys.executable, "-c", HOLDER.format(repo=str(REPO)), str(store_root), *keys],
-                               stdout=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER.format(repo=str(REPO)), str(store_root), *keys],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     assert process.stdout.readline().split() == ["claimed", str(len(keys))]
     return process
 
@@ -61,6 +65,7 @@ def ray_never_starts(monkeypatch):
 
 # -- failure 7: two drivers on one store -------------------------------------------------------------
 
+
 def test_a_second_driver_skips_what_another_driver_runs_and_says_so(tmp_path, capsys, caplog, ray_never_starts):
     results = tmp_path / "r"
     ResultStore(results).ensure_writable()
@@ -70,8 +75,10 @@ def test_a_second_driver_skips_what_another_driver_runs_and_says_so(tmp_path, ca
         code = run_all.main(["--grid", "smoke", "--results", str(results), "--progress", "off", "--no-report"])
         err = capsys.readouterr().err
         assert code == 0 and "2 trial(s) skipped: another driver is running them" in err
-        assert f"skipping 2 trial(s) another driver is running on this results directory (pid {other.pid} on" \
+        assert (
+            f"skipping 2 trial(s) another driver is running on this results directory (pid {other.pid} on"
             in caplog.text
+        )
     finally:
         _kill9(other)
 
@@ -104,14 +111,25 @@ def test_claims_of_a_driver_on_another_host_expire_when_its_heartbeat_stops(tmp_
 def test_two_real_drivers_never_train_the_same_trial(tmp_path, toy_plugin):
     """A real second driver (run_grid in another process, Ray and all) against this one."""
     results = tmp_path / "r"
-    options = dict(results=str(results), data_root=str(tmp_path), cache_dir=str(tmp_path / "c"), num_cpus=1,
-                   device="cpu", plugins=(toy_plugin,), progress="off", max_failures=0)
-    script = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
-              "from benchmark.experiments.driver import RunOptions, run_grid\n"
-              "from benchmark.trial import TrialConfig\n"
-              f"run_grid([TrialConfig('toy', 'vanilla', epochs=100000)], RunOptions(**{options!r}))\n")
-    first = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    options = dict(
+        results=str(results),
+        data_root=str(tmp_path),
+        cache_dir=str(tmp_path / "c"),
+        num_cpus=1,
+        device="cpu",
+        plugins=(toy_plugin,),
+        progress="off",
+        max_failures=0,
+    )
+    script = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+        "from benchmark.experiments.driver import RunOptions, run_grid\n"
+        "from benchmark.trial import TrialConfig\n"
+        f"run_grid([TrialConfig('toy', 'vanilla', epochs=100000)], RunOptions(**{options!r}))\n"
+    )
+    first = subprocess.Popen(
+        [sys.executable, "-c", script], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         logs = results / "logs"  # the trial's log appears once its worker is training
         deadline = time.time() + 120
@@ -127,6 +145,7 @@ def test_two_real_drivers_never_train_the_same_trial(tmp_path, toy_plugin):
 
 
 # -- failure 5: a full disk in the driver ---------------------------------------------------------------
+
 
 def test_recording_a_failure_on_a_full_disk_is_a_line_not_a_crash(tmp_path, toy_plugin, monkeypatch):
     trial = resolve_all([TrialConfig("toy", "always_fails", epochs=1)])[0]
@@ -155,16 +174,23 @@ class _DyingTuner:
 def test_tune_dying_on_a_full_disk_becomes_one_line_with_the_file_and_fix(tmp_path):
     grid, aborted = fit_tuner(_DyingTuner(), tmp_path)
     assert grid == []
-    assert aborted.startswith("Ray Tune stopped the grid: cannot write Ray Tune's state under "
-                              "/results/_ray/experiment_state.json: the disk is full")
+    assert aborted.startswith(
+        "Ray Tune stopped the grid: cannot write Ray Tune's state under "
+        "/results/_ray/experiment_state.json: the disk is full"
+    )
     assert "--results" in aborted and "rerun the same command" in aborted
 
 
 def test_the_cli_prints_an_aborted_grid_as_a_summary_and_one_error_line(capsys, tmp_path, monkeypatch):
     import benchmark.experiments.driver as driver
 
-    monkeypatch.setattr(driver, "run_grid", lambda configs, options: RunSummary(
-        scheduled=2, completed=["a"], unfinished=["b"], aborted="Ray Tune stopped the grid: the disk is full"))
+    monkeypatch.setattr(
+        driver,
+        "run_grid",
+        lambda configs, options: RunSummary(
+            scheduled=2, completed=["a"], unfinished=["b"], aborted="Ray Tune stopped the grid: the disk is full"
+        ),
+    )
     code = run_all.main(["--grid", "smoke", "--results", str(tmp_path), "--no-report"])
     captured = capsys.readouterr()
     assert code == 1 and "1 trial(s) completed" in captured.out
@@ -175,8 +201,16 @@ def test_the_cli_prints_an_aborted_grid_as_a_summary_and_one_error_line(capsys, 
 def test_a_grid_on_a_full_disk_ends_in_a_summary_and_leaves_no_temporary_files(tmp_path, toy_plugin, monkeypatch):
     with faultkit.tiny_filesystem(tmp_path, 4096) as tiny:
         root = tiny if tiny is not None else tmp_path / "sim"
-        options = RunOptions(results=str(root / "r"), data_root=str(root), cache_dir=str(root / "c"), num_cpus=1,
-                             max_failures=0, device="cpu", plugins=(toy_plugin,), progress="off")
+        options = RunOptions(
+            results=str(root / "r"),
+            data_root=str(root),
+            cache_dir=str(root / "c"),
+            num_cpus=1,
+            max_failures=0,
+            device="cpu",
+            plugins=(toy_plugin,),
+            progress="off",
+        )
         ResultStore(root / "r").ensure_writable()
         if tiny is not None:
             faultkit.fill(tiny, leave_bytes=20 << 10)  # a real, nearly full tmpfs: Tune's state write fails
@@ -193,14 +227,23 @@ def test_a_grid_on_a_full_disk_ends_in_a_summary_and_leaves_no_temporary_files(t
 
 # -- failure 8: one console line per failed trial -----------------------------------------------------
 
+
 @pytest.mark.ray
 def test_a_failed_trial_is_one_console_line_and_its_tracebacks_go_to_its_log(tmp_path, toy_plugin, capfd):
-    options = RunOptions(results=str(tmp_path / "r"), data_root=str(tmp_path), cache_dir=str(tmp_path / "c"),
-                         num_cpus=1, max_failures=1, device="cpu", plugins=(toy_plugin,), progress="off")
+    options = RunOptions(
+        results=str(tmp_path / "r"),
+        data_root=str(tmp_path),
+        cache_dir=str(tmp_path / "c"),
+        num_cpus=1,
+        max_failures=1,
+        device="cpu",
+        plugins=(toy_plugin,),
+        progress="off",
+    )
     summary = run_grid([TrialConfig("toy", "always_fails", epochs=1)], options)
     captured = capfd.readouterr()
     assert "Traceback" not in captured.out + captured.err and "Trial task failed" not in captured.err
-    (key, line), = summary.failed.items()
+    ((key, line),) = summary.failed.items()
     log_file = tmp_path / "r" / "logs" / f"{key}.log"
     assert line == f"RuntimeError: this method always fails (test fixture) (full error in {log_file})"
     log_text = log_file.read_text()

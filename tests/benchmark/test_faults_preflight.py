@@ -41,6 +41,7 @@ def _smoke(tmp_path, *extra):
 
 # -- failure 1: resources that no node has ------------------------------------------------------
 
+
 def test_a_gpu_per_trial_without_a_gpu_fails_at_once_with_the_fix(capsys, tmp_path, no_gpu, ray_never_starts):
     code, _, err = run(capsys, *_smoke(tmp_path, "--gpus-per-trial", "1"))
     assert code == 2
@@ -48,8 +49,9 @@ def test_a_gpu_per_trial_without_a_gpu_fails_at_once_with_the_fix(capsys, tmp_pa
     assert "drop --gpus-per-trial" in err and err.count("\n") == 1
 
 
-def test_more_cpus_per_trial_than_the_machine_has_fails_at_once(capsys, tmp_path, monkeypatch, no_gpu,
-                                                                ray_never_starts):
+def test_more_cpus_per_trial_than_the_machine_has_fails_at_once(
+    capsys, tmp_path, monkeypatch, no_gpu, ray_never_starts
+):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     code, _, err = run(capsys, *_smoke(tmp_path, "--cpus-per-trial", "4"))
     assert code == 2
@@ -74,8 +76,9 @@ def test_a_cluster_is_checked_node_by_node_after_joining_it(monkeypatch, no_gpu)
     shut = []
     monkeypatch.setattr(preflight, "cluster_nodes", lambda: [{"CPU": 4.0}, {"CPU": 4.0, "GPU": 2.0}])
     monkeypatch.setattr(ray, "shutdown", lambda: shut.append(True))
-    preflight.check_cluster_run(RunOptions(results="r", address="10.0.0.1:6379", cpus_per_trial=4, gpus_per_trial=2,
-                                           device="cuda"))
+    preflight.check_cluster_run(
+        RunOptions(results="r", address="10.0.0.1:6379", cpus_per_trial=4, gpus_per_trial=2, device="cuda")
+    )
     with pytest.raises(PreflightError, match="any node of the Ray cluster at 10.0.0.1:6379 has \\(4\\)"):
         preflight.check_cluster_run(RunOptions(results="r", address="10.0.0.1:6379", cpus_per_trial=8))
     assert shut == [True]  # Ray is left shut down
@@ -105,6 +108,7 @@ def test_max_concurrent_below_one_is_an_error(capsys, tmp_path, value):
 
 # -- failure 8: filters, parameters, plugins ------------------------------------------------------
 
+
 @pytest.mark.parametrize("ratios, missing", [("100", "100"), ("5", "5"), ("99,5", "5")])
 def test_a_filter_that_matches_nothing_lists_the_grids_values(capsys, tmp_path, ratios, missing):
     code, _, err = run(capsys, *_smoke(tmp_path, "--ratios", ratios, "--dry-run"))
@@ -113,8 +117,18 @@ def test_a_filter_that_matches_nothing_lists_the_grids_values(capsys, tmp_path, 
 
 
 def test_filters_that_match_nothing_together_say_what_each_could_be(capsys, tmp_path):
-    code, _, err = run(capsys, "--grid", "paper", "--datasets", "bar", "--methods", "group_dro", "--dry-run",
-                       "--results", str(tmp_path))
+    code, _, err = run(
+        capsys,
+        "--grid",
+        "paper",
+        "--datasets",
+        "bar",
+        "--methods",
+        "group_dro",
+        "--dry-run",
+        "--results",
+        str(tmp_path),
+    )
     assert code == 2 and "the filters together match no trial of grid 'paper'" in err
     assert "--methods could be" in err and "vanilla" in err
 
@@ -151,6 +165,7 @@ def test_a_plugin_with_a_syntax_error_or_an_unknown_module_is_one_line(capsys, t
 
 
 # -- failure 6: the ImageNet weights file ------------------------------------------------------------
+
 
 class _Payload:
     def __reduce__(self):
@@ -198,6 +213,20 @@ def test_the_driver_refuses_a_bad_weights_file_before_ray_starts(capsys, hub_dir
     path = imagenet_weights_path()
     path.parent.mkdir(parents=True)
     path.write_bytes(pickle.dumps({"not": "weights"}))
-    code, _, err = run(capsys, "--grid", "paper", "--datasets", "bar", "--methods", "vanilla", "--seeds", "0",
-                       "--results", str(tmp_path / "r"), "--progress", "off", "--no-report")
+    code, _, err = run(
+        capsys,
+        "--grid",
+        "paper",
+        "--datasets",
+        "bar",
+        "--methods",
+        "vanilla",
+        "--seeds",
+        "0",
+        "--results",
+        str(tmp_path / "r"),
+        "--progress",
+        "off",
+        "--no-report",
+    )
     assert code == 2 and str(path) in err and "pretrained=false" in err and err.count("\n") == 1

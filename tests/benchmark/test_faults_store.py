@@ -17,7 +17,8 @@ from benchmark.store import DamagedFileError, ResultStore, StoreWriteError, Tria
 from benchmark.store.store import _META_CHECKSUM, verify_parquet_bytes
 
 _spec = importlib.util.spec_from_file_location(
-    "report_synthetic", Path(__file__).resolve().parents[1] / "fixtures" / "report_golden" / "synthetic.py")
+    "report_synthetic", Path(__file__).resolve().parents[1] / "fixtures" / "report_golden" / "synthetic.py"
+)
 synthetic = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(synthetic)
 
@@ -25,8 +26,7 @@ _spec.loader.exec_module(synthetic)
 def _store_with_two_trials(tmp_path):
     store = ResultStore(tmp_path / "results")
     store.ensure_writable()
-    good = synthetic.simple(store, synthetic.trial("cmnist", "vanilla", {"ratio": 99.0, "difficulty": 4}),
-                            (0.30, 0.25))
+    good = synthetic.simple(store, synthetic.trial("cmnist", "vanilla", {"ratio": 99.0, "difficulty": 4}), (0.30, 0.25))
     bad = synthetic.simple(store, synthetic.trial("cmnist", "lff", {"ratio": 99.0, "difficulty": 4}), (0.60, 0.55))
     return store, good, bad, tmp_path / "results" / "trials" / f"{bad}.parquet"
 
@@ -80,9 +80,21 @@ def test_any_damaged_byte_of_the_data_pages_is_caught(tmp_path):
 def test_a_store_written_before_checksums_is_verified_once_then_stamped(tmp_path):
     store = ResultStore(tmp_path)
     store.ensure_writable()
-    record = TrialRecord(trial=synthetic.trial("cmnist", "vanilla", {"ratio": 95.0}), key="old", status="completed",
-                         metrics={"epoch": [1], "role": ["main"], "split": ["test"], "subset": ["all"],
-                                  "target": [None], "bias": [None], "metric": ["accuracy"], "value": [0.5]})
+    record = TrialRecord(
+        trial=synthetic.trial("cmnist", "vanilla", {"ratio": 95.0}),
+        key="old",
+        status="completed",
+        metrics={
+            "epoch": [1],
+            "role": ["main"],
+            "split": ["test"],
+            "subset": ["all"],
+            "target": [None],
+            "bias": [None],
+            "metric": ["accuracy"],
+            "value": [0.5],
+        },
+    )
     legacy = tmp_path / "trials" / "old.parquet"
     pq.write_table(store._trial_table(record), legacy, compression="zstd")  # the pre-checksum writer
     undecodable = tmp_path / "trials" / "older.parquet"
@@ -101,11 +113,13 @@ def test_malformed_metadata_is_skipped_with_a_warning_not_a_traceback(tmp_path):
     store = ResultStore(tmp_path)
     store.ensure_writable()
     table = pa.table({"x": [1]})
-    pq.write_table(table.replace_schema_metadata({b"debiasbench.schema_version": b"one"}),
-                   tmp_path / "trials" / "version.parquet")
-    pq.write_table(table.replace_schema_metadata({b"debiasbench.schema_version": b"1",
-                                                  b"debiasbench.status": b"completed"}),
-                   tmp_path / "trials" / "nokey.parquet")
+    pq.write_table(
+        table.replace_schema_metadata({b"debiasbench.schema_version": b"one"}), tmp_path / "trials" / "version.parquet"
+    )
+    pq.write_table(
+        table.replace_schema_metadata({b"debiasbench.schema_version": b"1", b"debiasbench.status": b"completed"}),
+        tmp_path / "trials" / "nokey.parquet",
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert store.statuses() == {}
@@ -116,9 +130,20 @@ def test_malformed_metadata_is_skipped_with_a_warning_not_a_traceback(tmp_path):
 
 def test_damaged_predictions_are_refused_naming_the_file(tmp_path):
     store = ResultStore(tmp_path)
-    store.write_trial(TrialRecord(trial=synthetic.trial("cmnist", "vanilla", {}), key="k", status="completed",
-                                  predictions={"role": ["main"] * 200, "index": list(range(200)), "target": [1] * 200,
-                                               "bias": [2] * 200, "prediction": list(range(200))}))
+    store.write_trial(
+        TrialRecord(
+            trial=synthetic.trial("cmnist", "vanilla", {}),
+            key="k",
+            status="completed",
+            predictions={
+                "role": ["main"] * 200,
+                "index": list(range(200)),
+                "target": [1] * 200,
+                "bias": [2] * 200,
+                "prediction": list(range(200)),
+            },
+        )
+    )
     path = tmp_path / "predictions" / "k.parquet"
     faultkit.flip(path, faultkit.parquet_column_offset(path, "prediction") + 8)
     with pytest.raises(DamagedFileError, match=r"predictions/k\.parquet is damaged"):
@@ -131,12 +156,21 @@ def _big_record(rows: int) -> TrialRecord:
     import random
 
     rng = random.Random(0)
-    return TrialRecord(trial=synthetic.trial("cmnist", "vanilla", {}), key="big", status="completed",
-                       metrics={"epoch": [i // 100 for i in range(rows)], "role": ["main"] * rows,
-                                "split": ["test"] * rows, "subset": ["group"] * rows,
-                                "target": [i % 10 for i in range(rows)],
-                                "bias": [i % 7 for i in range(rows)], "metric": ["accuracy"] * rows,
-                                "value": [rng.random() for _ in range(rows)]})
+    return TrialRecord(
+        trial=synthetic.trial("cmnist", "vanilla", {}),
+        key="big",
+        status="completed",
+        metrics={
+            "epoch": [i // 100 for i in range(rows)],
+            "role": ["main"] * rows,
+            "split": ["test"] * rows,
+            "subset": ["group"] * rows,
+            "target": [i % 10 for i in range(rows)],
+            "bias": [i % 7 for i in range(rows)],
+            "metric": ["accuracy"] * rows,
+            "value": [rng.random() for _ in range(rows)],
+        },
+    )
 
 
 def test_a_full_disk_gives_one_line_with_the_file_cause_and_fix_and_no_temp_file(tmp_path, monkeypatch):

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.report.figures import FigureDataError, FigureOptions, figure2, figure2_data, figure4, figure4_data
 from benchmark.report.build import ReportOptions, build_report
-from benchmark.store import ResultStore
+from benchmark.report.figures import FigureDataError, FigureOptions, figure2, figure2_data, figure4, figure4_data
 from benchmark.report.loading import load_store
 from benchmark.report.selection import select
+from benchmark.store import ResultStore
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "report_golden"
 _spec = importlib.util.spec_from_file_location("report_synthetic", FIXTURES / "synthetic.py")
@@ -27,7 +27,9 @@ def selection(tmp_path_factory):
     store.ensure_writable()
     for seed in (0, 1):
         for target in ("digit", "color"):
-            syn.simple(store, syn.trial("cmnist", "vanilla", _params(99.0, target), seed, epochs=3), (0.5 + 0.1 * seed, 0.4))
+            syn.simple(
+                store, syn.trial("cmnist", "vanilla", _params(99.0, target), seed, epochs=3), (0.5 + 0.1 * seed, 0.4)
+            )
         syn.simple(store, syn.trial("cmnist", "lff", _params(99.0), seed, epochs=3), (0.8, 0.7 + 0.1 * seed))
         syn.simple(store, syn.trial("cmnist", "vanilla", _params(95.0), seed, epochs=3), (0.9, 0.9))
     return select(load_store(store.root))
@@ -84,9 +86,21 @@ def test_figures_never_pool_trials_that_differ_in_more_than_the_seed():
     from benchmark.report.figures import FigureOptions, _controlled_trials
 
     def trial(key, scaling, seed):
-        return {"trial_key": key, "dataset": "cmnist", "method": "vanilla", "epochs": 100, "hparams_seed": 0,
-                "trial_seed": seed, "params": {"ratio": 99.5, "difficulty": 4, "target": "digit",
-                                               "unbiased_train": False, "input_scaling": scaling}}
+        return {
+            "trial_key": key,
+            "dataset": "cmnist",
+            "method": "vanilla",
+            "epochs": 100,
+            "hparams_seed": 0,
+            "trial_seed": seed,
+            "params": {
+                "ratio": 99.5,
+                "difficulty": 4,
+                "target": "digit",
+                "unbiased_train": False,
+                "input_scaling": scaling,
+            },
+        }
 
     class Sel:
         summaries = pd.DataFrame([trial("a", "reference", 0), trial("b", "reference", 1), trial("c", "unit", 0)])

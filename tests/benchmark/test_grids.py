@@ -6,8 +6,11 @@ from benchmark.paper.grids import build_grid, deduplicate, table_trials
 
 def test_paper_grid_shares_trials_between_tables():
     grid = build_grid("paper", seeds=[0])
-    cmnist_vanilla_99 = [t for t in grid if t.dataset == "cmnist" and t.method == "vanilla"
-                         and t.dataset_params == {"ratio": 99.0, "difficulty": 4}]
+    cmnist_vanilla_99 = [
+        t
+        for t in grid
+        if t.dataset == "cmnist" and t.method == "vanilla" and t.dataset_params == {"ratio": 99.0, "difficulty": 4}
+    ]
     assert len(cmnist_vanilla_99) == 1
     assert set(cmnist_vanilla_99[0].tables) == {2, 3, 4, 8, 9, 10}
 
@@ -34,7 +37,9 @@ def test_dedup_merges_tables():
     assert len(merged) == 1 and merged[0].tables == (2, 8)
 
 
-@pytest.mark.parametrize("kwargs,message", [({"name": "nope"}, "unknown grid"), ({"name": "paper", "tables": [12]}, "unknown table")])
+@pytest.mark.parametrize(
+    "kwargs,message", [({"name": "nope"}, "unknown grid"), ({"name": "paper", "tables": [12]}, "unknown table")]
+)
 def test_bad_grid_input(kwargs, message):
     with pytest.raises(ValueError, match=message):
         build_grid(**kwargs)

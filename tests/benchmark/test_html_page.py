@@ -23,13 +23,37 @@ from benchmark.report.provenance import provenance_from_store
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = "<script>alert(1)</script>"
-COLUMNS = ["table", "dataset", "row", "setting", "metric", "column", "method", "method_variant", "repair_variant",
-           "kind", "mean", "std", "n", "n_failed", "paper_mean", "paper_std", "difference", "seeds", "epochs",
-           "selector", "protocol", "trial_keys", "row_id", "col_id"]
+COLUMNS = [
+    "table",
+    "dataset",
+    "row",
+    "setting",
+    "metric",
+    "column",
+    "method",
+    "method_variant",
+    "repair_variant",
+    "kind",
+    "mean",
+    "std",
+    "n",
+    "n_failed",
+    "paper_mean",
+    "paper_std",
+    "difference",
+    "seeds",
+    "epochs",
+    "selector",
+    "protocol",
+    "trial_keys",
+    "row_id",
+    "col_id",
+]
 
 
 def _png(width: int = 2, height: int = 2) -> bytes:
     """A tiny valid RGB PNG (no plotting library needed)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
         return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
@@ -39,14 +63,47 @@ def _png(width: int = 2, height: int = 2) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
 
 
-def _cell(row: str, column: str, mean: float, std: float, n: int, paper: float = math.nan,
-          paper_std: float = math.nan, n_failed: int = 0, kind: str = "cell", variant: str = "",
-          metric: str = "unbiased", table: int = 2, dataset: str = "cmnist") -> dict:
-    return {"table": table, "dataset": dataset, "row": row, "setting": "", "metric": metric, "column": column,
-            "method": column, "method_variant": "", "repair_variant": variant, "kind": kind, "mean": mean, "std": std,
-            "n": n, "n_failed": n_failed, "paper_mean": paper, "paper_std": paper_std, "difference": mean - paper,
-            "seeds": "0;1" if n == 2 else ("0" if n == 1 else ""), "epochs": "", "selector": "last",
-            "protocol": "paper", "trial_keys": "", "row_id": f"{dataset}|{row}|", "col_id": f"{metric}|{column}"}
+def _cell(
+    row: str,
+    column: str,
+    mean: float,
+    std: float,
+    n: int,
+    paper: float = math.nan,
+    paper_std: float = math.nan,
+    n_failed: int = 0,
+    kind: str = "cell",
+    variant: str = "",
+    metric: str = "unbiased",
+    table: int = 2,
+    dataset: str = "cmnist",
+) -> dict:
+    return {
+        "table": table,
+        "dataset": dataset,
+        "row": row,
+        "setting": "",
+        "metric": metric,
+        "column": column,
+        "method": column,
+        "method_variant": "",
+        "repair_variant": variant,
+        "kind": kind,
+        "mean": mean,
+        "std": std,
+        "n": n,
+        "n_failed": n_failed,
+        "paper_mean": paper,
+        "paper_std": paper_std,
+        "difference": mean - paper,
+        "seeds": "0;1" if n == 2 else ("0" if n == 1 else ""),
+        "epochs": "",
+        "selector": "last",
+        "protocol": "paper",
+        "trial_keys": "",
+        "row_id": f"{dataset}|{row}|",
+        "col_id": f"{metric}|{column}",
+    }
 
 
 def _known_cells() -> list[dict]:
@@ -76,8 +133,7 @@ def _table1_cells() -> list[dict]:
     # Table 1: one method, no best; the relative drop prints with a percent sign.
     biased = _cell("digit/color", "biased_train", 50.0, 1.0, 2, 50.34, 0.16, table=1)
     unbiased = _cell("digit/color", "unbiased_train", 98.0, 0.5, 2, 98.36, 0.05, table=1)
-    drop = _cell("digit/color", "relative_drop", -48.98, math.nan, 2, -48.82, math.nan, table=1,
-                 metric="relative_drop")
+    drop = _cell("digit/color", "relative_drop", -48.98, math.nan, 2, -48.82, math.nan, table=1, metric="relative_drop")
     return [biased, unbiased, drop]
 
 
@@ -87,20 +143,46 @@ def report_dir(tmp_path: Path) -> Path:
     (out / "figures").mkdir(parents=True)
     pd.DataFrame(_known_cells(), columns=COLUMNS).to_csv(out / "table2.csv", index=False)
     pd.DataFrame(_table1_cells(), columns=COLUMNS).to_csv(out / "table1.csv", index=False)
-    (out / "table2.md").write_text("### Table 2\n\nTable 2: Unbiased test accuracy & more.\n\n| a |\n", encoding="utf-8")
+    (out / "table2.md").write_text(
+        "### Table 2\n\nTable 2: Unbiased test accuracy & more.\n\n| a |\n", encoding="utf-8"
+    )
     for number in (2, 4):
         (out / "figures" / f"figure{number}.png").write_bytes(_png(number, number))
     pd.DataFrame({"target": [0, 1], "0": [90.0, 60.0], "1": [51.0, 90.0]}).to_csv(
-        out / "groups_trial_abc_matrix.csv", index=False)
+        out / "groups_trial_abc_matrix.csv", index=False
+    )
     (out / "groups_trial_abc.png").write_bytes(_png(3, 3))
-    pd.DataFrame([{"trial_key": "abc", "dataset": "cmnist", "method": HOSTILE, "dataset_params": "{}",
-                   "method_hparams": "{}", "trial_seed": 0, "selection_protocol": "paper", "epoch": e,
-                   "metric": "q_max", "value": v} for e, v in ((1, 0.1), (2, 0.375))]).to_csv(
-        out / "diagnostics.csv", index=False)
-    pd.DataFrame([{"trial_key": "f00", "dataset": "cmnist", "method": "group_dro", "dataset_params": "{}",
-                   "method_hparams": "{}", "trial_seed": 0, "selection_protocol": "paper",
-                   "error": "Traceback\nRuntimeError: <b>CUDA</b> out of memory"}]).to_csv(
-        out / "failed_trials.csv", index=False)
+    pd.DataFrame(
+        [
+            {
+                "trial_key": "abc",
+                "dataset": "cmnist",
+                "method": HOSTILE,
+                "dataset_params": "{}",
+                "method_hparams": "{}",
+                "trial_seed": 0,
+                "selection_protocol": "paper",
+                "epoch": e,
+                "metric": "q_max",
+                "value": v,
+            }
+            for e, v in ((1, 0.1), (2, 0.375))
+        ]
+    ).to_csv(out / "diagnostics.csv", index=False)
+    pd.DataFrame(
+        [
+            {
+                "trial_key": "f00",
+                "dataset": "cmnist",
+                "method": "group_dro",
+                "dataset_params": "{}",
+                "method_hparams": "{}",
+                "trial_seed": 0,
+                "selection_protocol": "paper",
+                "error": "Traceback\nRuntimeError: <b>CUDA</b> out of memory",
+            }
+        ]
+    ).to_csv(out / "failed_trials.csv", index=False)
     return out
 
 
@@ -181,8 +263,12 @@ def _numbers_of(row: pd.Series) -> dict[str, str]:
 def _assert_every_csv_number_shown(report_dir: Path, page: Page) -> int:
     checked = 0
     for path in sorted(report_dir.glob("table*.csv")):
-        tidy = pd.read_csv(path, dtype={"row_id": str, "col_id": str, "repair_variant": str}, keep_default_na=False,
-                           na_values={c: [""] for c in ("mean", "std", "paper_mean", "paper_std", "difference")})
+        tidy = pd.read_csv(
+            path,
+            dtype={"row_id": str, "col_id": str, "repair_variant": str},
+            keep_default_na=False,
+            na_values={c: [""] for c in ("mean", "std", "paper_mean", "paper_std", "difference")},
+        )
         number = path.stem[5:]
         for _, row in tidy.iterrows():
             if row["kind"] == "repair_variant":
@@ -219,7 +305,10 @@ def test_beyond_two_standard_errors_is_highlighted(report_dir):
     }
     # Not flagged: LfF at 95.0 (|82 - 85.39| = 3.39 < 2 * 2.0), LfF at 99.5 (0.5 < 2 * 3/√3), Table 1
     # (|50 - 50.34| < 2 * 1/√2; no std on either side of the relative drop), no paper value.
-    assert beyond_2se({"difference": -3.39, "std": math.sqrt(8), "n": 2, "paper_std": 0.94}) == (False, pytest.approx(2.0))
+    assert beyond_2se({"difference": -3.39, "std": math.sqrt(8), "n": 2, "paper_std": 0.94}) == (
+        False,
+        pytest.approx(2.0),
+    )
     assert beyond_2se({"difference": 1.0, "std": math.nan, "n": 1, "paper_std": math.nan})[0] is None
     assert beyond_2se({"difference": math.nan, "std": 1.0, "n": 3, "paper_std": 1.0})[0] is None
     # The larger SE wins: ours 1/√4 = 0.5, the paper's 3/√3 = 1.73.
@@ -231,11 +320,19 @@ def test_beyond_two_standard_errors_is_highlighted(report_dir):
 def test_best_per_row_is_marked_ties_included_and_not_in_table_1(report_dir):
     _, page = _page(report_dir)
     best = {k[1:] for k, c in page.cells.items() if "best" in c["classes"]}
-    assert best == {("cmnist|95.0|", "unbiased|lff"), ("cmnist|99.5|", "unbiased|vanilla"),
-                    ("cmnist|99.5|", "unbiased|lff")}
+    assert best == {
+        ("cmnist|95.0|", "unbiased|lff"),
+        ("cmnist|99.5|", "unbiased|vanilla"),
+        ("cmnist|99.5|", "unbiased|lff"),
+    }
     table1 = page_context(report_dir)["tables"][0]
-    assert table1["number"] == 1 and table1["headers"] == ["Dataset", "Target / bias", "Accuracy", "Accuracy*",
-                                                           "Relative drop"]
+    assert table1["number"] == 1 and table1["headers"] == [
+        "Dataset",
+        "Target / bias",
+        "Accuracy",
+        "Accuracy*",
+        "Relative drop",
+    ]
     drop = page.cells[("1", "cmnist|digit/color|", "relative_drop|relative_drop")]
     assert drop["spans"]["mean"] == "-48.98" and "-48.98%" in drop["text"] and "-48.82%" in drop["text"]
 
@@ -291,9 +388,11 @@ def test_a_report_without_optional_files(tmp_path):
 
 
 def test_module_is_torch_free():
-    code = ("import sys, benchmark.report.page; bad = [m for m in sys.modules if m.split('.')[0] in "
-            "('torch', 'methods', 'datasets', 'models', 'ray') or m.startswith('benchmark.training')]; "
-            "assert not bad, bad")
+    code = (
+        "import sys, benchmark.report.page; bad = [m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'methods', 'datasets', 'models', 'ray') or m.startswith('benchmark.training')]; "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
@@ -320,7 +419,9 @@ def _store_api():
 
 @pytest.fixture(scope="module")
 def golden_report(tmp_path_factory) -> tuple[Path, Path]:
-    spec = importlib.util.spec_from_file_location("report_golden_for_html", Path(__file__).parent / "test_report_golden.py")
+    spec = importlib.util.spec_from_file_location(
+        "report_golden_for_html", Path(__file__).parent / "test_report_golden.py"
+    )
     golden = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(golden)
     root = tmp_path_factory.mktemp("golden_store")
@@ -342,14 +443,34 @@ def test_provenance_from_store(tmp_path):
     ResultStore, TrialRecord = _store_api()
     store = ResultStore(tmp_path / "store")
     store.ensure_writable()
-    base = {"dataset": "cmnist", "method": "vanilla", "supervision": "none", "predictor_role": "main",
-            "dataset_params": {}, "method_hparams": {}, "data_seed": 0, "hparams_seed": 0, "epochs": 1,
-            "protocol": "paper"}
+    base = {
+        "dataset": "cmnist",
+        "method": "vanilla",
+        "supervision": "none",
+        "predictor_role": "main",
+        "dataset_params": {},
+        "method_hparams": {},
+        "data_seed": 0,
+        "hparams_seed": 0,
+        "epochs": 1,
+        "protocol": "paper",
+    }
     infos = [("completed", "cuda:0", "node-a"), ("completed", "cuda:0", "node-b"), ("failed", "cpu", "node-a")]
     for seed, (status, device, host) in enumerate(infos):
-        store.write_trial(TrialRecord(trial={**base, "trial_seed": seed}, key=f"k{seed}", status=status,
-                                      info={"code_version": "0.1.0+abc", "torch_version": "2.5.1", "device": device,
-                                            "hostname": host, "finished_at": f"2025-01-0{seed + 1}T00:00:00Z"}))
+        store.write_trial(
+            TrialRecord(
+                trial={**base, "trial_seed": seed},
+                key=f"k{seed}",
+                status=status,
+                info={
+                    "code_version": "0.1.0+abc",
+                    "torch_version": "2.5.1",
+                    "device": device,
+                    "hostname": host,
+                    "finished_at": f"2025-01-0{seed + 1}T00:00:00Z",
+                },
+            )
+        )
     provenance = provenance_from_store(tmp_path / "store")
     assert provenance["status"] == {"completed": 2, "failed": 1} and provenance["trials"] == 3
     assert provenance["device"] == {"cuda:0": 2, "cpu": 1} and provenance["hostname"] == {"node-a": 2, "node-b": 1}
@@ -364,13 +485,15 @@ def test_provenance_from_store(tmp_path):
 # --------------------------------------------------------------------------------------------
 # Headless Chromium (tools/check_report_page.py)
 # --------------------------------------------------------------------------------------------
-needs_chromium = pytest.mark.skipif(shutil.which("chromium") is None,
-                                    reason="chromium not installed (Debian: apt-get install chromium)")
+needs_chromium = pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="chromium not installed (Debian: apt-get install chromium)"
+)
 
 
 def _check(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tools.check_report_page", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "tools.check_report_page", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 @needs_chromium

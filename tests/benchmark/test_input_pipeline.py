@@ -22,7 +22,7 @@ def test_crop_equals_padded_image_shifted_by_the_drawn_offset():
     padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
     assert out.dtype == torch.uint8 and out.shape == x.shape
     for i in range(len(x)):
-        assert torch.equal(out[i], padded[i, :, dy[i]:dy[i] + 32, dx[i]:dx[i] + 32])
+        assert torch.equal(out[i], padded[i, :, dy[i] : dy[i] + 32, dx[i] : dx[i] + 32])
     assert len(set(zip(dy.tolist(), dx.tolist()))) > 1  # per-sample offsets
     # Exactly the pixels that came from the padding are zero (the images themselves have none).
     for i in range(len(x)):

@@ -22,7 +22,7 @@ def _table_lines(text: str, number: int) -> list[str]:
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(f"Table {number}:"))
     out = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if "\t" in line:
             out.append(line)
         elif out and line.strip():
@@ -46,25 +46,33 @@ def _expected(table: int, rows, metrics_columns) -> list[tuple[float, float]]:
 
 
 def test_table1_every_cell(paper_text):
-    rows = [(ds, row) for ds in CONTROLLED for row in (("color/digit", "digit/color") if ds == "cmnist"
-                                                       else ("corruption/object", "object/corruption"))]
+    rows = [
+        (ds, row)
+        for ds in CONTROLLED
+        for row in (("color/digit", "digit/color") if ds == "cmnist" else ("corruption/object", "object/corruption"))
+    ]
     assert _pairs(paper_text, 1) == _expected(1, rows, [("unbiased", "biased_train"), ("unbiased", "unbiased_train")])
     drops = [float(x) for line in _table_lines(paper_text, 1) for x in DROP.findall(line)]
     assert drops == [PAPER[(1, ds, row, "relative_drop", "relative_drop")][0] for ds, row in rows]
 
 
-@pytest.mark.parametrize("table,row_values", [(2, RATIO_ROWS), (3, RATIO_ROWS), (8, DIFFICULTY_ROWS), (9, DIFFICULTY_ROWS)])
+@pytest.mark.parametrize(
+    "table,row_values", [(2, RATIO_ROWS), (3, RATIO_ROWS), (8, DIFFICULTY_ROWS), (9, DIFFICULTY_ROWS)]
+)
 def test_controlled_tables_every_cell(paper_text, table, row_values):
     metric = "unbiased" if table in (2, 8) else "conflicting"
     rows = [(ds, r) for ds in CONTROLLED for r in row_values]
     assert _pairs(paper_text, table) == _expected(table, rows, [(metric, m) for m in BASELINES])
 
 
-@pytest.mark.parametrize("table,rows,methods", [
-    (4, [(ds, "99.0") for ds in CONTROLLED], ("vanilla", "lff_ce", "lff")),
-    (5, [("celeba", "Blond_Hair/Male"), ("celeba", "Heavy_Makeup/Male")], ("vanilla", "lff", "group_dro")),
-    (10, [("cmnist", r) for r in RATIO_ROWS], ("vanilla", "lff", "lff_rubi")),
-])
+@pytest.mark.parametrize(
+    "table,rows,methods",
+    [
+        (4, [(ds, "99.0") for ds in CONTROLLED], ("vanilla", "lff_ce", "lff")),
+        (5, [("celeba", "Blond_Hair/Male"), ("celeba", "Heavy_Makeup/Male")], ("vanilla", "lff", "group_dro")),
+        (10, [("cmnist", r) for r in RATIO_ROWS], ("vanilla", "lff", "lff_rubi")),
+    ],
+)
 def test_two_block_tables_every_cell(paper_text, table, rows, methods):
     columns = [(metric, m) for metric in ("unbiased", "conflicting") for m in methods]
     assert _pairs(paper_text, table) == _expected(table, rows, columns)
@@ -74,8 +82,9 @@ def test_table6_and_table7(paper_text):
     rows = [("bar", m) for m in ("vanilla", "rebias", "lff")]
     assert _pairs(paper_text, 6) == _expected(6, rows, [("accuracy", c) for c in (*BAR_CLASSES, "average")])
     counts = [[int(x) for x in line.split("\t")[1:]] for line in _table_lines(paper_text, 7)[1:]]
-    assert counts == [[int(PAPER[(7, "bar", split, "count", c)][0]) for c in (*BAR_CLASSES, "total")]
-                      for split in ("train", "test")]
+    assert counts == [
+        [int(PAPER[(7, "bar", split, "count", c)][0]) for c in (*BAR_CLASSES, "total")] for split in ("train", "test")
+    ]
 
 
 def test_spot_checks_and_lookups():

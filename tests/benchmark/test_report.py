@@ -13,14 +13,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from benchmark.paper.axes import CONTROLLED, MALIGNANT
 from benchmark.report.build import ReportOptions, build_report, write_report
 from benchmark.report.cli import main
-from benchmark.report.render import render_latex
-from benchmark.store import ResultStore
-from benchmark.paper.axes import CONTROLLED, MALIGNANT
 from benchmark.report.loading import load_store
+from benchmark.report.render import render_latex
 from benchmark.report.selection import select
 from benchmark.report.tables import build_table
+from benchmark.store import ResultStore
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "report_golden"
@@ -60,7 +60,11 @@ def make_full_store(root: Path) -> ResultStore:
             for method in ("vanilla", "lff", "hex", "group_dro"):
                 add(syn.trial(ds, method, _controlled(ratio, difficulty, MALIGNANT[ds][0])))
             for variant in "TRCS":
-                add(syn.trial(ds, "repair", _controlled(ratio, difficulty, MALIGNANT[ds][0]), hparams={"variant": variant}))
+                add(
+                    syn.trial(
+                        ds, "repair", _controlled(ratio, difficulty, MALIGNANT[ds][0]), hparams={"variant": variant}
+                    )
+                )
         add(syn.trial(ds, "lff_ce", _controlled(99.0, 4, MALIGNANT[ds][0])))
     for ratio in RATIOS:
         add(syn.trial("cmnist", "lff_rubi", _controlled(ratio, 4, "digit")))
@@ -70,8 +74,12 @@ def make_full_store(root: Path) -> ResultStore:
     for key, config in configs.items():
         syn.simple(store, config, (_value(key, "u"), _value(key, "c")))
     for method in ("vanilla", "rebias", "lff"):
-        syn.bar_trial(store, method, 0, {c: _value(method, c) for c in
-                                         ("climbing", "diving", "fishing", "racing", "throwing", "vaulting")})
+        syn.bar_trial(
+            store,
+            method,
+            0,
+            {c: _value(method, c) for c in ("climbing", "diving", "fishing", "racing", "throwing", "vaulting")},
+        )
     return store
 
 
@@ -107,7 +115,7 @@ def check_latex(tex: str, n_columns: int) -> None:
             depth += 1
         elif char == "}" and not escaped:
             depth -= 1
-            assert depth >= 0, f"unbalanced '}}' at {i}: {body[max(0, i - 40):i + 1]!r}"
+            assert depth >= 0, f"unbalanced '}}' at {i}: {body[max(0, i - 40) : i + 1]!r}"
     assert depth == 0, "unbalanced braces"
     assert not re.search(r"(?<!\\)_", body), "unescaped underscore"
     assert not re.search(r"(?<!\\)[%#]", body), "unescaped % or #"
@@ -166,7 +174,7 @@ def test_no_cell_is_truncated_and_the_best_is_bold(full_report):
 def test_table1_relative_drop(full_report):
     out, _ = full_report
     tidy = pd.read_csv(out / "table1.csv", keep_default_na=False, na_values=[""])
-    for row_id, group in tidy.groupby("row_id"):
+    for _row_id, group in tidy.groupby("row_id"):
         by_column = group.set_index("column")["mean"]
         expected = 100 * (by_column["biased_train"] - by_column["unbiased_train"]) / by_column["unbiased_train"]
         assert by_column["relative_drop"] == pytest.approx(expected)
@@ -224,7 +232,11 @@ def test_settings_and_hyperparameter_variants_are_never_averaged(tmp_path):
     table = build_table(2, select(load_store(store.root)))
     filled = table.tidy[table.tidy["n"] > 0]
     assert sorted(zip(filled["setting"], filled["method_variant"], filled["mean"].round(1))) == [
-        ("epochs=2", "", 50.0), ("epochs=2", "q=0.5", 80.0), ("epochs=2", "q=0.7", 90.0), ("epochs=3", "", 70.0)]
+        ("epochs=2", "", 50.0),
+        ("epochs=2", "q=0.5", 80.0),
+        ("epochs=2", "q=0.7", 90.0),
+        ("epochs=3", "", 70.0),
+    ]
     assert "Setting" in table.row_headers
     assert [c.label for c in table.columns][:3] == ["Vanilla", "LfF [q=0.5]", "LfF [q=0.7]"]
     check_latex(render_latex(table, None), len(table.row_headers) + len(table.columns))
@@ -298,10 +310,20 @@ def test_validation_selectors_and_the_test_oracle_are_labelled(tmp_path):
     store = ResultStore(tmp_path / "store")
     store.ensure_writable()
     p = _controlled(95.0, 4, "digit")
-    syn.simple(store, syn.trial("cmnist", "vanilla", p, 0, protocol="validation"), (0.5, 0.4), first=(0.6, 0.5),
-               valid=[(0.5, 0.9), (0.7, 0.1)])
-    syn.simple(store, syn.trial("cmnist", "lff", p, 0, protocol="validation"), (0.8, 0.7), first=(0.2, 0.1),
-               valid=[(0.5, 0.9), (0.7, 0.1)])
+    syn.simple(
+        store,
+        syn.trial("cmnist", "vanilla", p, 0, protocol="validation"),
+        (0.5, 0.4),
+        first=(0.6, 0.5),
+        valid=[(0.5, 0.9), (0.7, 0.1)],
+    )
+    syn.simple(
+        store,
+        syn.trial("cmnist", "lff", p, 0, protocol="validation"),
+        (0.8, 0.7),
+        first=(0.2, 0.1),
+        valid=[(0.5, 0.9), (0.7, 0.1)],
+    )
     data = load_store(store.root)
     worst = build_table(2, select(data, "validation", "val_worst_group"))
     assert _mean(worst, "vanilla") == pytest.approx(60.0)  # epoch 1
@@ -339,8 +361,10 @@ def test_empty_store_and_explicit_tables(tmp_path):
 
 
 def test_the_report_imports_no_torch():
-    code = ("import sys, benchmark.report, benchmark.report.tables, benchmark.report.figures, benchmark.report.selectors; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, benchmark.report, benchmark.report.tables, benchmark.report.figures, benchmark.report.selectors; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
@@ -361,13 +385,35 @@ def test_method_diagnostics_are_written_and_summarised_at_the_last_epoch(tmp_pat
 
     store = ResultStore(tmp_path / "store")
     store.ensure_writable()
-    trial = {"dataset": "cmnist", "method": "group_dro", "supervision": "bias-labels", "predictor_role": "main",
-             "dataset_params": _controlled(95.0, 4, "digit"), "method_hparams": {}, "trial_seed": 0, "data_seed": 0,
-             "hparams_seed": 0, "epochs": 2, "protocol": "paper"}
-    rows = {"epoch": [1, 2, 1], "role": ["-"] * 3, "split": ["train"] * 3, "subset": ["method"] * 3,
-            "target": [None] * 3, "bias": [None] * 3, "metric": ["q_max", "q_max", "accuracy"], "value": [0.1, 0.3, 0.5]}
+    trial = {
+        "dataset": "cmnist",
+        "method": "group_dro",
+        "supervision": "bias-labels",
+        "predictor_role": "main",
+        "dataset_params": _controlled(95.0, 4, "digit"),
+        "method_hparams": {},
+        "trial_seed": 0,
+        "data_seed": 0,
+        "hparams_seed": 0,
+        "epochs": 2,
+        "protocol": "paper",
+    }
+    rows = {
+        "epoch": [1, 2, 1],
+        "role": ["-"] * 3,
+        "split": ["train"] * 3,
+        "subset": ["method"] * 3,
+        "target": [None] * 3,
+        "bias": [None] * 3,
+        "metric": ["q_max", "q_max", "accuracy"],
+        "value": [0.1, 0.3, 0.5],
+    }
     store.write_trial(TrialRecord(trial=trial, key="k", status="completed", metrics=rows))
     markdown = build_report(str(tmp_path / "store"), tmp_path / "out", ReportOptions(figures=False))
     written = pd.read_csv(tmp_path / "out" / "diagnostics.csv")
-    assert written[["epoch", "metric", "value"]].values.tolist() == [[1, "accuracy", 0.5], [1, "q_max", 0.1], [2, "q_max", 0.3]]
+    assert written[["epoch", "metric", "value"]].values.tolist() == [
+        [1, "accuracy", 0.5],
+        [1, "q_max", 0.1],
+        [2, "q_max", 0.3],
+    ]
     assert "| q_max | 0.3 | 1 |" in markdown and "| accuracy |" not in markdown  # last epoch (2) only

@@ -1,6 +1,7 @@
 """Golden test: a small synthetic store with known values gives known CSV numbers and exactly the
 committed Markdown and LaTeX (tests/fixtures/report_golden/). The store has a missing method (HEX),
-a failed trial (Group DRO), a trial stopped early by a scheduler, an interrupted (partial) one, REPAIR variants, a cell with
+a failed trial (Group DRO), a trial stopped early by a scheduler, an interrupted (partial) one,
+REPAIR variants, a cell with
 fewer seeds, and a trial of another protocol. Regenerate the golden files after an intended format change with
 DEBIASBENCH_UPDATE_GOLDEN=1 pytest tests/benchmark/test_report_golden.py."""
 
@@ -13,11 +14,11 @@ import pandas as pd
 import pytest
 
 from benchmark.report.build import ReportOptions, build_report
-from benchmark.report.render import render_latex, render_markdown
-from benchmark.store import ResultStore
 from benchmark.report.loading import load_store
+from benchmark.report.render import render_latex, render_markdown
 from benchmark.report.selection import select
 from benchmark.report.tables import build_table
+from benchmark.store import ResultStore
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "report_golden"
 _spec = importlib.util.spec_from_file_location("report_synthetic", GOLDEN / "synthetic.py")
@@ -26,8 +27,13 @@ _spec.loader.exec_module(syn)
 
 
 def params(ratio, difficulty=4):
-    return {"ratio": ratio, "difficulty": difficulty, "target": "digit", "unbiased_train": False,
-            "input_scaling": "reference"}
+    return {
+        "ratio": ratio,
+        "difficulty": difficulty,
+        "target": "digit",
+        "unbiased_train": False,
+        "input_scaling": "reference",
+    }
 
 
 def make_golden_store(root: Path) -> ResultStore:
@@ -42,8 +48,12 @@ def make_golden_store(root: Path) -> ResultStore:
     for variant, finals in variants.items():
         for seed, final in enumerate(finals):
             syn.simple(store, syn.trial("cmnist", "repair", p95, seed, {"variant": variant}), final)
-    syn.write(store, syn.trial("cmnist", "group_dro", p95, 0), status="failed",
-              error="Traceback (most recent call last):\n  ...\nRuntimeError: CUDA out of memory")
+    syn.write(
+        store,
+        syn.trial("cmnist", "group_dro", p95, 0),
+        status="failed",
+        error="Traceback (most recent call last):\n  ...\nRuntimeError: CUDA out of memory",
+    )
     syn.simple(store, syn.trial("cmnist", "vanilla", params(99.5), 0), (0.30, 0.20))
     syn.simple(store, syn.trial("cmnist", "lff", params(99.5), 0, {"q": 0.7}), (0.30, 0.20))
     # Stopped early by a scheduler (partial metrics): finished, but never in a table.
@@ -53,8 +63,12 @@ def make_golden_store(root: Path) -> ResultStore:
     # Interrupted mid-run under a scheduler: unfinished, neither stopped nor tabulated.
     syn.write(store, syn.trial("cmnist", "lff", p95, 3, {"q": 0.7}), stopped, status="partial")
     # Another protocol: must not leak into the paper tables.
-    syn.simple(store, syn.trial("cmnist", "vanilla", p95, 0, protocol="validation"), (0.99, 0.99),
-               valid=[(0.5, 0.2), (0.6, 0.3)])
+    syn.simple(
+        store,
+        syn.trial("cmnist", "vanilla", p95, 0, protocol="validation"),
+        (0.99, 0.99),
+        valid=[(0.5, 0.2), (0.6, 0.3)],
+    )
     return store
 
 
@@ -71,7 +85,9 @@ def selection(golden_store):
 
 
 def _cell(tidy, row, column, kind="cell", variant=None):
-    hit = tidy[(tidy["dataset"] == "cmnist") & (tidy["row"] == row) & (tidy["column"] == column) & (tidy["kind"] == kind)]
+    hit = tidy[
+        (tidy["dataset"] == "cmnist") & (tidy["row"] == row) & (tidy["column"] == column) & (tidy["kind"] == kind)
+    ]
     if variant is not None:
         hit = hit[hit["repair_variant"] == variant]
     assert len(hit) == 1, hit

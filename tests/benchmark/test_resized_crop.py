@@ -44,8 +44,9 @@ def test_centre_crop_matches_torchvision_and_is_used_for_evaluation():
 
 def test_boxes_follow_torchvision_sampling_ranges():
     n, h, w = 20000, 73, 73
-    boxes = resized_crop_boxes(n, h, w, (0.08, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(0),
-                               torch.device("cpu"))
+    boxes = resized_crop_boxes(
+        n, h, w, (0.08, 1.0), (3 / 4, 4 / 3), torch.Generator().manual_seed(0), torch.device("cpu")
+    )
     top, left, bh, bw = boxes.unbind(1)
     assert (top >= 0).all() and (left >= 0).all() and (top + bh <= h).all() and (left + bw <= w).all()
     area = bh * bw / (h * w)
@@ -57,8 +58,10 @@ def test_boxes_follow_torchvision_sampling_ranges():
     from torchvision.transforms import RandomResizedCrop
 
     torch.manual_seed(0)
-    ref = torch.tensor([RandomResizedCrop.get_params(torch.empty(1, h, w), [0.08, 1.0], [3 / 4, 4 / 3])
-                        for _ in range(4000)], dtype=torch.float64)
+    ref = torch.tensor(
+        [RandomResizedCrop.get_params(torch.empty(1, h, w), [0.08, 1.0], [3 / 4, 4 / 3]) for _ in range(4000)],
+        dtype=torch.float64,
+    )
     ref_area = ref[:, 2] * ref[:, 3] / (h * w)
     assert abs(float(area.mean()) - float(ref_area.mean())) < 0.02
     assert abs(float(area.std()) - float(ref_area.std())) < 0.02
@@ -79,8 +82,9 @@ def test_resized_crop_equals_bilinear_resize_when_enlarging():
     images = _split(n=2).images
     boxes = torch.tensor([[2.0, 3.0, 10.0, 12.0], [0.0, 0.0, 20.0, 20.0]])
     out = resized_crop(images, boxes, 24)
-    ref = torch.stack([TF.resized_crop(images[i].float(), *[int(v) for v in boxes[i]], [24, 24], antialias=True)
-                       for i in range(2)])
+    ref = torch.stack(
+        [TF.resized_crop(images[i].float(), *[int(v) for v in boxes[i]], [24, 24], antialias=True) for i in range(2)]
+    )
     # Inside the box the sampling points coincide; at the border torchvision clamps to the crop
     # while roi_align reads the neighbouring pixels of the full image.
     assert torch.allclose(out[:, :, 1:-1, 1:-1], ref[:, :, 1:-1, 1:-1], atol=1e-3)

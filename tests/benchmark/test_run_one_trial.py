@@ -4,17 +4,25 @@ epoch is reported only after the completed record is written."""
 
 import pytest
 
-from benchmark.trial import TrialConfig
-from benchmark.plugins import load_plugins
 from benchmark.experiments.resolve import resolve_trial
 from benchmark.experiments.worker import run_one_trial
+from benchmark.plugins import load_plugins
 from benchmark.store import ResultStore
+from benchmark.trial import TrialConfig
 
 
 def _env(tmp_path, scheduler):
-    return {"results": str(tmp_path / "r"), "data_root": str(tmp_path), "cache_dir": str(tmp_path / "c"),
-            "device": "cpu", "cpus_per_trial": 1, "mixed_precision": False, "channels_last": False,
-            "code_version": "test", "scheduler": scheduler}
+    return {
+        "results": str(tmp_path / "r"),
+        "data_root": str(tmp_path),
+        "cache_dir": str(tmp_path / "c"),
+        "device": "cpu",
+        "cpus_per_trial": 1,
+        "mixed_precision": False,
+        "channels_last": False,
+        "code_version": "test",
+        "scheduler": scheduler,
+    }
 
 
 @pytest.fixture
@@ -30,7 +38,10 @@ def test_a_scheduler_stop_leaves_the_epochs_measured_so_far_as_a_partial_record(
     def report(summary):
         seen.append(summary["epoch"])
         # Stored before it is reported, so nothing is lost if the worker dies right here.
-        assert sorted(store.read().query("metric == 'accuracy' and subset == 'all'")["epoch"].unique())[-1] == summary["epoch"]
+        assert (
+            sorted(store.read().query("metric == 'accuracy' and subset == 'all'")["epoch"].unique())[-1]
+            == summary["epoch"]
+        )
         if summary["epoch"] == 2:
             raise SystemExit(0)  # what Tune's report() does when the scheduler stops the trial
 
@@ -57,6 +68,9 @@ def test_the_final_epoch_is_reported_after_the_completed_record_is_written(tmp_p
 def test_without_a_scheduler_nothing_partial_is_written(tmp_path, toy_trial):
     store = ResultStore(tmp_path / "r")
     statuses = []
-    run_one_trial(toy_trial, _env(tmp_path, None),
-                  report=lambda summary: statuses.append(set(store.trials()["status"]) if summary["epoch"] < 3 else None))
+    run_one_trial(
+        toy_trial,
+        _env(tmp_path, None),
+        report=lambda summary: statuses.append(set(store.trials()["status"]) if summary["epoch"] < 3 else None),
+    )
     assert statuses[:2] == [set(), set()] and store.completed_keys() == {toy_trial.key}

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from benchmark.trial import TrialConfig
 from benchmark.experiments.search import best_configurations, check_metric, search_results, summary_table
+from benchmark.trial import TrialConfig
 from methods.base import METHODS, resolve_hparams
 
 
@@ -37,8 +37,16 @@ def test_asha_search_records_stopped_trials_and_picks_best(tmp_path, toy_plugin)
     from benchmark.store import ResultStore
 
     configs = [TrialConfig("toy", "lff", epochs=4, protocol="validation", hparams_seed=k) for k in range(4)]
-    options = RunOptions(results=str(tmp_path / "r"), data_root=str(tmp_path), cache_dir=str(tmp_path / "c"),
-                         num_cpus=2, device="cpu", plugins=(toy_plugin,), progress="off", scheduler="asha")
+    options = RunOptions(
+        results=str(tmp_path / "r"),
+        data_root=str(tmp_path),
+        cache_dir=str(tmp_path / "c"),
+        num_cpus=2,
+        device="cpu",
+        plugins=(toy_plugin,),
+        progress="off",
+        scheduler="asha",
+    )
     summary = run_grid(configs, options)
     assert len(summary.completed) + len(summary.stopped) == 4 and not summary.failed
     store = ResultStore(tmp_path / "r")

@@ -12,18 +12,26 @@ def _rows(spec):
 
 
 ROLES = {"a": "debiased", "b": "main"}
-METRICS = _rows([
-    # trial a (LfF: the biased role must be ignored); test unbiased peaks at epoch 2 (tie with 3)
-    *[("a", e, "debiased", "test", "all", "accuracy", v) for e, v in ((1, 0.2), (2, 0.7), (3, 0.7), (4, 0.5))],
-    *[("a", e, "biased", "test", "all", "accuracy", 0.99) for e in (1, 2, 3, 4, 5)],
-    *[("a", e, "debiased", "valid", "all", "sample_accuracy", v) for e, v in ((1, 0.9), (2, 0.6), (3, 0.6), (4, 0.6))],
-    *[("a", e, "debiased", "valid", "all", "worst_group_accuracy", v) for e, v in ((1, 0.1), (2, 0.2), (3, 0.4), (4, 0.3))],
-    # trial b: best validation accuracy at epoch 3, worst-group at 1
-    *[("b", e, "main", "test", "all", "accuracy", v) for e, v in ((1, 0.5), (2, 0.4), (3, 0.3))],
-    *[("b", e, "main", "valid", "all", "sample_accuracy", v) for e, v in ((1, 0.5), (2, 0.6), (3, 0.8))],
-    *[("b", e, "main", "valid", "all", "worst_group_accuracy", v) for e, v in ((1, 0.5), (2, 0.2), (3, 0.1))],
-    ("b", 9, "main", "train", "aligned", "loss", 0.1),  # training rows never decide the last epoch
-])
+METRICS = _rows(
+    [
+        # trial a (LfF: the biased role must be ignored); test unbiased peaks at epoch 2 (tie with 3)
+        *[("a", e, "debiased", "test", "all", "accuracy", v) for e, v in ((1, 0.2), (2, 0.7), (3, 0.7), (4, 0.5))],
+        *[("a", e, "biased", "test", "all", "accuracy", 0.99) for e in (1, 2, 3, 4, 5)],
+        *[
+            ("a", e, "debiased", "valid", "all", "sample_accuracy", v)
+            for e, v in ((1, 0.9), (2, 0.6), (3, 0.6), (4, 0.6))
+        ],
+        *[
+            ("a", e, "debiased", "valid", "all", "worst_group_accuracy", v)
+            for e, v in ((1, 0.1), (2, 0.2), (3, 0.4), (4, 0.3))
+        ],
+        # trial b: best validation accuracy at epoch 3, worst-group at 1
+        *[("b", e, "main", "test", "all", "accuracy", v) for e, v in ((1, 0.5), (2, 0.4), (3, 0.3))],
+        *[("b", e, "main", "valid", "all", "sample_accuracy", v) for e, v in ((1, 0.5), (2, 0.6), (3, 0.8))],
+        *[("b", e, "main", "valid", "all", "worst_group_accuracy", v) for e, v in ((1, 0.5), (2, 0.2), (3, 0.1))],
+        ("b", 9, "main", "train", "aligned", "loss", 0.1),  # training rows never decide the last epoch
+    ]
+)
 
 
 def _epochs(selector, metrics=METRICS):

@@ -6,19 +6,44 @@ import pytest
 
 from benchmark.store import SCHEMA_VERSION, ResultStore, StoreNotWritableError, StoreVersionError, TrialRecord
 
-TRIAL = {"dataset": "cmnist", "method": "lff", "supervision": "none", "predictor_role": "debiased",
-         "dataset_params": {"ratio": 99.5}, "method_hparams": {"q": 0.7}, "trial_seed": 0, "data_seed": 0,
-         "hparams_seed": 0, "epochs": 2, "protocol": "paper"}
-METRICS = {"epoch": [1, 2], "role": ["debiased"] * 2, "split": ["test"] * 2, "subset": ["all"] * 2,
-           "target": [None, None], "bias": [None, None], "metric": ["accuracy"] * 2, "value": [0.4, 0.6]}
+TRIAL = {
+    "dataset": "cmnist",
+    "method": "lff",
+    "supervision": "none",
+    "predictor_role": "debiased",
+    "dataset_params": {"ratio": 99.5},
+    "method_hparams": {"q": 0.7},
+    "trial_seed": 0,
+    "data_seed": 0,
+    "hparams_seed": 0,
+    "epochs": 2,
+    "protocol": "paper",
+}
+METRICS = {
+    "epoch": [1, 2],
+    "role": ["debiased"] * 2,
+    "split": ["test"] * 2,
+    "subset": ["all"] * 2,
+    "target": [None, None],
+    "bias": [None, None],
+    "metric": ["accuracy"] * 2,
+    "value": [0.4, 0.6],
+}
 
 
 def test_write_read_roundtrip_and_completed_keys(tmp_path):
     store = ResultStore(tmp_path)
     store.ensure_writable()
-    store.write_trial(TrialRecord(trial=TRIAL, key="k1", status="completed", metrics=METRICS,
-                                  info={"wall_time_s": 3.0}, predictions={"role": ["debiased"], "index": [0],
-                                                                         "target": [1], "bias": [2], "prediction": [1]}))
+    store.write_trial(
+        TrialRecord(
+            trial=TRIAL,
+            key="k1",
+            status="completed",
+            metrics=METRICS,
+            info={"wall_time_s": 3.0},
+            predictions={"role": ["debiased"], "index": [0], "target": [1], "bias": [2], "prediction": [1]},
+        )
+    )
     store.write_trial(TrialRecord(trial=TRIAL, key="k2", status="failed", error="boom"))
     assert store.completed_keys() == {"k1"}
     frame = store.read()
@@ -48,7 +73,9 @@ def test_foreign_and_corrupt_files_are_skipped_with_a_warning(tmp_path):
 def test_unknown_schema_version_is_rejected(tmp_path):
     store = ResultStore(tmp_path)
     store.ensure_writable()
-    table = pa.table({"x": [1]}).replace_schema_metadata({b"debiasbench.schema_version": str(SCHEMA_VERSION + 1).encode()})
+    table = pa.table({"x": [1]}).replace_schema_metadata(
+        {b"debiasbench.schema_version": str(SCHEMA_VERSION + 1).encode()}
+    )
     pq.write_table(table, tmp_path / "trials" / "future.parquet")
     with pytest.raises(StoreVersionError, match="schema version"):
         store.read()

@@ -17,10 +17,14 @@ import pytest
 from benchmark.experiments import trackers
 from benchmark.experiments.trackers import TrackerError, tracker_callbacks
 
-HAS = {name: importlib.util.find_spec(module) is not None
-       for name, module in (("tensorboard", "tensorboardX"), ("mlflow", "mlflow"), ("wandb", "wandb"))}
-needs = {name: pytest.mark.skipif(not present, reason=f'{name} not installed (pip install "debiasbench[{name}]")')
-         for name, present in HAS.items()}
+HAS = {
+    name: importlib.util.find_spec(module) is not None
+    for name, module in (("tensorboard", "tensorboardX"), ("mlflow", "mlflow"), ("wandb", "wandb"))
+}
+needs = {
+    name: pytest.mark.skipif(not present, reason=f'{name} not installed (pip install "debiasbench[{name}]")')
+    for name, present in HAS.items()
+}
 EPOCHS = 3
 
 
@@ -95,8 +99,12 @@ def test_remote_results_need_a_local_tracker_location():
 # A tiny Tune run: 3 epochs of the runner's kind of flat summary
 # --------------------------------------------------------------------------------------------
 def _epoch_metrics(epoch: int) -> dict[str, float]:
-    return {"epoch": epoch, "test_accuracy": 0.5 + 0.1 * epoch, "test/debiased/conflicting_accuracy": 0.2 * epoch,
-            "seconds": 0.01}
+    return {
+        "epoch": epoch,
+        "test_accuracy": 0.5 + 0.1 * epoch,
+        "test/debiased/conflicting_accuracy": 0.2 * epoch,
+        "seconds": 0.01,
+    }
 
 
 def _trainable(config):
@@ -114,8 +122,8 @@ def _tfevent_scalars(path: Path) -> dict[str, dict[int, float]]:
     data = path.read_bytes()
     position = 0
     while position + 12 <= len(data):
-        (length,) = struct.unpack("<Q", data[position:position + 8])
-        record = data[position + 12:position + 12 + length]
+        (length,) = struct.unpack("<Q", data[position : position + 8])
+        record = data[position + 12 : position + 12 + length]
         position += 12 + length + 4
         event = event_pb2.Event.FromString(record)
         for value in event.summary.value:
@@ -136,16 +144,26 @@ def tune_run(tmp_path_factory):
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # as the runner: only what is asked for
     # The workers import this module (the trainable) and the repository by path.
-    path = os.pathsep.join([str(Path(__file__).parent), str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")])
-    ray.init(address="local", num_cpus=1, include_dashboard=False, _node_ip_address="127.0.0.1",
-             object_store_memory=100 * 2**20, log_to_driver=False, logging_level=logging.ERROR,
-             runtime_env={"env_vars": {"PYTHONPATH": path.rstrip(os.pathsep), "RAY_USAGE_STATS_ENABLED": "0"}})
+    path = os.pathsep.join(
+        [str(Path(__file__).parent), str(Path(__file__).parents[2]), os.environ.get("PYTHONPATH", "")]
+    )
+    ray.init(
+        address="local",
+        num_cpus=1,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        object_store_memory=100 * 2**20,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+        runtime_env={"env_vars": {"PYTHONPATH": path.rstrip(os.pathsep), "RAY_USAGE_STATS_ENABLED": "0"}},
+    )
     try:
         callbacks = tracker_callbacks(names, str(results))
         tuner = tune.Tuner(
-            _trainable, param_space={"trial": "toy"},
-            run_config=tune.RunConfig(name="grid", storage_path=str(results / "_ray"), verbose=0,
-                                      callbacks=callbacks))
+            _trainable,
+            param_space={"trial": "toy"},
+            run_config=tune.RunConfig(name="grid", storage_path=str(results / "_ray"), verbose=0, callbacks=callbacks),
+        )
         grid = tuner.fit()
         assert not grid.errors, grid.errors
     finally:
@@ -197,8 +215,8 @@ def _wandb_history(path: Path) -> list[dict[str, str]]:
         if left < 7:  # block trailer
             position += left
             continue
-        _, length, kind = struct.unpack("<IHB", data[position:position + 7])
-        chunk = data[position + 7:position + 7 + length]
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        chunk = data[position + 7 : position + 7 + length]
         position += 7 + length
         if kind == 0:
             break
@@ -224,7 +242,8 @@ def test_tune_run_writes_an_offline_wandb_run(tune_run):
     assert [int(row["epoch"]) for row in rows] == [1, 2, 3]
     for name in ("test_accuracy", "test/debiased/conflicting_accuracy"):
         assert [json.loads(row[name]) for row in rows] == pytest.approx(
-            [_epoch_metrics(e)[name] for e in range(1, EPOCHS + 1)])
+            [_epoch_metrics(e)[name] for e in range(1, EPOCHS + 1)]
+        )
 
 
 @pytest.mark.ray
@@ -239,9 +258,27 @@ def test_the_smoke_grid_logs_every_epoch_to_tensorboard_and_mlflow(mnist_paths, 
     import run_all
 
     results = tmp_path / "results"
-    status = run_all.main(["--grid", "smoke", "--epochs", "2", "--tracker", "tensorboard", "--tracker", "mlflow",
-                           "--results", str(results), "--data-root", str(mnist_paths.data_root),
-                           "--cache-dir", str(mnist_paths.cache_dir), "--progress", "off", "--no-report"])
+    status = run_all.main(
+        [
+            "--grid",
+            "smoke",
+            "--epochs",
+            "2",
+            "--tracker",
+            "tensorboard",
+            "--tracker",
+            "mlflow",
+            "--results",
+            str(results),
+            "--data-root",
+            str(mnist_paths.data_root),
+            "--cache-dir",
+            str(mnist_paths.cache_dir),
+            "--progress",
+            "off",
+            "--no-report",
+        ]
+    )
     assert status == 0
     runs = {}
     for path in sorted((results / "_ray").rglob("events.out.tfevents.*")):

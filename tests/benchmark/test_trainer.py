@@ -5,12 +5,11 @@ uninterrupted one does."""
 import dataclasses
 
 import pytest
-import torch
 import torch.nn.functional as F
 
-from benchmark.trial import TrialConfig
 from benchmark.experiments.resolve import resolve_trial
 from benchmark.training.trainer import TrainEnv, train_trial
+from benchmark.trial import TrialConfig
 from datasets.base import DataPaths
 from methods.base import METHODS, Batch, Method, StepOutput, Supervision, register_method
 
@@ -32,8 +31,11 @@ class _Spy(Method):
         return StepOutput(loss=loss.mean().detach(), per_sample_loss={"main": loss.detach()})
 
 
-for _name, _supervision in (("spy_none", Supervision.NONE), ("spy_tailored", Supervision.BIAS_TAILORED),
-                            ("spy_labels", Supervision.BIAS_LABELS)):
+for _name, _supervision in (
+    ("spy_none", Supervision.NONE),
+    ("spy_tailored", Supervision.BIAS_TAILORED),
+    ("spy_labels", Supervision.BIAS_LABELS),
+):
     if _name not in METHODS:
         register_method(_name)(type(_name, (_Spy,), {"supervision": _supervision}))
 
@@ -56,7 +58,11 @@ def test_bias_labels_reach_only_methods_that_may_use_them(env, method, sees_labe
 
 def _values(output, **where):
     rows = zip(*(output.metrics[c] for c in ("epoch", "role", "split", "subset", "metric", "value")))
-    return [r[-1] for r in rows if all(r[i] == where[k] for i, k in enumerate(("epoch", "role", "split", "subset", "metric")) if k in where)]
+    return [
+        r[-1]
+        for r in rows
+        if all(r[i] == where[k] for i, k in enumerate(("epoch", "role", "split", "subset", "metric")) if k in where)
+    ]
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(env):
@@ -84,8 +90,11 @@ def test_resume_from_checkpoint_matches_uninterrupted_run(env, tmp_path):
         train_trial(trial, checkpoints, on_epoch=preempt_after_epoch_2)
     resumed = train_trial(trial, checkpoints)
     assert resumed.resumed_from_epoch == 2
-    strip = lambda out: [(e, r, s, b, m, v) for e, r, s, b, m, v in zip(*(out.metrics[c] for c in
-                         ("epoch", "role", "split", "subset", "metric", "value"))) if m != "seconds"]
+    strip = lambda out: [
+        (e, r, s, b, m, v)
+        for e, r, s, b, m, v in zip(*(out.metrics[c] for c in ("epoch", "role", "split", "subset", "metric", "value")))
+        if m != "seconds"
+    ]
     assert strip(resumed) == strip(uninterrupted)
 
 
@@ -95,8 +104,11 @@ def test_metrics_cover_every_role_and_alignment(env):
         for subset in ("aligned", "conflicting"):
             assert len(_values(output, epoch=1, role=role, split="train", subset=subset, metric="loss")) == 1
             assert 0.0 <= _values(output, epoch=1, role=role, split="test", subset=subset, metric="accuracy")[0] <= 1.0
-    groups = [v for s, m, v in zip(output.metrics["subset"], output.metrics["metric"], output.metrics["value"])
-              if s == "group" and m == "count"]
+    groups = [
+        v
+        for s, m, v in zip(output.metrics["subset"], output.metrics["metric"], output.metrics["value"])
+        if s == "group" and m == "count"
+    ]
     assert len(groups) == 2 * 16 and sum(groups) == 2 * 200
     assert set(output.predictions["role"]) == {"biased", "debiased"}
 

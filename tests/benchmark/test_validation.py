@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from benchmark.trial import TrialConfig
 from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
-from benchmark.training.trainer import TrainEnv, train_trial
 from benchmark.training.holdout import holdout_indices
+from benchmark.training.trainer import TrainEnv, train_trial
+from benchmark.trial import TrialConfig
 from datasets.base import DataPaths
 
 
@@ -25,14 +25,23 @@ def test_holdout_is_stratified_keeps_the_bias_and_is_seeded():
 def test_validation_protocol_trains_on_the_rest_and_evaluates_valid(tmp_path, toy_plugin):
     env = TrainEnv(paths=DataPaths(tmp_path, tmp_path / "c"), device="cpu", num_threads=1)
     summaries = []
-    output = train_trial(resolve_trial(TrialConfig("toy", "vanilla", epochs=1, protocol="validation")), env,
-                         on_epoch=summaries.append)
+    output = train_trial(
+        resolve_trial(TrialConfig("toy", "vanilla", epochs=1, protocol="validation")), env, on_epoch=summaries.append
+    )
     splits = set(output.metrics["split"])
     assert {"train", "test", "valid"} <= splits
-    rows = zip(output.metrics["split"], output.metrics["subset"], output.metrics["role"], output.metrics["metric"],
-               output.metrics["value"])
-    valid_count = sum(v for split, subset, role, metric, v in rows
-                      if (split, subset, role, metric) == ("valid", "group", "main", "count"))
+    rows = zip(
+        output.metrics["split"],
+        output.metrics["subset"],
+        output.metrics["role"],
+        output.metrics["metric"],
+        output.metrics["value"],
+    )
+    valid_count = sum(
+        v
+        for split, subset, role, metric, v in rows
+        if (split, subset, role, metric) == ("valid", "group", "main", "count")
+    )
     _, valid_rows = holdout_indices(*_toy_labels(tmp_path), 0.1, seed=0)
     assert valid_count == len(valid_rows)  # exactly the held-out rows are evaluated as "valid"
     assert 0 <= summaries[0]["valid_accuracy"] <= 1 and "valid_worst_group_accuracy" in summaries[0]

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.trial import TrialConfig
 from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
 from benchmark.training.trainer import TrainEnv, train_trial
+from benchmark.trial import TrialConfig
 from datasets.bar import BAR, CLASSES, PUBLISHED_COUNTS, class_counts, stored_size
 from datasets.base import DATASETS, DataNotFoundError, DataPaths
 
@@ -187,8 +187,9 @@ def test_prepare_fails_early_without_imagenet_weights(bar_paths, tmp_path, monke
 
     previous = torch.hub.get_dir()
     torch.hub.set_dir(str(tmp_path / "empty_hub"))
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url",
-                        lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline")))
+    monkeypatch.setattr(
+        torch.hub, "load_state_dict_from_url", lambda *a, **k: (_ for _ in ()).throw(urllib.error.URLError("offline"))
+    )
     try:
         with pytest.raises(PretrainedWeightsNotFoundError, match="resnet18-f37072fd.pth"):
             BAR.prepare(BAR.make_params({"resolution": 16}), bar_paths)

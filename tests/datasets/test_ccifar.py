@@ -1,4 +1,5 @@
-"""Corrupted CIFAR-10 (docs/protocol.md#corrupted-cifar-10) on a small fake CIFAR-10 written in the standard pickle layout:
+"""Corrupted CIFAR-10 (docs/protocol.md#corrupted-cifar-10) on a small fake CIFAR-10 written in the
+standard pickle layout:
 the raw reader (restricted unpickler, str/bytes keys, clear errors), exact group counts, splits,
 the reversed task, the unbiased training set, seeding independent of workers, and the cache."""
 
@@ -15,8 +16,8 @@ from datasets._bias import bias_counts
 from datasets.base import DATASETS, DataNotFoundError, DataPaths
 from datasets.cifar10_source import (
     CIFARBatchError,
-    fingerprint,
     find_cifar10,
+    fingerprint,
     read_batch,
     read_cifar10,
     restricted_load,
@@ -210,8 +211,9 @@ def test_split_is_independent_of_workers_and_chunks(fake_root):
     labels = np.arange(len(raw.train_labels)) % 10
     names = ccifar.corruption_names(1)
     serial = ccifar.corrupt_images(raw.train_images, labels, names, 5, 3, 0, workers=1, chunk_size=37, progress=False)
-    pooled = ccifar.corrupt_images(raw.train_images, labels, names, 5, 3, 0, workers=2, chunk_size=100,
-                                   progress=False, min_parallel=0)
+    pooled = ccifar.corrupt_images(
+        raw.train_images, labels, names, 5, 3, 0, workers=2, chunk_size=100, progress=False, min_parallel=0
+    )
     np.testing.assert_array_equal(serial, pooled)
     other_seed = ccifar.corrupt_images(raw.train_images, labels, names, 5, 4, 0, workers=1, progress=False)
     assert (other_seed != serial).any()
@@ -230,8 +232,10 @@ def test_generation_is_cached_and_deterministic(paths, type1):
     assert not torch.equal(other_seed.train.images, type1.train.images)
     shuffled = cls.load(cls.make_params({"ratio": 95.0, "difficulty": 2, "assignment": "random"}), paths)
     assert not torch.equal(shuffled.train.biases, type1.train.biases)
-    assert torch.equal(torch.bincount(shuffled.train.targets * 10 + shuffled.train.biases, minlength=100),
-                       torch.bincount(type1.train.targets * 10 + type1.train.biases, minlength=100))
+    assert torch.equal(
+        torch.bincount(shuffled.train.targets * 10 + shuffled.train.biases, minlength=100),
+        torch.bincount(type1.train.targets * 10 + type1.train.biases, minlength=100),
+    )
 
 
 def test_interrupted_generation_leaves_no_cache_entry(paths, monkeypatch):
@@ -246,8 +250,9 @@ def test_interrupted_generation_leaves_no_cache_entry(paths, monkeypatch):
         cls.load(params, paths)
     monkeypatch.undo()
     family = paths.cache_dir / "ccifar2"
-    assert not family.exists() or all(not (entry / "meta.json").exists() for entry in family.iterdir()
-                                      if entry.name.startswith("."))
+    assert not family.exists() or all(
+        not (entry / "meta.json").exists() for entry in family.iterdir() if entry.name.startswith(".")
+    )
     data = cls.load(params, paths)  # a later run generates it from scratch
     assert len(data.train) == 5 * PER_TRAIN_FILE
 
@@ -258,13 +263,16 @@ def test_raw_data_is_part_of_the_cache_key(tmp_path):
     assert fingerprint(a) == fingerprint(write_fake_cifar(tmp_path / "c", seed=0))
 
 
-@pytest.mark.parametrize("values,message", [
-    ({"difficulty": 5}, "difficulty is 1, 2, 3 or 4"),
-    ({"difficulty": 0}, "difficulty is 1, 2, 3 or 4"),
-    ({"target": "color"}, "choose one of object, corruption"),
-    ({"ratio": 100}, "strictly between"),
-    ({"severity": 3}, "has no parameter"),
-])
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        ({"difficulty": 5}, "difficulty is 1, 2, 3 or 4"),
+        ({"difficulty": 0}, "difficulty is 1, 2, 3 or 4"),
+        ({"target": "color"}, "choose one of object, corruption"),
+        ({"ratio": 100}, "strictly between"),
+        ({"severity": 3}, "has no parameter"),
+    ],
+)
 def test_invalid_parameters(values, message):
     with pytest.raises(ValueError, match=message):
         DATASETS.get("ccifar1").make_params(values)

@@ -1,4 +1,5 @@
-"""Colored MNIST per docs/protocol.md#colored-mnist: exact counts, the colour formula, the splits, determinism, errors."""
+"""Colored MNIST per docs/protocol.md#colored-mnist: exact counts, the colour formula, the splits,
+determinism, errors."""
 
 import numpy as np
 import pytest
@@ -79,8 +80,9 @@ def test_random_assignment_has_the_same_cells_and_other_samples(mnist_paths, cmn
     torch.testing.assert_close(cells(shuffled.train), cells(cmnist_995.train))
     torch.testing.assert_close(cells(shuffled.test), cells(cmnist_995.test))
     assert (shuffled.train.biases != cmnist_995.train.biases).any()
-    other_seed = ColoredMNIST.arrays(ColoredMNIST.make_params({"ratio": 99.5, "assignment": "random"}),
-                                     mnist_paths, data_seed=1)
+    other_seed = ColoredMNIST.arrays(
+        ColoredMNIST.make_params({"ratio": 99.5, "assignment": "random"}), mnist_paths, data_seed=1
+    )
     assert not np.array_equal(other_seed["train_colors"], shuffled.train.biases.numpy())
 
 
@@ -97,12 +99,20 @@ def test_unbiased_training_set_is_uniform(mnist_paths):
     assert ColoredMNIST.make_params({"unbiased_train": True, "ratio": 95}).ratio == 10.0
 
 
-@pytest.mark.parametrize("values,message", [
-    ({"ratio": 0.995}, "percentage"), ({"ratio": 100}, "strictly between"), ({"ratio": 5}, "strictly between"),
-    ({"difficulty": 5}, "difficulty"), ({"target": "shape"}, "target"), ({"input_scaling": "x"}, "input_scaling"),
-    ({"assignment": "shuffled"}, "reference, random"), ({"ratio": "abc"}, "is a number"),
-    ({"colour": 1}, "no parameter"),
-])
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        ({"ratio": 0.995}, "percentage"),
+        ({"ratio": 100}, "strictly between"),
+        ({"ratio": 5}, "strictly between"),
+        ({"difficulty": 5}, "difficulty"),
+        ({"target": "shape"}, "target"),
+        ({"input_scaling": "x"}, "input_scaling"),
+        ({"assignment": "shuffled"}, "reference, random"),
+        ({"ratio": "abc"}, "is a number"),
+        ({"colour": 1}, "no parameter"),
+    ],
+)
 def test_invalid_parameters_name_the_problem(values, message):
     with pytest.raises(ValueError, match=message):
         ColoredMNIST.make_params(values)

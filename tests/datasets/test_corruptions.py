@@ -1,4 +1,5 @@
-"""The CIFAR-10-C corruptions (docs/protocol.md#corrupted-cifar-10): closed forms against direct evaluation of the reference
+"""The CIFAR-10-C corruptions (docs/protocol.md#corrupted-cifar-10): closed forms against direct
+evaluation of the reference
 formulas (to within one intensity level: the reference truncates its float result to uint8, so a
 last-bit difference in the float can move a value by one level), stochastic ones by their
 statistics, and the contracts every corruption keeps (dtype, range, shape, seeding)."""
@@ -47,13 +48,15 @@ def assert_truncated(actual: np.ndarray, unit: np.ndarray, eps: float = 1e-3) ->
     low, high = np.floor(value - eps), np.floor(value + eps)
     actual = actual.astype(np.float64)
     bad = (actual < np.clip(low, 0, 255)) | (actual > np.clip(high, 0, 255))
-    assert not bad.any(), f"{bad.sum()} values are not the truncated formula, e.g. {actual[bad][:3]} vs {value[bad][:3]}"
+    assert not bad.any(), (
+        f"{bad.sum()} values are not the truncated formula, e.g. {actual[bad][:3]} vs {value[bad][:3]}"
+    )
 
 
 def gaussian_kernel(sigma: float, truncate_at: float = 4.0) -> np.ndarray:
     radius = int(truncate_at * sigma + 0.5)
     taps = np.arange(-radius, radius + 1)
-    weights = np.exp(-0.5 * taps ** 2 / sigma ** 2)
+    weights = np.exp(-0.5 * taps**2 / sigma**2)
     return weights / weights.sum()
 
 
@@ -64,7 +67,7 @@ def correlate_2d(image: np.ndarray, kernel: np.ndarray, pad_mode: str) -> np.nda
     out = np.zeros_like(image, dtype=np.float64)
     for dy in range(kh):
         for dx in range(kw):
-            out += kernel[dy, dx] * padded[dy:dy + image.shape[0], dx:dx + image.shape[1]]
+            out += kernel[dy, dx] * padded[dy : dy + image.shape[0], dx : dx + image.shape[1]]
     return out
 
 
@@ -82,9 +85,13 @@ def test_constants_are_the_cifar10c_table():
     assert C.DEFOCUS_BLUR == ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1))
     assert C.MOTION_BLUR == ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5))
     assert C.ZOOM_BLUR_END == (1.06, 1.11, 1.16, 1.21, 1.26)
-    assert C.SNOW == ((0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
-                      (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9), (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
-                      (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8))
+    assert C.SNOW == (
+        (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+        (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+        (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+        (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+        (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+    )
     assert C.FROST == ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45))
     assert C.FOG == ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75))
     assert C.BRIGHTNESS == (0.05, 0.1, 0.15, 0.2, 0.3)
@@ -92,11 +99,17 @@ def test_constants_are_the_cifar10c_table():
     assert C.SATURATE == ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2))
     assert C.JPEG_QUALITY == (80, 65, 58, 50, 40)
     assert C.PIXELATE == (0.95, 0.9, 0.85, 0.75, 0.65)
-    np.testing.assert_allclose(np.array(C.ELASTIC) / 32, [(0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06),
-                                                          (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)])
-    assert C.SPATTER == ((0.62, 0.1, 0.7, 0.7, 0.5, "water"), (0.65, 0.1, 0.8, 0.7, 0.5, "water"),
-                         (0.65, 0.3, 1, 0.69, 0.5, "water"), (0.65, 0.1, 0.7, 0.69, 0.6, "mud"),
-                         (0.65, 0.1, 0.5, 0.68, 0.6, "mud"))
+    np.testing.assert_allclose(
+        np.array(C.ELASTIC) / 32,
+        [(0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)],
+    )
+    assert C.SPATTER == (
+        (0.62, 0.1, 0.7, 0.7, 0.5, "water"),
+        (0.65, 0.1, 0.8, 0.7, 0.5, "water"),
+        (0.65, 0.3, 1, 0.69, 0.5, "water"),
+        (0.65, 0.1, 0.7, 0.69, 0.6, "mud"),
+        (0.65, 0.1, 0.5, 0.68, 0.6, "mud"),
+    )
 
 
 def test_float_results_are_truncated_not_rounded():
@@ -184,9 +197,9 @@ def test_gaussian_blur_formula(images, severity):
 def test_defocus_blur_is_an_antialiased_disk(images, severity):
     radius, alias = C.DEFOCUS_BLUR[severity - 1]
     grid = np.arange(-8, 9)
-    disk = ((grid[:, None] ** 2 + grid[None, :] ** 2) <= radius ** 2).astype(np.float64)
+    disk = ((grid[:, None] ** 2 + grid[None, :] ** 2) <= radius**2).astype(np.float64)
     disk /= disk.sum()
-    g = np.exp(-0.5 * np.arange(-1, 2) ** 2 / alias ** 2)
+    g = np.exp(-0.5 * np.arange(-1, 2) ** 2 / alias**2)
     g /= g.sum()  # OpenCV's 3x3 Gaussian for that sigma, applied with reflect-101 borders
     kernel = correlate_2d(disk[..., None], np.outer(g, g), "reflect")[..., 0]
     expected = np.stack([correlate_2d(i / 255.0, kernel, "reflect") for i in images])
@@ -196,9 +209,9 @@ def test_defocus_blur_is_an_antialiased_disk(images, severity):
 def _reference_clipped_zoom(image: np.ndarray, factor: float) -> np.ndarray:
     crop = int(np.ceil(32 / factor))
     top = (32 - crop) // 2
-    zoomed = ndimage.zoom(image[top:top + crop, top:top + crop], (factor, factor, 1), order=1)
+    zoomed = ndimage.zoom(image[top : top + crop, top : top + crop], (factor, factor, 1), order=1)
     trim = (zoomed.shape[0] - 32) // 2
-    return zoomed[trim:trim + 32, trim:trim + 32]
+    return zoomed[trim : trim + 32, trim : trim + 32]
 
 
 @pytest.mark.parametrize("severity", C.SEVERITIES)
@@ -276,7 +289,7 @@ def test_motion_blur_is_imagemagick_line_kernel(images):
     radius, sigma = C.MOTION_BLUR[4]
     angle = C.image_rngs(0, 0, [0])[0].uniform(-45, 45)
     width = 2 * radius + 1
-    weights = np.exp(-np.arange(width) ** 2 / (2 * sigma ** 2))
+    weights = np.exp(-(np.arange(width) ** 2) / (2 * sigma**2))
     weights /= weights.sum()
     image = images[0].astype(np.float64)
     expected = np.zeros_like(image)
@@ -301,7 +314,7 @@ def test_frost_blends_a_crop_of_one_of_the_first_five_textures():
         t = rng.integers(5)
         top = rng.integers(0, textures[t].shape[0] - 32)
         left = rng.integers(0, textures[t].shape[1] - 32)
-        crop = textures[t][top:top + 32, left:left + 32].astype(np.float64)
+        crop = textures[t][top : top + 32, left : left + 32].astype(np.float64)
         np.testing.assert_array_equal(out[i], np.clip(frost_weight * crop, 0, 255).astype(np.uint8))
 
 
@@ -312,8 +325,13 @@ def test_bilinear_reflect_equals_scipy_map_coordinates():
     cols = np.arange(32)[None, None, :] + rng.uniform(-5, 5, (3, 32, 32))
     out = C.bilinear_reflect(images, rows, cols)
     for i in range(3):
-        coords = np.stack([np.repeat(rows[i][..., None], 3, -1), np.repeat(cols[i][..., None], 3, -1),
-                           np.broadcast_to(np.arange(3), (32, 32, 3))])
+        coords = np.stack(
+            [
+                np.repeat(rows[i][..., None], 3, -1),
+                np.repeat(cols[i][..., None], 3, -1),
+                np.broadcast_to(np.arange(3), (32, 32, 3)),
+            ]
+        )
         expected = ndimage.map_coordinates(images[i], coords.reshape(3, -1), order=1, mode="reflect")
         np.testing.assert_allclose(out[i], expected.reshape(32, 32, 3), atol=1e-9)
 
@@ -355,15 +373,27 @@ def test_an_image_does_not_depend_on_its_batch(images, name):
 
 def test_every_image_index_split_and_seed_has_its_own_stream():
     grey = np.full((40, 32, 32, 3), 128, np.uint8)
-    outputs = [C.corrupt(grey, "GaussianNoise", 3, C.image_rngs(seed, split, range(40)))
-               for seed, split in ((0, 0), (0, 1), (1, 0))]
+    outputs = [
+        C.corrupt(grey, "GaussianNoise", 3, C.image_rngs(seed, split, range(40)))
+        for seed, split in ((0, 0), (0, 1), (1, 0))
+    ]
     flat = np.concatenate([o.reshape(40, -1) for o in outputs])
     assert len(np.unique(flat, axis=0)) == len(flat)
 
 
 def test_types_list_ten_corruptions_each():
-    assert C.corruption_names(1) == ("Snow", "Frost", "Fog", "Brightness", "Contrast", "Spatter", "Elastic",
-                                     "JPEG", "Pixelate", "Saturate")
+    assert C.corruption_names(1) == (
+        "Snow",
+        "Frost",
+        "Fog",
+        "Brightness",
+        "Contrast",
+        "Spatter",
+        "Elastic",
+        "JPEG",
+        "Pixelate",
+        "Saturate",
+    )
     assert C.corruption_names(2)[-1] == "Original" and len(C.corruption_names(2)) == 10
     assert set(C.TYPE1 + C.TYPE2) == set(C.CORRUPTIONS)
 

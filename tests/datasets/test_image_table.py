@@ -24,11 +24,14 @@ from datasets.image_table import (
     subsample_to_ratio,
 )
 
-
 # (label, bg, split, rows): cats mostly on water and dogs mostly on land, so the aligned mapping
 # in sorted index order (cat 0, dog 1; land 0, water 1) is the swap.
-DESIGN = [("cat", "water", "train", 12), ("cat", "land", "train", 3), ("dog", "land", "train", 10),
-          ("dog", "water", "train", 2)] + [(y, b, "test", 2) for y in ("cat", "dog") for b in ("land", "water")]
+DESIGN = [
+    ("cat", "water", "train", 12),
+    ("cat", "land", "train", 3),
+    ("dog", "land", "train", 10),
+    ("dog", "water", "train", 2),
+] + [(y, b, "test", 2) for y in ("cat", "dog") for b in ("land", "water")]
 SIZES = (1, 2, 10)  # an integer column: classes in numeric order 1, 2, 10
 
 
@@ -75,8 +78,15 @@ class Folder:
         self.paths = DataPaths(tmp_path / "data", tmp_path / "cache", allow_download=False)
 
     def params(self, **overrides):
-        values = dict(root=str(self.root), table=self.table.name, target="label", bias="bg", split_column="split",
-                      resolution=8, model="mlp")
+        values = dict(
+            root=str(self.root),
+            table=self.table.name,
+            target="label",
+            bias="bg",
+            split_column="split",
+            resolution=8,
+            model="mlp",
+        )
         values.update(overrides)
         return ImageTable.make_params({k: v for k, v in values.items() if v is not None or k == "bias"})
 
@@ -107,25 +117,44 @@ def row_ids(split) -> list[int]:
 
 def groups(data, split) -> Counter:
     names = data.bias_names
-    return Counter((data.class_names[y], names[b] if names else None)
-                   for y, b in zip(split.targets.tolist(), (split.biases if split.biases is not None
-                                                             else split.targets * 0).tolist()))
+    return Counter(
+        (data.class_names[y], names[b] if names else None)
+        for y, b in zip(
+            split.targets.tolist(), (split.biases if split.biases is not None else split.targets * 0).tolist()
+        )
+    )
 
 
 # -- loading ----------------------------------------------------------------------------------------
 
+
 def test_registered_and_defaults():
     assert DATASETS.get("image_table") is ImageTable
     params = ImageTable.make_params({"root": "photos", "table": "labels.csv", "target": "label"})
-    assert (params.path_column, params.test_fraction, params.resolution, params.model, params.pretrained) == \
-        ("path", 0.2, 224, "resnet18", True)
+    assert (params.path_column, params.test_fraction, params.resolution, params.model, params.pretrained) == (
+        "path",
+        0.2,
+        224,
+        "resnet18",
+        True,
+    )
     assert (params.normalization, params.lr, params.input_scaling, params.bias) == ("imagenet", 1e-4, "unit", None)
     arrays = ImageTable.make_params({"root": "x.npy", "table": "t.csv", "target": "y", "model": "mlp"})
-    assert (arrays.path_column, arrays.resolution, arrays.pretrained, arrays.normalization, arrays.lr) == \
-        ("index", None, False, "none", 1e-3)
+    assert (arrays.path_column, arrays.resolution, arrays.pretrained, arrays.normalization, arrays.lr) == (
+        "index",
+        None,
+        False,
+        "none",
+        1e-3,
+    )
     protocol = ImageTable.train_protocol(arrays)
-    assert (protocol.lr, protocol.weight_decay, protocol.batch_size, protocol.epochs, protocol.optimizer) == \
-        (1e-3, 0.0, 256, 100, "adam")
+    assert (protocol.lr, protocol.weight_decay, protocol.batch_size, protocol.epochs, protocol.optimizer) == (
+        1e-3,
+        0.0,
+        256,
+        100,
+        "adam",
+    )
     assert ImageTable.make_params(dataclasses.asdict(params)) == params  # canonical is idempotent
 
 
@@ -144,8 +173,12 @@ def test_split_column_counts_labels_and_pixels(folder):
     assert torch.equal(data.train.images[png], expected[:, :, None, None].expand(-1, -1, 8, 8))  # PNG: exact
     assert data.train.targets.tolist() == [["cat", "dog"].index(folder.rows[i]["label"]) for i in train]
     assert data.train.biases.tolist() == [["land", "water"].index(folder.rows[i]["bg"]) for i in train]
-    assert groups(data, data.train) == {("cat", "water"): 12, ("cat", "land"): 3, ("dog", "land"): 10,
-                                        ("dog", "water"): 2}
+    assert groups(data, data.train) == {
+        ("cat", "water"): 12,
+        ("cat", "land"): 3,
+        ("dog", "land"): 10,
+        ("dog", "water"): 2,
+    }
     assert data.model == "mlp" and data.model_kwargs == {"in_features": 3 * 8 * 8}
     assert data.input_spec.scale == 1 / 255 and data.input_spec.mean is None
 
@@ -188,12 +221,17 @@ def test_parquet_table_gives_the_same_data(folder):
 def test_stratified_test_fraction_exact_counts_and_seed(folder):
     data = folder.load(split_column=None, test_fraction=0.25)
     # floor(n * 0.25 + 1/2) test rows per (target, bias) group of n rows.
-    assert groups(data, data.test) == {("cat", "water"): 4, ("cat", "land"): 1, ("dog", "land"): 3,
-                                       ("dog", "water"): 1}
-    assert groups(data, data.train) == {("cat", "water"): 10, ("cat", "land"): 4, ("dog", "land"): 9,
-                                        ("dog", "water"): 3}
-    again, other = folder.load(split_column=None, test_fraction=0.25), folder.load(1, split_column=None,
-                                                                                      test_fraction=0.25)
+    assert groups(data, data.test) == {("cat", "water"): 4, ("cat", "land"): 1, ("dog", "land"): 3, ("dog", "water"): 1}
+    assert groups(data, data.train) == {
+        ("cat", "water"): 10,
+        ("cat", "land"): 4,
+        ("dog", "land"): 9,
+        ("dog", "water"): 3,
+    }
+    again, other = (
+        folder.load(split_column=None, test_fraction=0.25),
+        folder.load(1, split_column=None, test_fraction=0.25),
+    )
     assert row_ids(again.test) == row_ids(data.test) and row_ids(other.test) != row_ids(data.test)
     assert sorted(row_ids(data.train) + row_ids(data.test)) == list(range(len(folder.rows)))
     # Without a bias the strata are the classes: cat 19 -> 5, dog 16 -> 4.
@@ -204,19 +242,31 @@ def test_stratified_test_fraction_exact_counts_and_seed(folder):
 def test_ratio_subsampling_exact_counts(folder):
     # Training groups: cat 12 aligned (water) + 3 conflicting; dog 10 aligned (land) + 2 conflicting.
     data = folder.load(ratio=90)  # all aligned kept, round(A * 10 / 90) conflicting: 1 and 1
-    assert groups(data, data.train) == {("cat", "water"): 12, ("cat", "land"): 1, ("dog", "land"): 10,
-                                        ("dog", "water"): 1}
+    assert groups(data, data.train) == {
+        ("cat", "water"): 12,
+        ("cat", "land"): 1,
+        ("dog", "land"): 10,
+        ("dog", "water"): 1,
+    }
     data = folder.load(ratio=80)  # cat: 12 + 3; dog: round(2.5) = 3 > 2 conflicting, so 8 aligned + 2
-    assert groups(data, data.train) == {("cat", "water"): 12, ("cat", "land"): 3, ("dog", "land"): 8,
-                                        ("dog", "water"): 2}
+    assert groups(data, data.train) == {
+        ("cat", "water"): 12,
+        ("cat", "land"): 3,
+        ("dog", "land"): 8,
+        ("dog", "water"): 2,
+    }
     assert groups(data, data.test) == {g: 2 for g in groups(data, data.test)} and len(data.test) == 8
     assert row_ids(folder.load(ratio=80).train) == row_ids(data.train)  # seeded by the data seed
     assert row_ids(folder.load(1, ratio=80).train) != row_ids(data.train)
     kept = row_ids(data.train)
     assert kept == sorted(kept)  # table order is kept
     data = folder.load(ratio=50)
-    assert groups(data, data.train) == {("cat", "water"): 3, ("cat", "land"): 3, ("dog", "land"): 2,
-                                        ("dog", "water"): 2}
+    assert groups(data, data.train) == {
+        ("cat", "water"): 3,
+        ("cat", "land"): 3,
+        ("dog", "land"): 2,
+        ("dog", "water"): 2,
+    }
 
 
 def test_ratio_rule_and_conflicting_allocation():
@@ -230,16 +280,20 @@ def test_ratio_rule_and_conflicting_allocation():
     targets = np.array([0] * 59 + [1] * 20)
     biases = np.array([0] * 50 + [1] * 6 + [2] * 3 + [2] * 19 + [0])
     keep = subsample_to_ratio(targets, biases, np.array([0, 2]), 95, 0, lambda y, b: f"({y}, {b})")
-    assert Counter(zip(targets[keep].tolist(), biases[keep].tolist())) == {(0, 0): 50, (0, 1): 2, (0, 2): 1,
-                                                                            (1, 2): 19, (1, 0): 1}
+    assert Counter(zip(targets[keep].tolist(), biases[keep].tolist())) == {
+        (0, 0): 50,
+        (0, 1): 2,
+        (0, 2): 1,
+        (1, 2): 19,
+        (1, 0): 1,
+    }
 
 
 def test_balanced_test_exact_counts(folder):
     data = folder.load(split_column=None, test_fraction=0.25, balanced_test=True)
     assert groups(data, data.test) == {(y, b): 1 for y in ("cat", "dog") for b in ("land", "water")}
     assert len(data.train) == 26  # training split untouched
-    assert row_ids(data.test) == row_ids(folder.load(split_column=None, test_fraction=0.25,
-                                                      balanced_test=True).test)
+    assert row_ids(data.test) == row_ids(folder.load(split_column=None, test_fraction=0.25, balanced_test=True).test)
     even = folder.load(balanced_test=True)
     assert groups(even, even.test) == {(y, b): 2 for y in ("cat", "dog") for b in ("land", "water")}
     plain = folder.load(bias=None, split_column=None, test_fraction=0.25, balanced_test=True)
@@ -260,8 +314,10 @@ def test_without_bias_there_are_no_bias_labels(folder):
 def test_array_file_mode(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(12, 6, 6, 3), dtype=np.uint8)
-    table_rows = [dict(index=int(k), y=["a", "b"][k % 2], b=k % 3 == 0, split="test" if k >= 9 else "train")
-                  for k in (11, 3, 0, 5, 7, 2, 4, 6, 8, 9, 1, 10)]
+    table_rows = [
+        dict(index=int(k), y=["a", "b"][k % 2], b=k % 3 == 0, split="test" if k >= 9 else "train")
+        for k in (11, 3, 0, 5, 7, 2, 4, 6, 8, 9, 1, 10)
+    ]
     import pandas as pd
 
     pd.DataFrame(table_rows).to_csv(tmp_path / "t.csv", index=False)
@@ -270,16 +326,28 @@ def test_array_file_mode(tmp_path):
     train_rows = [k for k in order if k < 9]
     for layout, array in (("nhwc", images), ("nchw", images.transpose(0, 3, 1, 2))):
         np.save(tmp_path / f"{layout}.npy", array)
-        data = ImageTable.load(ImageTable.make_params(dict(root=f"{layout}.npy", table="t.csv", target="y", bias="b",
-                                                           split_column="split", model="mlp")), paths)
+        data = ImageTable.load(
+            ImageTable.make_params(
+                dict(root=f"{layout}.npy", table="t.csv", target="y", bias="b", split_column="split", model="mlp")
+            ),
+            paths,
+        )
         assert torch.equal(data.train.images, torch.from_numpy(images[train_rows].transpose(0, 3, 1, 2)))
         assert data.test.images.shape == (3, 3, 6, 6)
         assert data.bias_names == ["False", "True"] and data.model_kwargs == {"in_features": 3 * 6 * 6}
     # Grey N x H x W, resized by Pillow to the resolution; a CNN gets in_channels=1.
     grey = images[..., 0]
     np.save(tmp_path / "grey.npy", grey)
-    params = ImageTable.make_params(dict(root=str(tmp_path / "grey.npy"), table="t.csv", target="y",
-                                         split_column="split", model="simple_convnet", resolution=12))
+    params = ImageTable.make_params(
+        dict(
+            root=str(tmp_path / "grey.npy"),
+            table="t.csv",
+            target="y",
+            split_column="split",
+            model="simple_convnet",
+            resolution=12,
+        )
+    )
     data = ImageTable.load(params, paths)
     assert data.train.images.shape == (9, 1, 12, 12) and data.model_kwargs == {"in_channels": 1}
     expected = np.asarray(Image.fromarray(grey[train_rows[0]]).resize((12, 12), Image.BILINEAR))
@@ -298,8 +366,9 @@ def test_array_file_bad_input(tmp_path):
     np.save(tmp_path / "a.npy", np.zeros((4, 5, 5, 3), np.uint8))
 
     def load(root="a.npy"):
-        return ImageTable.load(ImageTable.make_params(dict(root=root, table="t.csv", target="y", model="mlp",
-                                                           test_fraction=0.5)), paths)
+        return ImageTable.load(
+            ImageTable.make_params(dict(root=root, table="t.csv", target="y", model="mlp", test_fraction=0.5)), paths
+        )
 
     with pytest.raises(ImageTableError, match=r"t.csv row 3 \(line 4\).*from 0 to 3"):
         load()
@@ -313,6 +382,7 @@ def test_array_file_bad_input(tmp_path):
 
 
 # -- the cache ------------------------------------------------------------------------------------
+
 
 def test_cache_is_reused_and_invalidated(folder, monkeypatch):
     import datasets.image_table.dataset as module
@@ -394,14 +464,16 @@ def test_unreadable_image_found_by_a_parallel_worker(tmp_path, monkeypatch):
     (root / "071.png").write_bytes(b"\x89PNG broken")
     write_table(root / "t.csv", rows, columns=("path", "label", "split"))
     monkeypatch.setenv("DEBIAS_PREPROCESS_WORKERS", "2")
-    params = ImageTable.make_params(dict(root=str(root), table="t.csv", target="label", split_column="split",
-                                         resolution=8, model="mlp"))
+    params = ImageTable.make_params(
+        dict(root=str(root), table="t.csv", target="label", split_column="split", resolution=8, model="mlp")
+    )
     with pytest.raises(ImageTableError, match=r"t.csv row 72 \(line 73\): the image file .*071.png cannot be read"):
         ImageTable.load(params, DataPaths(tmp_path, tmp_path / "cache"))
     assert list((tmp_path / "cache" / "image_table").iterdir()) == []
 
 
 # -- bad input ----------------------------------------------------------------------------------------
+
 
 def test_missing_root_table_and_image(folder, tmp_path):
     with pytest.raises(ImageTableNotFoundError, match="root 'nowhere' not found.*under the data root"):
@@ -503,11 +575,13 @@ def test_parameter_errors(folder):
     with pytest.raises(ValueError, match="true or false"):
         folder.params(balanced_test="yes")
     with pytest.raises(InvalidTrialError, match="image_table/vanilla: .*strictly between 0 and 1"):
-        resolve_trial(TrialConfig("image_table", "vanilla", {"root": "r", "table": "t.csv", "target": "y",
-                                                             "test_fraction": 1.5}))
+        resolve_trial(
+            TrialConfig("image_table", "vanilla", {"root": "r", "table": "t.csv", "target": "y", "test_fraction": 1.5})
+        )
 
 
 # -- through the trainer ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("bias", ["bg", None])
 def test_vanilla_epoch_end_to_end(folder, bias):

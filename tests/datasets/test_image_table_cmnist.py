@@ -24,9 +24,25 @@ CMNIST = {"ratio": 95.0, "assignment": "random"}  # conflicting samples spread o
 @pytest.fixture(scope="module")
 def exported(mnist_paths, tmp_path_factory):
     out = tmp_path_factory.mktemp("cmnist_export")
-    export_main(["--data-root", str(mnist_paths.data_root), "--cache-dir", str(mnist_paths.cache_dir), "--out",
-                 str(out), "--ratio", "95", "--param", "assignment=random", "--limit-train", str(N_TRAIN),
-                 "--limit-test", str(N_TEST), "--quiet"])
+    export_main(
+        [
+            "--data-root",
+            str(mnist_paths.data_root),
+            "--cache-dir",
+            str(mnist_paths.cache_dir),
+            "--out",
+            str(out),
+            "--ratio",
+            "95",
+            "--param",
+            "assignment=random",
+            "--limit-train",
+            str(N_TRAIN),
+            "--limit-test",
+            str(N_TEST),
+            "--quiet",
+        ]
+    )
     return json.loads((out / "image_table.json").read_text())
 
 
@@ -56,13 +72,18 @@ def test_one_vanilla_epoch_gives_identical_numbers(exported, mnist_paths, monkey
 
     monkeypatch.setattr(ColoredMNIST, "load", classmethod(first_rows))
     env = TrainEnv(paths=mnist_paths, device="cpu", num_threads=1, save_predictions=False)
-    outputs = [train_trial(resolve_trial(TrialConfig(dataset, "vanilla", params, epochs=1)), env)
-               for dataset, params in (("cmnist", CMNIST), ("image_table", exported))]
+    outputs = [
+        train_trial(resolve_trial(TrialConfig(dataset, "vanilla", params, epochs=1)), env)
+        for dataset, params in (("cmnist", CMNIST), ("image_table", exported))
+    ]
 
     def numbers(output):
         return [row for row in zip(*(output.metrics[c] for c in output.metrics)) if "seconds" not in row]
 
     assert numbers(outputs[0]) == numbers(outputs[1])
-    accuracy = [v for v, s, sub, m in zip(*(outputs[1].metrics[c] for c in ("value", "split", "subset", "metric")))
-                if (s, sub, m) == ("test", "all", "accuracy")]
+    accuracy = [
+        v
+        for v, s, sub, m in zip(*(outputs[1].metrics[c] for c in ("value", "split", "subset", "metric")))
+        if (s, sub, m) == ("test", "all", "accuracy")
+    ]
     assert len(accuracy) == 1 and 0.0 < accuracy[0] <= 1.0

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
@@ -36,10 +37,32 @@ def _refuse(name: str) -> Callable[..., Any]:
     return refuse
 
 
-for _name in ("__getitem__", "__len__", "__iter__", "__index__", "__int__", "__float__", "__bool__",
-              "__array__", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__add__", "__radd__",
-              "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__floordiv__", "__mod__",
-              "__contains__"):
+for _name in (
+    "__getitem__",
+    "__len__",
+    "__iter__",
+    "__index__",
+    "__int__",
+    "__float__",
+    "__bool__",
+    "__array__",
+    "__eq__",
+    "__ne__",
+    "__lt__",
+    "__le__",
+    "__gt__",
+    "__ge__",
+    "__add__",
+    "__radd__",
+    "__sub__",
+    "__rsub__",
+    "__mul__",
+    "__rmul__",
+    "__truediv__",
+    "__floordiv__",
+    "__mod__",
+    "__contains__",
+):
     setattr(PoisonedBias, _name, _refuse(_name))
 
 
@@ -69,17 +92,28 @@ def toy_context() -> Callable[..., MethodContext]:
     """make(inputs, targets, biases=None, num_bias=None, lr=1.0, model=None) -> MethodContext with
     plain SGD (no momentum), so one step moves every parameter by exactly -lr * grad."""
 
-    def make(inputs: torch.Tensor, targets: torch.Tensor, biases: Any = None, num_bias: int | None = None,
-             lr: float = 1.0, model: Callable[[], nn.Module] | None = None,
-             num_classes: int | None = None) -> MethodContext:
+    def make(
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        biases: Any = None,
+        num_bias: int | None = None,
+        lr: float = 1.0,
+        model: Callable[[], nn.Module] | None = None,
+        num_classes: int | None = None,
+    ) -> MethodContext:
         classes = num_classes if num_classes is not None else int(targets.max()) + 1
         return MethodContext(
-            dataset="toy", num_classes=classes, num_train=len(targets), train_targets=targets,
+            dataset="toy",
+            num_classes=classes,
+            num_train=len(targets),
+            train_targets=targets,
             device=torch.device("cpu"),
             model_factory=model or (lambda: TinyNet(inputs.shape[1], classes)),
             optimizer_factory=lambda params: torch.optim.SGD(params, lr=lr),
-            train_inputs=lambda index: inputs[index], unit_inputs=lambda x: x,
-            num_bias_values=num_bias, train_bias=biases,
+            train_inputs=lambda index: inputs[index],
+            unit_inputs=lambda x: x,
+            num_bias_values=num_bias,
+            train_bias=biases,
         )
 
     return make
@@ -92,8 +126,14 @@ def _trial_api() -> SimpleNamespace:
     from benchmark.trial import TrialConfig
     from datasets.base import DataPaths
 
-    return SimpleNamespace(TrialConfig=TrialConfig, resolve_trial=resolve_trial, InvalidTrialError=InvalidTrialError,
-                           TrainEnv=TrainEnv, train_trial=train_trial, DataPaths=DataPaths)
+    return SimpleNamespace(
+        TrialConfig=TrialConfig,
+        resolve_trial=resolve_trial,
+        InvalidTrialError=InvalidTrialError,
+        TrainEnv=TrainEnv,
+        train_trial=train_trial,
+        DataPaths=DataPaths,
+    )
 
 
 @pytest.fixture
@@ -119,14 +159,18 @@ def train_toy_epoch(toy_env, trial_api) -> Callable[..., Any]:
     output also carries `.trial` (the resolved trial) and `.rows` (see `metric_rows`)."""
 
     def run(method: str, hparams: dict[str, Any] | None = None, epochs: int = 1) -> Any:
-        trial = trial_api.resolve_trial(trial_api.TrialConfig("toy", method, method_hparams=hparams or {},
-                                                              epochs=epochs))
+        trial = trial_api.resolve_trial(
+            trial_api.TrialConfig("toy", method, method_hparams=hparams or {}, epochs=epochs)
+        )
         output = trial_api.train_trial(trial, toy_env)
         rows = metric_rows(output)
         train_losses = [r[5] for r in rows if r[2] == "train" and r[4] == "loss" and r[1] == trial.predictor_role]
         assert train_losses and all(math.isfinite(v) for v in train_losses), "no finite training loss logged"
-        test_accuracy = [r[5] for r in rows if r[2] == "test" and r[3] == "all" and r[4] == "accuracy"
-                         and r[1] == trial.predictor_role]
+        test_accuracy = [
+            r[5]
+            for r in rows
+            if r[2] == "test" and r[3] == "all" and r[4] == "accuracy" and r[1] == trial.predictor_role
+        ]
         assert len(test_accuracy) == epochs and all(0.0 <= v <= 1.0 for v in test_accuracy)
         output.trial = trial
         output.rows = rows

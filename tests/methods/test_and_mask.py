@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.base import METHODS, Batch, Supervision, resolve_hparams
 from methods.and_mask import ANDMask, ANDMaskHparams, and_mask
+from methods.base import METHODS, Batch, Supervision, resolve_hparams
 
 NUM_BIAS = 2
 # Two environments, four components: agree (+), disagree, agree (+), one environment exactly 0.
@@ -77,8 +77,9 @@ def test_one_step_matches_the_hand_computed_update(toy_context, environments, ta
     x = torch.randn(10, 4)
     y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
     b = torch.tensor([0, 0, 0, 1, 1, 1, 1, 0, 1, 0])
-    method = ANDMask(ANDMaskHparams(tau=tau, rescale=rescale, environments=environments),
-                     toy_context(x, y, b, NUM_BIAS, lr=1.0))
+    method = ANDMask(
+        ANDMaskHparams(tau=tau, rescale=rescale, environments=environments), toy_context(x, y, b, NUM_BIAS, lr=1.0)
+    )
     env = y * NUM_BIAS + b if environments == "group" else b
     expected = hand_step(method, x, y, env, tau, rescale)
     env_means = [F.cross_entropy(method.net(x[env == e]), y[env == e]) for e in sorted(set(env.tolist()))]

@@ -68,10 +68,10 @@ def test_one_step_routes_each_gradient(toy_context, grl_lambda) -> None:
 
     torch.testing.assert_close(output.loss, (target_loss + bias_loss).detach())
     # Feature extractor: dCE_y/dtheta - lambda * dCE_b/dtheta (SGD lr 1: new = old - grad).
-    for old, new, g_t, g_b in zip(before_net[:len(body)], method.net.body.parameters(), grad_target, grad_bias):
+    for old, new, g_t, g_b in zip(before_net[: len(body)], method.net.body.parameters(), grad_target, grad_bias):
         torch.testing.assert_close(new.detach(), old - (g_t - grl_lambda * g_b))
     # Target classifier: the target loss only.
-    for old, new, g in zip(before_net[len(body):], method.net.classifier.parameters(), grad_classifier):
+    for old, new, g in zip(before_net[len(body) :], method.net.classifier.parameters(), grad_classifier):
         torch.testing.assert_close(new.detach(), old - g)
     # Adversary: its own loss, not reversed (it learns to predict b), whatever lambda is.
     for old, new, g in zip(before_head, method.adversary.parameters(), grad_head):

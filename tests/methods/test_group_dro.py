@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.trial import TrialConfig
 from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
+from benchmark.trial import TrialConfig
 from datasets.base import DATASETS
 from methods.base import METHODS, Batch, MethodContext, Supervision, resolve_hparams
 from methods.group_dro import GroupDRO, GroupDROHparams, group_mean_losses
@@ -79,8 +79,9 @@ def test_q_update_matches_formula_and_grows_for_the_worst_group() -> None:
 def test_absent_and_empty_groups_contribute_nothing_and_never_divide_by_zero() -> None:
     torch.manual_seed(0)
     targets, biases, inputs = toy_data((6, 0, 6, 6))  # group 1 has no training sample at all
-    method = GroupDRO(GroupDROHparams(generalization_adjustment=1.0, normalize_loss=True),
-                      make_context(targets, biases, inputs))
+    method = GroupDRO(
+        GroupDROHparams(generalization_adjustment=1.0, normalize_loss=True), make_context(targets, biases, inputs)
+    )
     assert float(method.q[1]) == 0.0 and torch.isclose(method.q.sum(), torch.tensor(1.0))
     # Uniform over the 3 populated groups: q spreads over exactly 3 (the empty one is not counted).
     assert method.epoch_diagnostics() == pytest.approx({"q_max": 1 / 3, "q_effective_groups": 3.0})

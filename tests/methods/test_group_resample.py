@@ -93,7 +93,9 @@ def test_hparams_registration_and_search_space() -> None:
     assert METHODS.get("group_resample") is GroupResample
     assert resolve_hparams(GroupResample, "cmnist").mode == "oversample"
     assert {resolve_hparams(GroupResample, "cmnist", hparams_seed=k).mode for k in range(1, 12)} == {
-        "oversample", "undersample"}
+        "oversample",
+        "undersample",
+    }
     with pytest.raises(ValueError, match="mode"):
         GroupResampleHparams(mode="balanced")
 

@@ -9,7 +9,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from methods.base import METHODS, Batch, Supervision, resolve_hparams
 from methods.group_reweight import GroupReweight, GroupReweightHparams, group_weights

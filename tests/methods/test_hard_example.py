@@ -13,8 +13,10 @@ from methods.base import METHODS, Batch, Supervision, resolve_hparams
 from methods.hard_example import HardExample, HardExampleHparams, kept_count, select_hard
 
 
-@pytest.mark.parametrize("batch,fraction,k", [(6, 0.5, 3), (5, 0.5, 3), (10, 0.3, 3), (7, 0.01, 1),
-                                              (8, 1.0, 8), (256, 0.125, 32), (3, 0.34, 2)])
+@pytest.mark.parametrize(
+    "batch,fraction,k",
+    [(6, 0.5, 3), (5, 0.5, 3), (10, 0.3, 3), (7, 0.01, 1), (8, 1.0, 8), (256, 0.125, 32), (3, 0.34, 2)],
+)
 def test_kept_count_is_the_ceiling(batch, fraction, k) -> None:
     assert kept_count(batch, fraction) == k
 
@@ -90,8 +92,9 @@ def test_never_reads_bias_labels(toy_context, poisoned_bias) -> None:
     torch.manual_seed(0)
     x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
     for selection in ("topk", "proportional"):
-        method = HardExample(HardExampleHparams(selection=selection),
-                             toy_context(x, y, biases=poisoned_bias, num_bias=3))
+        method = HardExample(
+            HardExampleHparams(selection=selection), toy_context(x, y, biases=poisoned_bias, num_bias=3)
+        )
         method.prepare()
         assert method.epoch_indices(0, torch.Generator()) is None
         method.train_step(Batch(index=torch.arange(6), x=x, y=y, bias=poisoned_bias))

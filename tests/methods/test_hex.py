@@ -71,7 +71,9 @@ def test_projection_survives_rank_deficient_superficial_logits() -> None:
     superficial = torch.cat([column, 2 * column, torch.zeros(32, 2)], dim=1).requires_grad_()  # rank 1
     projected = project_out(joint, superficial, ridge=1e-4)
     projected.sum().backward()
-    assert torch.isfinite(projected).all() and torch.isfinite(joint.grad).all() and torch.isfinite(superficial.grad).all()
+    assert (
+        torch.isfinite(projected).all() and torch.isfinite(joint.grad).all() and torch.isfinite(superficial.grad).all()
+    )
     # The one direction F_G spans is still removed.
     assert (column.double().T @ projected.double()).abs().max() < 1e-2
     all_zero = project_out(joint.detach(), torch.zeros(32, 4), ridge=1e-4)
@@ -119,7 +121,10 @@ def test_quantisation_modes() -> None:
 def test_gray_permax_cannot_see_a_uniform_colour_but_per_channel_can() -> None:
     torch.manual_seed(0)
     digit = torch.rand(1, 1, 6, 6)
-    red, green = digit * torch.tensor([0.9, 0.1, 0.1]).view(1, 3, 1, 1), digit * torch.tensor([0.1, 0.9, 0.1]).view(1, 3, 1, 1)
+    red, green = (
+        digit * torch.tensor([0.9, 0.1, 0.1]).view(1, 3, 1, 1),
+        digit * torch.tensor([0.1, 0.9, 0.1]).view(1, 3, 1, 1),
+    )
     permax = NGLCM(HEXHparams(nglcm_input="gray_permax"), channels=3)
     # Luma scales the digit differently per colour, the per-image max undoes it.
     assert torch.allclose(permax.cooccurrence(red), permax.cooccurrence(green), atol=1e-5)

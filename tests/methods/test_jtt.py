@@ -70,9 +70,12 @@ def test_stage_one_error_set_is_what_the_identification_model_misclassifies(toy_
             steps.append(id(self))
             return super().step(closure)
 
-    ctx = dataclasses.replace(toy_context(INPUTS, TARGETS), model_factory=fixed_linear,
-                              # lr 0: the identification model stays argmax(x), so E is known.
-                              optimizer_factory=lambda params: CountingSGD(params, lr=0.0))
+    ctx = dataclasses.replace(
+        toy_context(INPUTS, TARGETS),
+        model_factory=fixed_linear,
+        # lr 0: the identification model stays argmax(x), so E is known.
+        optimizer_factory=lambda params: CountingSGD(params, lr=0.0),
+    )
     method = JTT(JTTHparams(identification_epochs=3, identification_batch_size=4), ctx)
     final_before = [p.detach().clone() for p in method.net.parameters()]
     method.prepare()
@@ -124,8 +127,11 @@ def test_train_step_is_plain_cross_entropy(toy_context) -> None:
 
 
 def test_error_set_survives_a_checkpoint_and_is_required(toy_context, saved_and_loaded) -> None:
-    ctx = dataclasses.replace(toy_context(INPUTS, TARGETS), model_factory=fixed_linear,
-                              optimizer_factory=lambda params: torch.optim.SGD(params, lr=0.0))
+    ctx = dataclasses.replace(
+        toy_context(INPUTS, TARGETS),
+        model_factory=fixed_linear,
+        optimizer_factory=lambda params: torch.optim.SGD(params, lr=0.0),
+    )
     method = JTT(JTTHparams(upweight=2), ctx)
     method.prepare()
     restored = JTT(JTTHparams(upweight=2), ctx)
@@ -154,11 +160,13 @@ def test_trains_one_epoch_through_the_trainer(train_toy_epoch) -> None:
     assert len(fractions) == 1 and 0.0 <= fractions[0] <= 1.0
 
 
-def test_resume_keeps_the_error_set_and_matches_an_uninterrupted_run(tmp_path, toy_env, trial_api,
-                                                                     monkeypatch) -> None:
+def test_resume_keeps_the_error_set_and_matches_an_uninterrupted_run(tmp_path, toy_env, trial_api, monkeypatch) -> None:
     trial = trial_api.resolve_trial(trial_api.TrialConfig("toy", "jtt", method_hparams={"upweight": 3}, epochs=2))
-    strip = lambda out: [row for row in zip(*(out.metrics[c] for c in ("epoch", "role", "split", "subset",
-                                                                        "metric", "value"))) if row[4] != "seconds"]
+    strip = lambda out: [
+        row
+        for row in zip(*(out.metrics[c] for c in ("epoch", "role", "split", "subset", "metric", "value")))
+        if row[4] != "seconds"
+    ]
     uninterrupted = trial_api.train_trial(trial, toy_env)
     checkpoints = dataclasses.replace(toy_env, checkpoint_dir=tmp_path / "ckpt")
 

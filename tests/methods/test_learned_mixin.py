@@ -73,8 +73,10 @@ def test_one_step_matches_the_written_out_objective_and_routes_gradients(toy_con
     with torch.no_grad():  # a bias branch far from uniform, so the mixture and the gate matter
         method.biased.classifier.weight.mul_(5.0)
     main, biased, gate = (copy.deepcopy(m) for m in (method.main, method.biased, method.gate))
-    before = {name: [p.detach().clone() for p in m.parameters()]
-              for name, m in (("main", method.main), ("biased", method.biased), ("gate", method.gate))}
+    before = {
+        name: [p.detach().clone() for p in m.parameters()]
+        for name, m in (("main", method.main), ("biased", method.biased), ("gate", method.gate))
+    }
 
     loss, gce = hand_loss(main, biased, gate, x, y, hparams.q, hparams.entropy_weight)
     loss.backward()
@@ -82,8 +84,11 @@ def test_one_step_matches_the_written_out_objective_and_routes_gradients(toy_con
 
     torch.testing.assert_close(output.loss, loss.detach())
     # SGD(lr=1): new = old - grad, for f_D, f_B and the gate, from the one objective.
-    for name, module, replica in (("main", method.main, main), ("biased", method.biased, biased),
-                                  ("gate", method.gate, gate)):
+    for name, module, replica in (
+        ("main", method.main, main),
+        ("biased", method.biased, biased),
+        ("gate", method.gate, gate),
+    ):
         for old, new, ref in zip(before[name], module.parameters(), replica.parameters()):
             torch.testing.assert_close(new.detach(), old - ref.grad)
     # f_B's gradient is GCE's alone: the mixture reads a detached log p_B.
@@ -125,7 +130,10 @@ def test_gate_and_its_optimiser_survive_a_checkpoint(toy_context, saved_and_load
     restored = LearnedMixin(LearnedMixinHparams(), ctx)
     restored.load_checkpoint_state(saved_and_loaded(method.checkpoint_state()))
     torch.testing.assert_close(restored.gate.weight, method.gate.weight)
-    assert restored.optimizers["gate"].state_dict()["state"].keys() == method.optimizers["gate"].state_dict()["state"].keys()
+    assert (
+        restored.optimizers["gate"].state_dict()["state"].keys()
+        == method.optimizers["gate"].state_dict()["state"].keys()
+    )
     restored.train_step(Batch(index=torch.arange(6), x=x, y=y))
     method.train_step(Batch(index=torch.arange(6), x=x, y=y))
     torch.testing.assert_close(restored.gate.weight, method.gate.weight)  # Adam moments resumed too

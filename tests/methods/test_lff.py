@@ -6,7 +6,6 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from methods.base import Batch, MethodContext, resolve_hparams
@@ -19,11 +18,16 @@ TARGETS = torch.tensor([0, 1, 2, 0, 1, 2])
 def make_context(lr: float = 1.0) -> MethodContext:
     torch.manual_seed(0)
     return MethodContext(
-        dataset="toy", num_classes=C, num_train=N, train_targets=TARGETS, device=torch.device("cpu"),
+        dataset="toy",
+        num_classes=C,
+        num_train=N,
+        train_targets=TARGETS,
+        device=torch.device("cpu"),
         model_factory=lambda: nn.Linear(D, C),
         # Plain SGD with lr 1 makes each parameter change equal minus its gradient.
         optimizer_factory=lambda params: torch.optim.SGD(params, lr=lr),
-        train_inputs=lambda index: torch.zeros(len(index), D), unit_inputs=lambda x: x,
+        train_inputs=lambda index: torch.zeros(len(index), D),
+        unit_inputs=lambda x: x,
     )
 
 
@@ -65,8 +69,9 @@ def test_one_step_matches_hand_computation(method_cls):
         nets = {role: copy.deepcopy(net) for role, net in method.nets.items()}
         ema_before = {"biased": method.ema_biased.clone(), "debiased": method.ema_debiased.clone()}
         seen_before = method.seen.clone()
-        ema, seen, weight, loss = hand_step(nets, x_all[index], y, index, ema_before, seen_before,
-                                            hparams.q, hparams.ema_alpha, hparams.biased_loss)
+        ema, seen, weight, loss = hand_step(
+            nets, x_all[index], y, index, ema_before, seen_before, hparams.q, hparams.ema_alpha, hparams.biased_loss
+        )
         params_before = {role: [p.detach().clone() for p in net.parameters()] for role, net in method.nets.items()}
 
         output = method.train_step(Batch(index=index, x=x_all[index], y=y))
@@ -106,7 +111,7 @@ def test_gce_gradient_is_q_times_textbook():
     coded = logits.grad.clone()
     logits.grad = None
     p_y = torch.softmax(logits, 1)[0, 0]
-    ((1 - p_y ** 0.7) / 0.7).backward()
+    ((1 - p_y**0.7) / 0.7).backward()
     torch.testing.assert_close(coded, 0.7 * logits.grad)
 
 

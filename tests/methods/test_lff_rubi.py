@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.base import METHODS, Batch, MethodContext, Supervision
-from methods.losses import generalized_ce
 from methods.lff_rubi import LfFRUBi, LfFRUBiHparams, rubi_fused_logits
+from methods.losses import generalized_ce
 
 NUM_CLASSES = 3
 FEATURES = 5
@@ -82,8 +82,9 @@ def test_detached_mask_gives_the_biased_network_only_its_gce_gradient(toy) -> No
     F.cross_entropy(rubi_fused_logits(debiased(batch.x), biased(batch.x).detach()), batch.y).backward()
     for got, expected in zip(grads(method.debiased), grads(debiased)):
         assert torch.allclose(got, expected, atol=1e-7)
-    assert torch.allclose(output.per_sample_loss["debiased"],
-                          F.cross_entropy(debiased(batch.x), batch.y, reduction="none"))
+    assert torch.allclose(
+        output.per_sample_loss["debiased"], F.cross_entropy(debiased(batch.x), batch.y, reduction="none")
+    )
 
 
 def test_rubi_faithful_variant_lets_the_fused_loss_reach_the_biased_network(toy) -> None:

@@ -13,17 +13,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.trial import TrialConfig
 from benchmark.experiments.resolve import resolve_trial
 from benchmark.training.trainer import TrainEnv, train_trial
+from benchmark.trial import TrialConfig
 from datasets.base import DataPaths
 from methods.base import METHODS, Batch, MethodContext, Supervision
 from methods.hsic import hsic_rbf, hsic_unbiased, median_sigma, rbf_kernel, squared_distances
 from methods.rebias import ReBias, ReBiasHparams, auto_biased_net, build_biased_net
 from models import build_model
 
-
 # -- HSIC -----------------------------------------------------------------------------------
+
 
 def hsic_u_statistic(k: torch.Tensor, l: torch.Tensor) -> float:
     """HSIC_1 from its definition: the average over ordered 4-tuples of distinct indices of
@@ -40,8 +40,11 @@ def hsic_matrix_form(k: torch.Tensor, l: torch.Tensor) -> float:
     m = k.shape[0]
     kt, lt = k - torch.diag(torch.diag(k)), l - torch.diag(torch.diag(l))
     one = torch.ones(m, dtype=k.dtype)
-    value = (torch.trace(kt @ lt) + (one @ kt @ one) * (one @ lt @ one) / ((m - 1) * (m - 2))
-             - 2.0 / (m - 2) * (one @ kt @ lt @ one))
+    value = (
+        torch.trace(kt @ lt)
+        + (one @ kt @ one) * (one @ lt @ one) / ((m - 1) * (m - 2))
+        - 2.0 / (m - 2) * (one @ kt @ lt @ one)
+    )
     return float(value / (m * (m - 3)))
 
 
@@ -77,8 +80,9 @@ def test_hsic_near_zero_when_independent_and_larger_when_dependent():
     assert abs(h_indep) < 5e-4
     assert h_dep > 100 * abs(h_indep) and h_dep > 2e-3
     # Unbiased: over many small independent batches the estimates average to about zero.
-    draws = torch.stack([hsic_rbf(torch.randn(16, 4, generator=g), torch.randn(16, 4, generator=g), 2.0, 2.0)
-                         for _ in range(200)])
+    draws = torch.stack(
+        [hsic_rbf(torch.randn(16, 4, generator=g), torch.randn(16, 4, generator=g), 2.0, 2.0) for _ in range(200)]
+    )
     assert abs(float(draws.mean())) < 3 * float(draws.std()) / math.sqrt(200)
 
 
@@ -96,6 +100,7 @@ def test_median_sigma_uses_off_diagonal_pairs():
 
 
 # -- the biased family ----------------------------------------------------------------------
+
 
 def receptive_field(net, shape):
     net.eval()
@@ -139,16 +144,26 @@ def test_registered_contract():
 
 # -- one alternating step ---------------------------------------------------------------------
 
+
 def _context(n=24, num_classes=3, lr=0.5):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, 3, 8, 8, generator=g)
     y = torch.arange(n) % num_classes
-    return MethodContext(
-        dataset="synthetic", num_classes=num_classes, num_train=n, train_targets=y, device=torch.device("cpu"),
-        model_factory=lambda: build_model("mlp", num_classes, in_features=3 * 8 * 8),
-        optimizer_factory=lambda params: torch.optim.SGD(params, lr=lr),
-        train_inputs=lambda index: x[index], unit_inputs=lambda inputs: inputs,
-    ), x, y
+    return (
+        MethodContext(
+            dataset="synthetic",
+            num_classes=num_classes,
+            num_train=n,
+            train_targets=y,
+            device=torch.device("cpu"),
+            model_factory=lambda: build_model("mlp", num_classes, in_features=3 * 8 * 8),
+            optimizer_factory=lambda params: torch.optim.SGD(params, lr=lr),
+            train_inputs=lambda index: x[index],
+            unit_inputs=lambda inputs: inputs,
+        ),
+        x,
+        y,
+    )
 
 
 def _replica_step(f, g, x, y, sigma_f, sigma_g, lambda_f, lambda_g, pairing, lr):
@@ -158,7 +173,8 @@ def _replica_step(f, g, x, y, sigma_f, sigma_g, lambda_f, lambda_g, pairing, lr)
     feat_g = g.features(x)
     g_width = sigma_f if pairing == "reference" else sigma_g
     loss_g = F.cross_entropy(g.classifier(feat_g), y) - lambda_g * hsic_matrix_form_t(
-        kern(feat_g, g_width), kern(f.features(x).detach(), sigma_g if pairing == "reference" else sigma_f))
+        kern(feat_g, g_width), kern(f.features(x).detach(), sigma_g if pairing == "reference" else sigma_f)
+    )
     opt_g.zero_grad()
     loss_g.backward()
     opt_g.step()
@@ -166,7 +182,8 @@ def _replica_step(f, g, x, y, sigma_f, sigma_g, lambda_f, lambda_g, pairing, lr)
     with torch.no_grad():
         feat_g_new = g.features(x)
     loss_f = F.cross_entropy(f.classifier(feat_f), y) + lambda_f * hsic_matrix_form_t(
-        kern(feat_f, sigma_f), kern(feat_g_new, sigma_g))
+        kern(feat_f, sigma_f), kern(feat_g_new, sigma_g)
+    )
     opt_f.zero_grad()
     loss_f.backward()
     opt_f.step()
@@ -176,8 +193,11 @@ def hsic_matrix_form_t(k, l):
     m = k.shape[0]
     kt, lt = k - torch.diag(torch.diag(k)), l - torch.diag(torch.diag(l))
     one = torch.ones(m, dtype=k.dtype)
-    return (torch.trace(kt @ lt) + (one @ kt @ one) * (one @ lt @ one) / ((m - 1) * (m - 2))
-            - 2.0 / (m - 2) * (one @ kt @ lt @ one)) / (m * (m - 3))
+    return (
+        torch.trace(kt @ lt)
+        + (one @ kt @ one) * (one @ lt @ one) / ((m - 1) * (m - 2))
+        - 2.0 / (m - 2) * (one @ kt @ lt @ one)
+    ) / (m * (m - 3))
 
 
 @pytest.mark.parametrize("pairing", ["reference", "own"])
@@ -259,12 +279,16 @@ def test_per_epoch_updates_can_be_switched_off(monkeypatch):
 
 # -- end to end -------------------------------------------------------------------------------
 
+
 def test_trial_on_toy_data_is_deterministic_and_resumes(tmp_path, toy_plugin):
     env = TrainEnv(paths=DataPaths(tmp_path, tmp_path / "cache"), device="cpu", num_threads=1)
     trial = resolve_trial(TrialConfig("toy", "rebias", epochs=2))
     assert trial.supervision == "bias-tailored" and trial.roles == ("main", "biased")
-    strip = lambda out: [row for row in zip(*(out.metrics[c] for c in ("epoch", "role", "split", "subset",
-                                                                        "metric", "value"))) if row[4] != "seconds"]
+    strip = lambda out: [
+        row
+        for row in zip(*(out.metrics[c] for c in ("epoch", "role", "split", "subset", "metric", "value")))
+        if row[4] != "seconds"
+    ]
     uninterrupted = train_trial(trial, env)
     assert strip(train_trial(trial, env)) == strip(uninterrupted)
     checkpoints = dataclasses.replace(env, checkpoint_dir=tmp_path / "ckpt")
@@ -294,10 +318,15 @@ def test_trial_on_bar_fixture_with_bagnet(tmp_path):
     trial = resolve_trial(TrialConfig("bar", "rebias", {"resolution": 40, "pretrained": False}, epochs=1))
     trial = dataclasses.replace(trial, batch_size=8)
     output = train_trial(trial, TrainEnv(paths=paths, device="cpu", num_threads=1))
-    per_class = [(r, v) for r, s, sub, m, v in zip(*(output.metrics[c] for c in ("role", "split", "subset",
-                                                                                  "metric", "value")))
-                 if s == "test" and sub == "class" and m == "accuracy"]
+    per_class = [
+        (r, v)
+        for r, s, sub, m, v in zip(*(output.metrics[c] for c in ("role", "split", "subset", "metric", "value")))
+        if s == "test" and sub == "class" and m == "accuracy"
+    ]
     assert {r for r, _ in per_class} == {"main", "biased"} and len(per_class) == 12
-    losses = [v for r, s, m, v in zip(*(output.metrics[c] for c in ("role", "split", "metric", "value")))
-              if s == "train" and m == "loss"]
+    losses = [
+        v
+        for r, s, m, v in zip(*(output.metrics[c] for c in ("role", "split", "metric", "value")))
+        if s == "train" and m == "loss"
+    ]
     assert len(losses) == 2 and all(math.isfinite(v) for v in losses)

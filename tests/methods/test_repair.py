@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.trial import TrialConfig
 from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
+from benchmark.trial import TrialConfig
 from datasets.base import DATASETS
 from methods.base import METHODS, Batch, MethodContext, Supervision
 from methods.repair import (
@@ -39,8 +39,13 @@ def colour_dataset(n_per_class: int = 100, conflicting_per_class: int = 10, seed
     return images, targets, conflicting
 
 
-def make_context(images: torch.Tensor, targets: torch.Tensor, dataset: str = "cmnist",
-                 biases: torch.Tensor | None = None, num_bias: int | None = None) -> MethodContext:
+def make_context(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    dataset: str = "cmnist",
+    biases: torch.Tensor | None = None,
+    num_bias: int | None = None,
+) -> MethodContext:
     return MethodContext(
         dataset=dataset,
         num_classes=NUM_CLASSES,
@@ -68,8 +73,9 @@ def test_closed_form_gradients_match_autograd_on_the_reference_objective() -> No
     layout = ClassMajorLayout(targets, classes)
     phi_with_one = torch.cat([phi, torch.ones(n, 1, dtype=phi.dtype)], 1)
 
-    grad_probe, grad_tau, loss = minmax_gradients(layout.matrix(tau, -math.inf), n, targets[index],
-                                                  layout.position[index], phi_with_one[index], probe)
+    grad_probe, grad_tau, loss = minmax_gradients(
+        layout.matrix(tau, -math.inf), n, targets[index], layout.position[index], phi_with_one[index], probe
+    )
 
     # The reference's objective, differentiated by autograd: L for the probe, 1 - L/H for tau.
     tau_ = tau.clone().requires_grad_()
@@ -187,8 +193,10 @@ def test_supervision_depends_on_the_bias_representation() -> None:
     assert REPAIR.supervision_on("cmnist") is Supervision.BIAS_TAILORED  # colour from the image
     assert REPAIR.supervision_on("ccifar1") is Supervision.BIAS_LABELS  # one-hot corruption label
     assert REPAIR.supervision_on("ccifar2") is Supervision.BIAS_LABELS
-    assert resolve_trial(TrialConfig("cmnist", "repair", {"ratio": 99.5, "difficulty": 4},
-                                     {"variant": "C"})).supervision == "bias-tailored"
+    assert (
+        resolve_trial(TrialConfig("cmnist", "repair", {"ratio": 99.5, "difficulty": 4}, {"variant": "C"})).supervision
+        == "bias-tailored"
+    )
     with pytest.raises(ValueError):
         REPAIRHparams(variant="X")
 
@@ -201,7 +209,10 @@ def test_trial_on_a_dataset_without_bias_labels_is_refused(registry_without_bias
 def test_registered_datasets_resolve_to_the_right_supervision() -> None:
     for dataset in ("ccifar1", "ccifar2"):
         if dataset in DATASETS:
-            assert resolve_trial(TrialConfig(dataset, "repair", method_hparams={"variant": "T"})).supervision == "bias-labels"
+            assert (
+                resolve_trial(TrialConfig(dataset, "repair", method_hparams={"variant": "T"})).supervision
+                == "bias-labels"
+            )
     if "bar" not in DATASETS:
         pytest.skip("BAR is not registered")
     with pytest.raises(InvalidTrialError, match="needs bias labels"):

@@ -38,7 +38,7 @@ def test_one_step_follows_the_closed_form_gradient(toy_context) -> None:
     batch = len(y)
     # No autograd: dL/dz written out, then chained through z = W x + b.
     grad_z = (torch.softmax(z, 1) - F.one_hot(y, 3).float()) / batch + sd_lambda * z / batch
-    expected_loss = F.cross_entropy(z, y) + sd_lambda / 2 * (z ** 2).sum(1).mean()
+    expected_loss = F.cross_entropy(z, y) + sd_lambda / 2 * (z**2).sum(1).mean()
 
     output = method.train_step(Batch(index=torch.arange(batch), x=x, y=y))
 

@@ -1,4 +1,5 @@
-"""ResNet-20 for CIFAR (docs/protocol.md#corrupted-cifar-10): architecture, parameter count, option-A shortcuts, init."""
+"""ResNet-20 for CIFAR (docs/protocol.md#corrupted-cifar-10): architecture, parameter count,
+option-A shortcuts, init."""
 
 import math
 
