@@ -43,6 +43,32 @@ def _resolve_group_keys(spec: str, sel: Selection, data_root: str | None) -> tup
     return keys, re.sub(r"[^A-Za-z0-9_.-]+", "-", name)
 
 
+def group_matrix(results: str, epochs: dict[str, int], roles: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-group test accuracy of trials (key -> the epoch and the role to read), pooled over
+    them: a long frame (target, bias, accuracy_mean and accuracy_std in percent, n, count) and the
+    matrix of mean accuracies (rows target, columns bias). Both empty when no group rows are stored."""
+    keys = list(epochs)
+    expression = (pc.field("trial_key").isin(keys) & (pc.field("split") == "test")
+                  & pc.field("subset").isin(["group", "class"]))
+    rows = scan(ResultStore(results), ["trial_key", "epoch", "role", "subset", "target", "bias", "metric", "value"],
+                expression)
+    rows = rows[(rows["epoch"].to_numpy() == rows["trial_key"].map(epochs).to_numpy())
+                & (rows["role"].to_numpy() == rows["trial_key"].map(roles).to_numpy())]
+    if rows.empty:
+        return pd.DataFrame(columns=["target", "bias", "accuracy_mean", "accuracy_std", "n", "count"]), pd.DataFrame()
+    rows = rows.assign(bias=rows["bias"].astype("Float64"))
+    accuracy = rows[rows["metric"] == "accuracy"].groupby(["target", "bias"], dropna=False)["value"]
+    long = pd.DataFrame({"accuracy_mean": accuracy.mean() * 100, "accuracy_std": accuracy.std(ddof=1) * 100,
+                         "n": accuracy.count()})
+    counts = rows[rows["metric"] == "count"].groupby(["target", "bias"], dropna=False)["value"].mean()
+    long["count"] = counts
+    long = long.reset_index()
+    long["bias"] = [int(b) if pd.notna(b) else "all" for b in long["bias"]]  # "all": a class of a dataset without bias labels
+    matrix = long.pivot(index="target", columns="bias", values="accuracy_mean")
+    matrix.index.name, matrix.columns.name = "target", "bias"
+    return long, matrix
+
+
 def group_view(results: str, spec: str, out: Path | None = None, protocol: str | None = None,
                selector: str = DEFAULT_SELECTOR, role: str | None = None, data_root: str | None = None) -> str:
     """The (target, bias) accuracy matrix (percent, mean over the trials) at the selected epoch as
@@ -56,25 +82,10 @@ def group_view(results: str, spec: str, out: Path | None = None, protocol: str |
     trials = sel.summaries.set_index("trial_key").loc[keys]
     roles = {k: role or trials.loc[k, "predictor_role"] for k in keys}
     epochs = trials["epoch"].to_dict()
-    expression = (pc.field("trial_key").isin(keys) & (pc.field("split") == "test")
-                  & pc.field("subset").isin(["group", "class"]))
-    rows = scan(ResultStore(results), ["trial_key", "epoch", "role", "subset", "target", "bias", "metric", "value"],
-                expression)
-    rows = rows[(rows["epoch"].to_numpy() == rows["trial_key"].map(epochs).to_numpy())
-                & (rows["role"].to_numpy() == rows["trial_key"].map(roles).to_numpy())]
-    if rows.empty:
+    long, matrix = group_matrix(results, epochs, roles)
+    if long.empty:
         raise ReportError(f"no per-group rows for role(s) {sorted(set(roles.values()))} in trial(s) {', '.join(keys)}"
                           "; the roles stored are in tableN.csv's trials (e.g. main, debiased, biased)")
-    rows = rows.assign(bias=rows["bias"].astype("Float64"))
-    accuracy = rows[rows["metric"] == "accuracy"].groupby(["target", "bias"], dropna=False)["value"]
-    long = pd.DataFrame({"accuracy_mean": accuracy.mean() * 100, "accuracy_std": accuracy.std(ddof=1) * 100,
-                         "n": accuracy.count()})
-    counts = rows[rows["metric"] == "count"].groupby(["target", "bias"], dropna=False)["value"].mean()
-    long["count"] = counts
-    long = long.reset_index()
-    long["bias"] = [int(b) if pd.notna(b) else "all" for b in long["bias"]]  # "all": a class of a dataset without bias labels
-    matrix = long.pivot(index="target", columns="bias", values="accuracy_mean")
-    matrix.index.name, matrix.columns.name = "target", "bias"
     out.mkdir(parents=True, exist_ok=True)
     long.to_csv(out / f"groups_{name}.csv", index=False)
     matrix.to_csv(out / f"groups_{name}_matrix.csv")
