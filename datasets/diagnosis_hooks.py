@@ -25,8 +25,10 @@ def image_table_diagnosis(cls: type, params: Mapping[str, Any], paths: DataPaths
     values = dict(params)
     canonical = cls.make_params(values)
     if canonical.bias is None:
-        raise ValueError("image_table needs bias=COLUMN to be diagnosed: the diagnosis compares training on the "
-                         "data as it is with a bias-balanced subsample, so it must know the bias column")
+        raise ValueError(
+            "image_table needs bias=COLUMN to be diagnosed: the diagnosis compares training on the "
+            "data as it is with a bias-balanced subsample, so it must know the bias column"
+        )
     _, table_path = cls.locate(canonical, paths)
     table = read_table(table_path)
     _, target_values = encode_attribute(table, canonical.target, "target")
@@ -42,7 +44,9 @@ def image_table_diagnosis(cls: type, params: Mapping[str, Any], paths: DataPaths
         bias=canonical.bias,
         target_values=tuple(str(v) for v in target_values),
         bias_values=tuple(str(v) for v in bias_values),
-        balanced_how=(f"the training split subsampled per class to ratio={100.0 / len(bias_values):g}% aligned "
-                      f"samples (1 in {len(bias_values)} bias values: a uniform bias given the target"
-                      + (")" if len(bias_values) == 2 else "; conflicting groups keep their proportions)")),
+        balanced_how=(
+            f"the training split subsampled per class to ratio={100.0 / len(bias_values):g}% aligned "
+            f"samples (1 in {len(bias_values)} bias values: a uniform bias given the target"
+            + (")" if len(bias_values) == 2 else "; conflicting groups keep their proportions)")
+        ),
     )

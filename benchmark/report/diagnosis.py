@@ -49,10 +49,13 @@ LOSS_RULE = (
     f"aligned loss halves within Q and the conflicting loss does not, or the conflicting/aligned mean loss over Q is "
     f">= {STRONG_RATIO:g}; the target when both halve within Q with a smaller ratio; unclear otherwise. Runs shorter "
     f"than 5 epochs go by the ratio alone (bias >= {SHORT_BIAS_RATIO:g}, target < {SHORT_TARGET_RATIO:g}). The "
-    "verdict rests on the accuracy drop; the loss curves are the supporting evidence.")
-RULE = (f"drop = balanced - biased mean unbiased test accuracy (points); noise = 2*sqrt(se_b^2 + se_u^2), "
-        f"se = std/sqrt(n) over seeds; malignant if drop > max(noise, {THRESHOLD:g}); benign if drop <= "
-        f"{THRESHOLD:g} and (n >= 2 or drop <= {SINGLE_SEED_BENIGN:g}); inconclusive otherwise. " + LOSS_RULE)
+    "verdict rests on the accuracy drop; the loss curves are the supporting evidence."
+)
+RULE = (
+    f"drop = balanced - biased mean unbiased test accuracy (points); noise = 2*sqrt(se_b^2 + se_u^2), "
+    f"se = std/sqrt(n) over seeds; malignant if drop > max(noise, {THRESHOLD:g}); benign if drop <= "
+    f"{THRESHOLD:g} and (n >= 2 or drop <= {SINGLE_SEED_BENIGN:g}); inconclusive otherwise. " + LOSS_RULE
+)
 
 
 @dataclass(frozen=True)
@@ -82,12 +85,15 @@ class DiagnosisSpec:
     @classmethod
     def from_json(cls, text: str) -> DiagnosisSpec:
         data = json.loads(text)
-        directions = tuple(DirectionSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-                           for d in data.pop("directions"))
+        directions = tuple(
+            DirectionSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+            for d in data.pop("directions")
+        )
         return cls(directions=directions, **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 # -- the verdict ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -122,38 +128,64 @@ def verdict_of(biased: Sequence[float], balanced: Sequence[float], seeds: Sequen
     mean_u, std_u, n_u = _spread(balanced)
     if not n_b or not n_u:
         missing = " and ".join(a for a, n in zip(ARMS, (n_b, n_u)) if not n)
-        return Verdict("inconclusive", math.nan, math.nan, min(n_b, n_u),
-                       f"no completed trial on the {missing} training set",
-                       "rerun the command to run the missing trials")
+        return Verdict(
+            "inconclusive",
+            math.nan,
+            math.nan,
+            min(n_b, n_u),
+            f"no completed trial on the {missing} training set",
+            "rerun the command to run the missing trials",
+        )
     drop = mean_u - mean_b
     n = min(n_b, n_u)
-    noise = 2 * math.sqrt(std_b ** 2 / n_b + std_u ** 2 / n_u) if n >= 2 else math.nan
+    noise = 2 * math.sqrt(std_b**2 / n_b + std_u**2 / n_u) if n >= 2 else math.nan
     level = max(0.0 if math.isnan(noise) else noise, THRESHOLD)
     noise_text = f"noise {noise:.2f}" if n >= 2 else "noise unknown with one seed"
     if drop > level:
         settle = "" if n >= 2 else f"one seed: confirm with --seeds {_more_seeds(seeds, 3)}"
-        return Verdict("malignant", drop, noise, n,
-                       f"the biased training set costs {drop:.2f} points of unbiased accuracy, more than "
-                       f"max({noise_text}, {THRESHOLD:g})", settle)
+        return Verdict(
+            "malignant",
+            drop,
+            noise,
+            n,
+            f"the biased training set costs {drop:.2f} points of unbiased accuracy, more than "
+            f"max({noise_text}, {THRESHOLD:g})",
+            settle,
+        )
     if drop <= THRESHOLD and (n >= 2 or drop <= SINGLE_SEED_BENIGN):
         limit = THRESHOLD if n >= 2 else SINGLE_SEED_BENIGN
-        return Verdict("benign", drop, noise, n,
-                       f"a drop of {drop:.2f} points is at most {limit:g}"
-                       + ("" if n >= 2 else " (one seed)"))
+        return Verdict(
+            "benign",
+            drop,
+            noise,
+            n,
+            f"a drop of {drop:.2f} points is at most {limit:g}" + ("" if n >= 2 else " (one seed)"),
+        )
     if drop > THRESHOLD:  # above the threshold but within the seed noise
         needed = max(n + 1, math.floor(n * (noise / drop) ** 2) + 1)
-        return Verdict("inconclusive", drop, noise, n,
-                       f"a drop of {drop:.2f} points is within the seed noise ({noise:.2f})",
-                       f"about {needed} seeds would bring the noise below the drop if the spread stays as it is: "
-                       f"--seeds {_more_seeds(seeds, needed)}")
-    return Verdict("inconclusive", drop, noise, n,
-                   f"a drop of {drop:.2f} points with one seed: between {SINGLE_SEED_BENIGN:g} and {THRESHOLD:g}, "
-                   "too close to call without a spread",
-                   f"a second seed settles it (benign if the drop stays at most {THRESHOLD:g} points and above the "
-                   f"noise otherwise): --seeds {_more_seeds(seeds, max(2, n + 1))}")
+        return Verdict(
+            "inconclusive",
+            drop,
+            noise,
+            n,
+            f"a drop of {drop:.2f} points is within the seed noise ({noise:.2f})",
+            f"about {needed} seeds would bring the noise below the drop if the spread stays as it is: "
+            f"--seeds {_more_seeds(seeds, needed)}",
+        )
+    return Verdict(
+        "inconclusive",
+        drop,
+        noise,
+        n,
+        f"a drop of {drop:.2f} points with one seed: between {SINGLE_SEED_BENIGN:g} and {THRESHOLD:g}, "
+        "too close to call without a spread",
+        f"a second seed settles it (benign if the drop stays at most {THRESHOLD:g} points and above the "
+        f"noise otherwise): --seeds {_more_seeds(seeds, max(2, n + 1))}",
+    )
 
 
 # -- the loss curves --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class LossEvidence:
@@ -207,17 +239,21 @@ def _loss_text(evidence: LossEvidence, target: str, bias: str) -> str:
     if evidence.epochs < 2:
         halves = "one epoch, so no halving epochs"
     else:
-        halves = ", ".join(f"{name} loss halves at epoch {epoch if epoch is not None else f'> {evidence.epochs}'}"
-                           for name, epoch in (("aligned", evidence.aligned_half),
-                                               ("conflicting", evidence.conflicting_half)))
-    verdict = {"bias": f"the bias ({bias}) is learned first: aligned samples are fitted much faster",
-               "target": f"the target ({target}) is learned first: conflicting samples are fitted early too",
-               "unclear": "neither attribute is clearly learned first"}[evidence.learned_first]
+        halves = ", ".join(
+            f"{name} loss halves at epoch {epoch if epoch is not None else f'> {evidence.epochs}'}"
+            for name, epoch in (("aligned", evidence.aligned_half), ("conflicting", evidence.conflicting_half))
+        )
+    verdict = {
+        "bias": f"the bias ({bias}) is learned first: aligned samples are fitted much faster",
+        "target": f"the target ({target}) is learned first: conflicting samples are fitted early too",
+        "unclear": "neither attribute is clearly learned first",
+    }[evidence.learned_first]
     span = "epoch 1" if evidence.quarter == 1 else f"epochs 1-{evidence.quarter}"
     return f"{verdict} (conflicting/aligned loss {evidence.ratio:.2f}x over {span}; {halves})"
 
 
 # -- reading the store ------------------------------------------------------------------------------
+
 
 @dataclass
 class DiagnosisResult:
@@ -234,6 +270,7 @@ def direction_label(direction: DirectionSpec) -> str:
 
 def _named(matrix: pd.DataFrame, direction: DirectionSpec) -> pd.DataFrame:
     """The matrix with value names (rows target value, columns bias value) where the spec has them."""
+
     def name(values: tuple[str, ...], index: Any) -> str:
         return values[int(index)] if isinstance(index, (int, float)) and 0 <= int(index) < len(values) else str(index)
 
@@ -261,8 +298,9 @@ def diagnose(results: str, spec: DiagnosisSpec) -> DiagnosisResult:
             accuracy[arm] = [100.0 * float(summaries.loc[k, "unbiased"]) for k in present[arm]]
             for key in keys:
                 if key not in summaries.index:
-                    missing.append(f"{direction_label(direction)}, {arm}: trial {key} "
-                                   f"{statuses.get(key, 'not in the store')}")
+                    missing.append(
+                        f"{direction_label(direction)}, {arm}: trial {key} {statuses.get(key, 'not in the store')}"
+                    )
             if present[arm]:
                 epochs = {k: int(summaries.loc[k, "epoch"]) for k in present[arm]}
                 roles = {k: str(summaries.loc[k, "predictor_role"]) for k in present[arm]}
@@ -276,20 +314,40 @@ def diagnose(results: str, spec: DiagnosisSpec) -> DiagnosisResult:
         evidence = loss_evidence(curves)
         mean_b, std_b, n_b = _spread(accuracy["biased"])
         mean_u, std_u, n_u = _spread(accuracy["balanced"])
-        rows.append({
-            "dataset": spec.dataset, "direction": number, "target": direction.target, "bias": direction.bias,
-            "setting": spec.setting, "biased_mean": mean_b, "biased_std": std_b, "n_biased": n_b,
-            "balanced_mean": mean_u, "balanced_std": std_u, "n_balanced": n_u, "drop": verdict.drop,
-            "noise": verdict.noise, "threshold": THRESHOLD, "verdict": verdict.verdict, "reason": verdict.reason,
-            "settle": verdict.settle, "learned_first": evidence.learned_first,
-            "learned_first_attribute": {"bias": direction.bias, "target": direction.target}.get(
-                evidence.learned_first, ""),
-            "early_loss_ratio": evidence.ratio, "loss_epochs": evidence.epochs, "loss_quarter": evidence.quarter,
-            "aligned_half_epoch": evidence.aligned_half, "conflicting_half_epoch": evidence.conflicting_half,
-            "loss_evidence": _loss_text(evidence, direction.target, direction.bias),
-            "balanced_how": direction.balanced_how,
-            "biased_keys": ";".join(present["biased"]), "balanced_keys": ";".join(present["balanced"]),
-        })
+        rows.append(
+            {
+                "dataset": spec.dataset,
+                "direction": number,
+                "target": direction.target,
+                "bias": direction.bias,
+                "setting": spec.setting,
+                "biased_mean": mean_b,
+                "biased_std": std_b,
+                "n_biased": n_b,
+                "balanced_mean": mean_u,
+                "balanced_std": std_u,
+                "n_balanced": n_u,
+                "drop": verdict.drop,
+                "noise": verdict.noise,
+                "threshold": THRESHOLD,
+                "verdict": verdict.verdict,
+                "reason": verdict.reason,
+                "settle": verdict.settle,
+                "learned_first": evidence.learned_first,
+                "learned_first_attribute": {"bias": direction.bias, "target": direction.target}.get(
+                    evidence.learned_first, ""
+                ),
+                "early_loss_ratio": evidence.ratio,
+                "loss_epochs": evidence.epochs,
+                "loss_quarter": evidence.quarter,
+                "aligned_half_epoch": evidence.aligned_half,
+                "conflicting_half_epoch": evidence.conflicting_half,
+                "loss_evidence": _loss_text(evidence, direction.target, direction.bias),
+                "balanced_how": direction.balanced_how,
+                "biased_keys": ";".join(present["biased"]),
+                "balanced_keys": ";".join(present["balanced"]),
+            }
+        )
     curves = pd.concat(curve_frames, ignore_index=True) if curve_frames else pd.DataFrame()
     return DiagnosisResult(spec, pd.DataFrame(rows), curves, groups, missing)
 
@@ -298,8 +356,12 @@ def _train_loss(results: str, summaries: pd.DataFrame, keys: list[str]) -> pd.Da
     columns = ["trial_key", "epoch", "subset", "loss"]
     if not keys:
         return pd.DataFrame(columns=columns)
-    expression = (pc.field("trial_key").isin(keys) & (pc.field("split") == "train") & (pc.field("metric") == "loss")
-                  & pc.field("subset").isin(["aligned", "conflicting"]))
+    expression = (
+        pc.field("trial_key").isin(keys)
+        & (pc.field("split") == "train")
+        & (pc.field("metric") == "loss")
+        & pc.field("subset").isin(["aligned", "conflicting"])
+    )
     rows = scan(ResultStore(results), ["trial_key", "epoch", "role", "subset", "value"], expression)
     roles = summaries["predictor_role"]
     rows = rows[rows["role"].to_numpy() == rows["trial_key"].map(roles).to_numpy()]
@@ -307,6 +369,7 @@ def _train_loss(results: str, summaries: pd.DataFrame, keys: list[str]) -> pd.Da
 
 
 # -- output -----------------------------------------------------------------------------------------
+
 
 def _number(value: float, digits: int = 2) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
@@ -331,11 +394,21 @@ def compact_table(result: DiagnosisResult) -> str:
     header = ("target", "bias", "biased acc", "balanced acc", "drop", "noise", "verdict", "learned first")
     lines = []
     for row in result.table.itertuples(index=False):
-        first = {"bias": f"{row.bias} (bias)", "target": f"{row.target} (target)"}.get(row.learned_first,
-                                                                                     row.learned_first)
-        lines.append((row.target, row.bias, _accuracy(row.biased_mean, row.biased_std, row.n_biased),
-                      _accuracy(row.balanced_mean, row.balanced_std, row.n_balanced), _number(row.drop),
-                      _number(row.noise), row.verdict, first))
+        first = {"bias": f"{row.bias} (bias)", "target": f"{row.target} (target)"}.get(
+            row.learned_first, row.learned_first
+        )
+        lines.append(
+            (
+                row.target,
+                row.bias,
+                _accuracy(row.biased_mean, row.biased_std, row.n_biased),
+                _accuracy(row.balanced_mean, row.balanced_std, row.n_balanced),
+                _number(row.drop),
+                _number(row.noise),
+                row.verdict,
+                first,
+            )
+        )
     widths = [max(len(str(r[i])) for r in [header, *lines]) for i in range(len(header))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     return "\n".join([fmt.format(*header), *(fmt.format(*r) for r in lines)])
@@ -343,8 +416,7 @@ def compact_table(result: DiagnosisResult) -> str:
 
 def _markdown_matrix(matrix: pd.DataFrame) -> list[str]:
     columns = [f"{matrix.columns.name} = {c}" for c in matrix.columns]
-    lines = ["| " + " | ".join([f"{matrix.index.name}", *columns]) + " |",
-             "|" + "---|" * (len(columns) + 1)]
+    lines = ["| " + " | ".join([f"{matrix.index.name}", *columns]) + " |", "|" + "---|" * (len(columns) + 1)]
     for index, values in matrix.iterrows():
         lines.append("| " + " | ".join([str(index), *(_number(v, 1) for v in values)]) + " |")
     return lines
@@ -352,40 +424,60 @@ def _markdown_matrix(matrix: pd.DataFrame) -> list[str]:
 
 def _heading(spec: DiagnosisSpec) -> str:
     seeds = ",".join(str(s) for s in spec.seeds)
-    return f"Bias diagnosis of {spec.dataset}" + (f" ({spec.setting})" if spec.setting else "") + \
-        (f"; seeds {seeds}" if seeds else "")
+    return (
+        f"Bias diagnosis of {spec.dataset}"
+        + (f" ({spec.setting})" if spec.setting else "")
+        + (f"; seeds {seeds}" if seeds else "")
+    )
 
 
 def markdown(result: DiagnosisResult, figure: Path | None, group_files: dict[tuple[int, str], list[Path]]) -> str:
     spec, table = result.spec, result.table
-    lines = [f"# {_heading(spec)}", "",
-             "Vanilla trained on the biased training set and on a bias-balanced one, both evaluated on the unbiased "
-             "evaluation set (mean accuracy over (target, bias) groups, last epoch), in both directions "
-             "(docs/diagnose.md).", "",
-             "| target | bias | verdict | biased acc (%) | balanced acc (%) | drop (points) | noise (points) "
-             "| learned first (loss) |", "|---|---|---|---:|---:|---:|---:|---|"]
+    lines = [
+        f"# {_heading(spec)}",
+        "",
+        "Vanilla trained on the biased training set and on a bias-balanced one, both evaluated on the unbiased "
+        "evaluation set (mean accuracy over (target, bias) groups, last epoch), in both directions "
+        "(docs/diagnose.md).",
+        "",
+        "| target | bias | verdict | biased acc (%) | balanced acc (%) | drop (points) | noise (points) "
+        "| learned first (loss) |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
     for row in table.itertuples(index=False):
         first = row.learned_first_attribute or row.learned_first
-        lines.append(f"| {row.target} | {row.bias} | **{row.verdict}** | "
-                     f"{_accuracy(row.biased_mean, row.biased_std, row.n_biased)} | "
-                     f"{_accuracy(row.balanced_mean, row.balanced_std, row.n_balanced)} | {_number(row.drop)} | "
-                     f"{_number(row.noise)} | {first} |")
+        lines.append(
+            f"| {row.target} | {row.bias} | **{row.verdict}** | "
+            f"{_accuracy(row.biased_mean, row.biased_std, row.n_biased)} | "
+            f"{_accuracy(row.balanced_mean, row.balanced_std, row.n_balanced)} | {_number(row.drop)} | "
+            f"{_number(row.noise)} | {first} |"
+        )
     lines.append("")
     for number, (direction, row) in enumerate(zip(spec.directions, table.itertuples(index=False)), start=1):
-        lines += [f"## {number}. Target {direction.target}, bias {direction.bias}: {row.verdict}", "",
-                  f"- Accuracy: {row.reason}.",
-                  *([f"- To settle it: {row.settle}."] if row.settle else []),
-                  f"- Loss curves: {row.loss_evidence}.",
-                  f"- Balanced training set: {direction.balanced_how or 'the dataset’s bias-balanced training set'}.",
-                  f"- Trials: biased {row.biased_keys or '(none completed)'}; balanced "
-                  f"{row.balanced_keys or '(none completed)'}.", ""]
+        lines += [
+            f"## {number}. Target {direction.target}, bias {direction.bias}: {row.verdict}",
+            "",
+            f"- Accuracy: {row.reason}.",
+            *([f"- To settle it: {row.settle}."] if row.settle else []),
+            f"- Loss curves: {row.loss_evidence}.",
+            f"- Balanced training set: {direction.balanced_how or 'the dataset’s bias-balanced training set'}.",
+            f"- Trials: biased {row.biased_keys or '(none completed)'}; balanced "
+            f"{row.balanced_keys or '(none completed)'}.",
+            "",
+        ]
         for arm in ARMS:
             if (number, arm) in result.groups:
                 _, matrix = result.groups[(number, arm)]
                 n = row.n_biased if arm == "biased" else row.n_balanced
-                lines += [f"Per-group test accuracy (%), Vanilla on the {arm} training set, mean over {n} seed(s): "
-                          f"rows {direction.target}, columns {direction.bias}.", "", *_markdown_matrix(matrix), "",
-                          "Files: " + ", ".join(p.name for p in group_files.get((number, arm), [])), ""]
+                lines += [
+                    f"Per-group test accuracy (%), Vanilla on the {arm} training set, mean over {n} seed(s): "
+                    f"rows {direction.target}, columns {direction.bias}.",
+                    "",
+                    *_markdown_matrix(matrix),
+                    "",
+                    "Files: " + ", ".join(p.name for p in group_files.get((number, arm), [])),
+                    "",
+                ]
     if result.missing:
         lines += ["## Trials not completed", "", *(f"- {m}" for m in result.missing), ""]
     lines += ["## Rule", "", RULE, ""]
@@ -408,8 +500,11 @@ def loss_figure(result: DiagnosisResult, out: Path, formats: Sequence[str] = ("p
     for i, (direction, row) in enumerate(zip(directions, result.table.itertuples(index=False))):
         ax = axes[0][i]
         part = curves[curves["direction"] == i + 1] if len(curves) else curves
-        ax.set_title(f"target {direction.target}, bias {direction.bias}: {row.verdict}\n"
-                     f"(Vanilla, biased training set, n={row.n_biased})", fontsize=8)
+        ax.set_title(
+            f"target {direction.target}, bias {direction.bias}: {row.verdict}\n"
+            f"(Vanilla, biased training set, n={row.n_biased})",
+            fontsize=8,
+        )
         if len(part):
             part = part.assign(samples=part["subset"].map({"aligned": order[0], "conflicting": order[1]}))
             _lineplot(sns, part, ax, "loss", "samples", palette=palette, hue_order=order)
@@ -428,8 +523,9 @@ def default_diagnosis_out(results: str) -> Path:
     return Path(store.root) / "diagnosis" if store.is_local else Path("diagnosis")
 
 
-def write_diagnosis(results: str, spec: DiagnosisSpec, out: Path | None = None,
-                    figures: bool = True) -> tuple[DiagnosisResult, str]:
+def write_diagnosis(
+    results: str, spec: DiagnosisSpec, out: Path | None = None, figures: bool = True
+) -> tuple[DiagnosisResult, str]:
     """Compute the diagnosis and write every file; returns the result and the console text."""
     from benchmark.report.figures import group_heatmap
 
@@ -454,12 +550,19 @@ def write_diagnosis(results: str, spec: DiagnosisSpec, out: Path | None = None,
     (out / "diagnosis.md").write_text(text, encoding="utf-8")
     console = [_heading(spec), compact_table(result), ""]
     for row in result.table.itertuples(index=False):
-        console.append(f"{row.target} with bias {row.bias}: {row.verdict}: {row.reason}"
-                       + (f"; {row.settle}" if row.settle else "") + f". Loss: {row.loss_evidence}.")
+        console.append(
+            f"{row.target} with bias {row.bias}: {row.verdict}: {row.reason}"
+            + (f"; {row.settle}" if row.settle else "")
+            + f". Loss: {row.loss_evidence}."
+        )
     if result.missing:
         console.append(f"{len(result.missing)} trial(s) not completed (listed in diagnosis.md)")
-    console += ["", f"Rule: {RULE}", "",
-                f"written to {out}: diagnosis.md, diagnosis.csv, diagnosis.json"
-                + (", diagnosis_loss.png/.pdf" if figure_paths else "")
-                + (f", {len(group_files)} per-group matrices (groups_*.csv/.png)" if group_files else "")]
+    console += [
+        "",
+        f"Rule: {RULE}",
+        "",
+        f"written to {out}: diagnosis.md, diagnosis.csv, diagnosis.json"
+        + (", diagnosis_loss.png/.pdf" if figure_paths else "")
+        + (f", {len(group_files)} per-group matrices (groups_*.csv/.png)" if group_files else ""),
+    ]
     return result, "\n".join(console)

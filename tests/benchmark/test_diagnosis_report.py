@@ -26,12 +26,17 @@ _spec.loader.exec_module(syn)
 EPOCHS = 8
 
 
-def _trial(store: ResultStore, target: str, unbiased_train: bool, seed: int, accuracy: float,
-           aligned_loss, conflicting_loss) -> str:
+def _trial(
+    store: ResultStore, target: str, unbiased_train: bool, seed: int, accuracy: float, aligned_loss, conflicting_loss
+) -> str:
     """A Colored MNIST Vanilla trial ending at `accuracy` (unbiased test accuracy), with per-epoch
     training loss curves of aligned and conflicting samples and a 2 x 2 per-group matrix."""
-    params = {"ratio": 10.0 if unbiased_train else 99.0, "difficulty": 4, "target": target,
-              "unbiased_train": unbiased_train}
+    params = {
+        "ratio": 10.0 if unbiased_train else 99.0,
+        "difficulty": 4,
+        "target": target,
+        "unbiased_train": unbiased_train,
+    }
     config = syn.trial("cmnist", "vanilla", params, seed=seed, epochs=EPOCHS)
     rows = syn.Rows()
     for epoch in range(1, EPOCHS + 1):
@@ -56,11 +61,22 @@ def slow(epoch):  # the conflicting loss there: halves only at epoch 6
 
 
 def _direction(store, target, bias, biased, balanced, aligned=fast, conflicting=slow):
-    keys = {arm: tuple(_trial(store, target.lower(), arm == "balanced", seed, value, aligned, conflicting)
-                       for seed, value in enumerate(values))
-            for arm, values in (("biased", biased), ("balanced", balanced))}
-    return DirectionSpec(target, bias, keys["biased"], keys["balanced"], target_values=("zero", "one"),
-                         bias_values=("red", "green"), balanced_how="the unbiased training set")
+    keys = {
+        arm: tuple(
+            _trial(store, target.lower(), arm == "balanced", seed, value, aligned, conflicting)
+            for seed, value in enumerate(values)
+        )
+        for arm, values in (("biased", biased), ("balanced", balanced))
+    }
+    return DirectionSpec(
+        target,
+        bias,
+        keys["biased"],
+        keys["balanced"],
+        target_values=("zero", "one"),
+        bias_values=("red", "green"),
+        balanced_how="the unbiased training set",
+    )
 
 
 @pytest.fixture
@@ -74,8 +90,15 @@ def test_malignant_and_benign_directions_of_a_known_store(store):
     """Table 1's Colored MNIST numbers: Digit with bias Color drops ~46 points (malignant, the
     aligned loss falls first); Color with bias Digit does not drop (benign, losses fall together)."""
     malignant = _direction(store, "Digit", "Color", [0.5034, 0.5050, 0.5018], [0.9641, 0.9648, 0.9634])
-    benign = _direction(store, "Color", "Digit", [0.9997, 0.9993, 0.9999], [1.0, 1.0, 1.0], aligned=fast,
-                        conflicting=lambda e: 1.1 * fast(e))
+    benign = _direction(
+        store,
+        "Color",
+        "Digit",
+        [0.9997, 0.9993, 0.9999],
+        [1.0, 1.0, 1.0],
+        aligned=fast,
+        conflicting=lambda e: 1.1 * fast(e),
+    )
     spec = DiagnosisSpec("cmnist", (malignant, benign), (0, 1, 2), "ratio=99.0, difficulty=4; 8 epochs")
     table = diagnose(str(store.root), spec).table.set_index("target")
 
@@ -83,7 +106,7 @@ def test_malignant_and_benign_directions_of_a_known_store(store):
     assert digit["verdict"] == "malignant" and digit["n_biased"] == 3 and digit["n_balanced"] == 3
     assert digit["drop"] == pytest.approx(96.41 - 50.34, abs=1e-6)
     se_b, se_u = 0.16 / math.sqrt(3), 0.07 / math.sqrt(3)
-    assert digit["noise"] == pytest.approx(2 * math.sqrt(se_b ** 2 + se_u ** 2), rel=1e-6)
+    assert digit["noise"] == pytest.approx(2 * math.sqrt(se_b**2 + se_u**2), rel=1e-6)
     assert digit["learned_first"] == "bias" and digit["learned_first_attribute"] == "Color"
     assert (digit["aligned_half_epoch"], digit["conflicting_half_epoch"]) == (2, 6)
     assert digit["loss_quarter"] == 2 and digit["early_loss_ratio"] == pytest.approx((2 + 1.74) / (2 + 0.4))
@@ -106,14 +129,17 @@ def test_inconclusive_when_the_drop_is_within_the_seed_noise(store):
     assert "--seeds " + ",".join(str(s) for s in range(needed)) in row["settle"]
 
 
-@pytest.mark.parametrize("biased,balanced,verdict,fragment", [
-    ([50.0], [80.0], "malignant", "one seed: confirm with --seeds 0,1,2"),
-    ([90.0], [91.5], "benign", "at most 2 (one seed)"),
-    ([90.0], [93.0], "inconclusive", "a second seed settles it"),
-    ([90.0, 90.2], [93.0, 93.1], "benign", "at most 5"),
-    ([95.0, 95.0], [80.0, 80.0], "benign", "-15.00"),  # the balanced set doing worse is no bias harm
-    ([], [80.0], "inconclusive", "no completed trial on the biased training set"),
-])
+@pytest.mark.parametrize(
+    "biased,balanced,verdict,fragment",
+    [
+        ([50.0], [80.0], "malignant", "one seed: confirm with --seeds 0,1,2"),
+        ([90.0], [91.5], "benign", "at most 2 (one seed)"),
+        ([90.0], [93.0], "inconclusive", "a second seed settles it"),
+        ([90.0, 90.2], [93.0, 93.1], "benign", "at most 5"),
+        ([95.0, 95.0], [80.0, 80.0], "benign", "-15.00"),  # the balanced set doing worse is no bias harm
+        ([], [80.0], "inconclusive", "no completed trial on the biased training set"),
+    ],
+)
 def test_the_verdict_rule(biased, balanced, verdict, fragment):
     result = verdict_of(biased, balanced, seeds=[0])
     assert result.verdict == verdict
@@ -121,9 +147,10 @@ def test_the_verdict_rule(biased, balanced, verdict, fragment):
 
 
 def _curves(epochs, aligned, conflicting):
-    return pd.DataFrame([(e, s, f(e)) for e in range(1, epochs + 1) for s, f in (("aligned", aligned),
-                                                                               ("conflicting", conflicting))],
-                        columns=["epoch", "subset", "loss"])
+    return pd.DataFrame(
+        [(e, s, f(e)) for e in range(1, epochs + 1) for s, f in (("aligned", aligned), ("conflicting", conflicting))],
+        columns=["epoch", "subset", "loss"],
+    )
 
 
 def test_loss_evidence_halving_epochs_and_ratio():
@@ -152,8 +179,15 @@ def test_output_files_and_matrices_with_value_names(store, tmp_path):
     out = tmp_path / "diagnosis"
     result, text = write_diagnosis(str(store.root), spec, out)
     assert "Digit" in text and "malignant" in text and "benign" in text and "Rule:" in text
-    for name in ("diagnosis.md", "diagnosis.csv", "diagnosis.json", "diagnosis_loss.png", "diagnosis_loss.pdf",
-                 "groups_Digit_Color_biased_matrix.csv", "groups_Color_Digit_balanced.png"):
+    for name in (
+        "diagnosis.md",
+        "diagnosis.csv",
+        "diagnosis.json",
+        "diagnosis_loss.png",
+        "diagnosis_loss.pdf",
+        "groups_Digit_Color_biased_matrix.csv",
+        "groups_Color_Digit_balanced.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert DiagnosisSpec.from_json((out / "diagnosis.json").read_text()) == spec
     matrix = pd.read_csv(out / "groups_Digit_Color_biased_matrix.csv", index_col=0)
