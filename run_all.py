@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--protocol", choices=("paper", "validation"), default="paper",
                    help="selection protocol: paper (train on all training data) or validation (hold out a part)")
     p.add_argument("--validation-fraction", type=float, default=0.1, help="held-out fraction under --protocol validation")
+    p.add_argument("--diagnose", action="store_true",
+                   help="the paper's Section 2 bias diagnosis of one (target, bias) pair in both directions: "
+                        "--datasets NAME [--dataset-param target=A --dataset-param bias=B]; writes RESULTS/diagnosis/ "
+                        "(docs/diagnose.md)")
     search = p.add_argument_group("hyper-parameter search (validation protocol, Ray Tune)")
     search.add_argument("--search", action="store_true",
                         help="search each selected method's declared space, then run the best configuration "
@@ -122,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.list:
             print(list_registered())
             return 0
+        if args.diagnose:
+            return _diagnose(args)
         return _run(args, DATASETS, METHODS)
     except (UnknownNameError, InvalidTrialError, DataNotFoundError, StoreError, ValueError, FileNotFoundError,
             ConnectionError, OSError) as error:  # OSError: disk full/permissions, named by docs/faults.md's rules
@@ -207,6 +213,52 @@ def _run(args, DATASETS, METHODS) -> int:
 
         print(f"\nreport page: {(default_out(results) / PAGE).resolve().as_uri()}")
     return 1 if summary.failed or summary.unfinished else 0
+
+
+def _diagnose(args) -> int:
+    """--diagnose: plan the diagnosis's trials, run what the store lacks, write the verdicts."""
+    from benchmark.experiments.diagnose import plan_diagnosis
+    from benchmark.experiments.driver import RunOptions, run_grid
+    from benchmark.experiments.planning import plan, resolve_all, trial_label
+    from benchmark.experiments.preflight import check_options
+    from benchmark.report.diagnosis import write_diagnosis
+    from benchmark.store import ResultStore
+    from datasets.base import DataPaths
+
+    if not args.datasets or len(args.datasets) != 1:
+        raise ValueError("--diagnose needs exactly one dataset: --datasets NAME (e.g. cmnist, celeba, image_table)")
+    for flag, given in (("--tables", args.tables), ("--methods", args.methods), ("--search", args.search)):
+        if given:
+            raise ValueError(f"--diagnose runs its own trials (Vanilla, Table 1's protocol) and takes no {flag}")
+    results = args.results or str(Path("results") / "diagnose")
+    diagnosis = plan_diagnosis(
+        args.datasets[0], dict(args.dataset_param), DataPaths.resolve(args.data_root, args.cache_dir),
+        seeds=args.seeds, epochs=args.epochs, ratios=args.ratios, difficulties=args.difficulties,
+        method_hparams=dict(args.method_param), protocol=args.protocol, validation_fraction=args.validation_fraction)
+    options = RunOptions(
+        results=results, data_root=args.data_root, cache_dir=args.cache_dir, cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent, address=args.address,
+        max_failures=args.max_failures, device=args.device, mixed_precision=args.mixed_precision,
+        channels_last=args.channels_last, plugins=tuple(args.plugin), progress=args.progress,
+        trackers=tuple(args.tracker),
+    )
+    check_options(options)
+    if args.dry_run:
+        todo, done = plan(resolve_all(diagnosis.configs), ResultStore(results))
+        for trial in todo:
+            print(f"{trial.key}  {trial_label(trial)}  epochs={trial.epochs}")
+        print(f"diagnosis of {args.datasets[0]}: {len(todo)} trial(s) to run, {len(done)} already complete")
+        return 0
+    summary = run_grid(diagnosis.configs, options)
+    print(f"diagnosis of {args.datasets[0]}: {len(summary.completed)} trial(s) completed, {len(summary.failed)} "
+          f"failed, {summary.skipped} skipped (already complete), {len(summary.unfinished)} unfinished")
+    for key, error in summary.failed.items():
+        print(f"  failed {key}: {error}", file=sys.stderr)
+    if summary.aborted:
+        print(f"error: {summary.aborted}", file=sys.stderr)
+    _, text = write_diagnosis(results, diagnosis.spec)
+    print(text)
+    return 1 if summary.failed or summary.unfinished or summary.aborted else 0
 
 
 def _search(args, configs, options, METHODS) -> int:
