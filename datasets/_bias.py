@@ -85,8 +85,13 @@ def check_assignment(assignment: str) -> None:
         raise ValueError(f"invalid assignment {assignment!r}: choose one of {', '.join(ASSIGNMENTS)}")
 
 
-def swapped_target_diagnosis(values: Mapping[str, Any], targets: tuple[str, str], labels: Mapping[str, str],
-                             value_names: Mapping[str, tuple[str, ...]], family: str) -> DiagnosisSettings:
+def swapped_target_diagnosis(
+    values: Mapping[str, Any],
+    targets: tuple[str, str],
+    labels: Mapping[str, str],
+    value_names: Mapping[str, tuple[str, ...]],
+    family: str,
+) -> DiagnosisSettings:
     """The diagnosis of a controlled dataset whose `target` parameter picks one of two attributes
     (the other is the bias): the reverse direction swaps the target, the balanced training set is
     the dataset's own unbiased one (`unbiased_train`, uniform bias given the target). `bias` may
@@ -98,15 +103,24 @@ def swapped_target_diagnosis(values: Mapping[str, Any], targets: tuple[str, str]
     other = targets[1] if target == targets[0] else targets[0]
     bias = values.pop("bias", None)
     if bias is not None and bias != other:
-        raise ValueError(f"{family}'s bias is the attribute that is not the target: with target={target} the bias "
-                         f"is {other}, got bias={bias!r}")
+        raise ValueError(
+            f"{family}'s bias is the attribute that is not the target: with target={target} the bias "
+            f"is {other}, got bias={bias!r}"
+        )
     if values.pop("unbiased_train", False):
-        raise ValueError("the diagnosis chooses unbiased_train itself (false for the biased, true for the balanced "
-                         "training set); leave it out")
+        raise ValueError(
+            "the diagnosis chooses unbiased_train itself (false for the biased, true for the balanced "
+            "training set); leave it out"
+        )
     biased = {**values, "target": target, "unbiased_train": False}
     return DiagnosisSettings(
-        biased=biased, balanced={**biased, "unbiased_train": True}, reversed={**biased, "target": other},
-        target=labels[target], bias=labels[other], target_values=value_names[target], bias_values=value_names[other],
+        biased=biased,
+        balanced={**biased, "unbiased_train": True},
+        reversed={**biased, "target": other},
+        target=labels[target],
+        bias=labels[other],
+        target_values=value_names[target],
+        bias_values=value_names[other],
         balanced_how="the unbiased training set (unbiased_train=true: every bias value equally likely given the "
-                     "target)",
+        "target)",
     )

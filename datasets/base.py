@@ -9,15 +9,15 @@ from __future__ import annotations
 import abc
 import dataclasses
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping
+from typing import Any, ClassVar
 
 import torch
 
 from benchmark.paths import resolve_cache_dir, resolve_data_root
 from benchmark.registry import Registry
-
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -33,7 +33,7 @@ class DataPaths:
     @classmethod
     def resolve(
         cls, data_root: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None
-    ) -> "DataPaths":
+    ) -> DataPaths:
         """--data-root, else $DEBIAS_DATA_ROOT, else ./data; cache: --cache-dir, else
         $DEBIAS_CACHE_DIR, else ./data/cache (never inside a read-only data root)."""
         return cls(data_root=resolve_data_root(data_root), cache_dir=resolve_cache_dir(cache_dir))
@@ -48,9 +48,7 @@ class Split:
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8:
             raise TypeError(f"split images must be uint8, got {self.images.dtype}")
-        if len(self.images) != len(self.targets) or (
-            self.biases is not None and len(self.biases) != len(self.targets)
-        ):
+        if len(self.images) != len(self.targets) or (self.biases is not None and len(self.biases) != len(self.targets)):
             raise ValueError("images, targets and biases of a split must have the same length")
 
     def __len__(self) -> int:
@@ -213,9 +211,7 @@ class BiasedDataset(abc.ABC):
     @classmethod
     def generation_params(cls, params: Any) -> dict[str, Any]:
         return {
-            f.name: getattr(params, f.name)
-            for f in dataclasses.fields(params)
-            if f.metadata.get("generation", True)
+            f.name: getattr(params, f.name) for f in dataclasses.fields(params) if f.metadata.get("generation", True)
         }
 
     @classmethod

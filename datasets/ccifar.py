@@ -1,13 +1,15 @@
-"""Corrupted CIFAR-10, types 1 and 2 (docs/protocol.md#corrupted-cifar-10): target Object, bias Corruption (or reversed).
+"""Corrupted CIFAR-10, types 1 and 2 (docs/protocol.md#corrupted-cifar-10): target Object, bias
+Corruption (or reversed).
 
 Each CIFAR-10 image gets one of ten corruptions (the bias value) at the CIFAR-10-C severity
-difficulty + 1; the bias is assigned exactly as in Colored MNIST (docs/protocol.md#colored-mnist: exact per-class counts,
-a seeded choice of which images). Train split: the chosen ratio; test split: the 10,000 test images
-at the unbiased 10% ratio. The corruption of image i of a split is seeded by (data seed, split, i),
-so the result is the same for any number of worker processes. Generation runs in a process pool
-and is cached by datasets/_cache.load_or_build (written to a temporary directory and renamed, so an
-interrupted generation leaves nothing a later run would trust); the cache key holds the protocol
-parameters, the generator version and a content hash of the raw CIFAR-10 files.
+difficulty + 1; the bias is assigned exactly as in Colored MNIST (docs/protocol.md#colored-mnist:
+exact per-class counts, a seeded choice of which images). Train split: the chosen ratio; test
+split: the 10,000 test images at the unbiased 10% ratio. The corruption of image i of a split is
+seeded by (data seed, split, i), so the result is the same for any number of worker processes.
+Generation runs in a process pool and is cached by datasets/_cache.load_or_build (written to a
+temporary directory and renamed, so an interrupted generation leaves nothing a later run would
+trust); the cache key holds the protocol parameters, the generator version and a content hash of
+the raw CIFAR-10 files.
 """
 
 from __future__ import annotations
@@ -57,8 +59,10 @@ _SPLIT_CODE = {"train": 0, "test": 1}
 def severity_of(difficulty: int) -> int:
     """The paper's difficulty k (1..4) is CIFAR-10-C severity k + 1."""
     if difficulty not in DIFFICULTIES:
-        raise ValueError(f"invalid difficulty {difficulty!r}: Corrupted CIFAR-10 difficulty is 1, 2, 3 or 4 "
-                         "(CIFAR-10-C severity 2..5)")
+        raise ValueError(
+            f"invalid difficulty {difficulty!r}: Corrupted CIFAR-10 difficulty is 1, 2, 3 or 4 "
+            "(CIFAR-10-C severity 2..5)"
+        )
     return check_severity(difficulty + 1)
 
 
@@ -83,10 +87,19 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context(method)
 
 
-def corrupt_images(images: np.ndarray, biases: np.ndarray, names: tuple[str, ...], severity: int,
-                   data_seed: int, split_code: int, workers: int | None = None,
-                   chunk_size: int = CHUNK_SIZE, progress: bool | None = None, desc: str = "corrupting",
-                   min_parallel: int = MIN_PARALLEL) -> np.ndarray:
+def corrupt_images(
+    images: np.ndarray,
+    biases: np.ndarray,
+    names: tuple[str, ...],
+    severity: int,
+    data_seed: int,
+    split_code: int,
+    workers: int | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    progress: bool | None = None,
+    desc: str = "corrupting",
+    min_parallel: int = MIN_PARALLEL,
+) -> np.ndarray:
     """Corrupt images[i] (uint8 HWC) with names[biases[i]] at `severity`, in chunks over a process
     pool; the output does not depend on `workers` or `chunk_size` (images are seeded by index)."""
     from tqdm.auto import tqdm
@@ -95,39 +108,71 @@ def corrupt_images(images: np.ndarray, biases: np.ndarray, names: tuple[str, ...
     warm_up(names)
     starts = range(0, len(images), chunk_size)
     out = np.empty_like(images)
-    bar = tqdm(total=len(images), desc=desc, unit="img", disable=(None if progress is None else not progress),
-               leave=False)
+    bar = tqdm(
+        total=len(images), desc=desc, unit="img", disable=(None if progress is None else not progress), leave=False
+    )
     try:
         if workers <= 1 or len(images) < min_parallel:
             for start in starts:
                 stop = start + chunk_size
-                out[start:stop] = corrupt_chunk(images[start:stop], biases[start:stop], names, severity,
-                                                data_seed, split_code, start)
+                out[start:stop] = corrupt_chunk(
+                    images[start:stop], biases[start:stop], names, severity, data_seed, split_code, start
+                )
                 bar.update(len(out[start:stop]))
             return out
         with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
-            futures = {pool.submit(corrupt_chunk, images[s:s + chunk_size], biases[s:s + chunk_size], names,
-                                   severity, data_seed, split_code, s): s for s in starts}
+            futures = {
+                pool.submit(
+                    corrupt_chunk,
+                    images[s : s + chunk_size],
+                    biases[s : s + chunk_size],
+                    names,
+                    severity,
+                    data_seed,
+                    split_code,
+                    s,
+                ): s
+                for s in starts
+            }
             for future in as_completed(futures):
                 chunk = future.result()
                 start = futures[future]
-                out[start:start + len(chunk)] = chunk
+                out[start : start + len(chunk)] = chunk
                 bar.update(len(chunk))
         return out
     finally:
         bar.close()
 
 
-def make_split(images: np.ndarray, objects: np.ndarray, aligned_fraction: float, kind: int, severity: int,
-               data_seed: int, split: str, workers: int | None = None, progress: bool | None = None,
-               assignment: str = "reference") -> dict[str, np.ndarray]:
+def make_split(
+    images: np.ndarray,
+    objects: np.ndarray,
+    aligned_fraction: float,
+    kind: int,
+    severity: int,
+    data_seed: int,
+    split: str,
+    workers: int | None = None,
+    progress: bool | None = None,
+    assignment: str = "reference",
+) -> dict[str, np.ndarray]:
     """One split's arrays: images uint8 (N, 3, 32, 32), objects and corruptions int64 (N,)."""
     code = _SPLIT_CODE[split]
     names = corruption_names(kind)
-    corruptions = assign_bias(objects, aligned_fraction, len(names), assignment,
-                              np.random.default_rng([data_seed, code, _STREAM_BIAS]))
-    corrupted = corrupt_images(images, corruptions, names, severity, data_seed, code, workers=workers,
-                               progress=progress, desc=f"Corrupted CIFAR-10 type {kind} {split}")
+    corruptions = assign_bias(
+        objects, aligned_fraction, len(names), assignment, np.random.default_rng([data_seed, code, _STREAM_BIAS])
+    )
+    corrupted = corrupt_images(
+        images,
+        corruptions,
+        names,
+        severity,
+        data_seed,
+        code,
+        workers=workers,
+        progress=progress,
+        desc=f"Corrupted CIFAR-10 type {kind} {split}",
+    )
     return {
         f"{split}_images": np.ascontiguousarray(corrupted.transpose(0, 3, 1, 2)),
         f"{split}_objects": objects.astype(np.int64),
@@ -158,8 +203,9 @@ class CorruptedCIFAR10(BiasedDataset):
     bias_attribute = "Corruption"
     generator_version = "2"  # 2: the assignment parameter (reference rule by default)
     protocol = TrainProtocol(lr=1e-3, weight_decay=0.0, batch_size=256, epochs=200)
-    input_spec: ClassVar[InputSpec] = InputSpec(scale=1.0 / 255.0, mean=CIFAR_MEAN, std=CIFAR_STD,
-                                                crop_padding=4, horizontal_flip=True)
+    input_spec: ClassVar[InputSpec] = InputSpec(
+        scale=1.0 / 255.0, mean=CIFAR_MEAN, std=CIFAR_STD, crop_padding=4, horizontal_flip=True
+    )
 
     @classmethod
     def canonical(cls, params: CCIFARParams) -> CCIFARParams:
@@ -179,23 +225,43 @@ class CorruptedCIFAR10(BiasedDataset):
         """Reverse: the other target (Object <-> Corruption); balanced: the unbiased training set
         (Table 1's Accuracy*), so the diagnosis trials are Table 1's."""
         return swapped_target_diagnosis(
-            params, TARGETS, {"object": "Object", "corruption": "Corruption"},
+            params,
+            TARGETS,
+            {"object": "Object", "corruption": "Corruption"},
             {"object": tuple(CLASS_NAMES), "corruption": tuple(corruption_names(cls.kind))},
-            f"Corrupted CIFAR-10 type {cls.kind}")
+            f"Corrupted CIFAR-10 type {cls.kind}",
+        )
 
     @classmethod
-    def generate(cls, params: CCIFARParams, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-                 data_seed: int = 0, workers: int | None = None, progress: bool | None = None) -> dict[str, np.ndarray]:
+    def generate(
+        cls,
+        params: CCIFARParams,
+        train: tuple[np.ndarray, np.ndarray],
+        test: tuple[np.ndarray, np.ndarray],
+        data_seed: int = 0,
+        workers: int | None = None,
+        progress: bool | None = None,
+    ) -> dict[str, np.ndarray]:
         """All arrays of one configuration from raw (images uint8 HWC, labels) pairs."""
         params = cls.canonical(params)
         severity = severity_of(params.difficulty)
         ratio = UNBIASED_RATIO if params.unbiased_train else params.ratio
         started = time.perf_counter()
         arrays = {
-            **make_split(*train, ratio / 100.0, cls.kind, severity, data_seed, "train", workers, progress,
-                         params.assignment),
-            **make_split(*test, UNBIASED_RATIO / 100.0, cls.kind, severity, data_seed, "test", workers, progress,
-                         params.assignment),
+            **make_split(
+                *train, ratio / 100.0, cls.kind, severity, data_seed, "train", workers, progress, params.assignment
+            ),
+            **make_split(
+                *test,
+                UNBIASED_RATIO / 100.0,
+                cls.kind,
+                severity,
+                data_seed,
+                "test",
+                workers,
+                progress,
+                params.assignment,
+            ),
         }
         log.info("generated %s %s in %.1f s", cls.name, cls.generation_params(params), time.perf_counter() - started)
         return arrays
@@ -203,24 +269,34 @@ class CorruptedCIFAR10(BiasedDataset):
     @classmethod
     def arrays(cls, params: CCIFARParams, paths: DataPaths, data_seed: int) -> dict[str, np.ndarray]:
         source = locate_cifar10(paths)
-        key = {"family": cls.name, "version": cls.generator_version, "data_seed": data_seed,
-               "raw": fingerprint(source), **cls.generation_params(params)}
+        key = {
+            "family": cls.name,
+            "version": cls.generator_version,
+            "data_seed": data_seed,
+            "raw": fingerprint(source),
+            **cls.generation_params(params),
+        }
 
         def build() -> dict[str, np.ndarray]:
             raw = read_cifar10(source)
             log.info("generating %s %s from %s", cls.name, cls.generation_params(params), source)
-            return cls.generate(params, (raw.train_images, raw.train_labels), (raw.test_images, raw.test_labels),
-                                data_seed)
+            return cls.generate(
+                params, (raw.train_images, raw.train_labels), (raw.test_images, raw.test_labels), data_seed
+            )
 
         arrays = load_or_build(paths.cache_dir, cls.name, key, build)
         sizes = {"train": len(arrays["train_objects"]), "test": len(arrays["test_objects"])}
         if sizes != FULL_SIZES and str(source) not in _WARNED_PARTIAL:
             # Said on every run, cached or not: results from a partial copy are not the paper's.
             _WARNED_PARTIAL.add(str(source))
-            log.warning("CIFAR-10 in %s is a partial copy (%d train / %d test images; the full dataset has "
-                        "50,000 / 10,000): fine for smoke runs, not comparable with the paper. Keep its results "
-                        "in their own --results directory (trial keys do not record the raw copy)",
-                        source, sizes["train"], sizes["test"])
+            log.warning(
+                "CIFAR-10 in %s is a partial copy (%d train / %d test images; the full dataset has "
+                "50,000 / 10,000): fine for smoke runs, not comparable with the paper. Keep its results "
+                "in their own --results directory (trial keys do not record the raw copy)",
+                source,
+                sizes["train"],
+                sizes["test"],
+            )
         return arrays
 
     @classmethod

@@ -29,10 +29,10 @@ import multiprocessing
 import os
 import shutil
 import sys
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -54,12 +54,46 @@ log = logging.getLogger(__name__)
 
 # The 40 attributes of list_attr_celeba.txt, in file order.
 ATTRIBUTES = (
-    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
-    "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby",
-    "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male",
-    "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose",
-    "Receding_Hairline", "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair",
-    "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
+    "5_o_Clock_Shadow",
+    "Arched_Eyebrows",
+    "Attractive",
+    "Bags_Under_Eyes",
+    "Bald",
+    "Bangs",
+    "Big_Lips",
+    "Big_Nose",
+    "Black_Hair",
+    "Blond_Hair",
+    "Blurry",
+    "Brown_Hair",
+    "Bushy_Eyebrows",
+    "Chubby",
+    "Double_Chin",
+    "Eyeglasses",
+    "Goatee",
+    "Gray_Hair",
+    "Heavy_Makeup",
+    "High_Cheekbones",
+    "Male",
+    "Mouth_Slightly_Open",
+    "Mustache",
+    "Narrow_Eyes",
+    "No_Beard",
+    "Oval_Face",
+    "Pale_Skin",
+    "Pointy_Nose",
+    "Receding_Hairline",
+    "Rosy_Cheeks",
+    "Sideburns",
+    "Smiling",
+    "Straight_Hair",
+    "Wavy_Hair",
+    "Wearing_Earrings",
+    "Wearing_Hat",
+    "Wearing_Lipstick",
+    "Wearing_Necklace",
+    "Wearing_Necktie",
+    "Young",
 )
 PARTITIONS = {"train": 0, "valid": 1, "test": 2}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -86,6 +120,7 @@ def attribute_name(name: str, valid: Sequence[str] = ATTRIBUTES) -> str:
 
 
 # -- image preprocessing shared with BAR -------------------------------------------------------
+
 
 class UnreadableImageError(ValueError):
     """Pillow could not decode an image file; `path` names the file (picklable, so it crosses
@@ -152,8 +187,15 @@ def _load_chunk(task: tuple[int, list[str], int, str, tuple[str, int] | None]) -
     return start, len(block), None
 
 
-def decode_images(files: Sequence[str], size: int, mode: str, out: np.ndarray, workers: int | None = None,
-                  description: str = "decoding images", chunk: int = CHUNK) -> None:
+def decode_images(
+    files: Sequence[str],
+    size: int,
+    mode: str,
+    out: np.ndarray,
+    workers: int | None = None,
+    description: str = "decoding images",
+    chunk: int = CHUNK,
+) -> None:
     """Decode and resize `files` into `out` (uint8, (len(files), 3, size, size)), in parallel over
     processes, with a progress bar. When `out` is a memory-mapped .npy file (np.lib.format.open_memmap)
     the workers write into the file directly."""
@@ -165,11 +207,11 @@ def decode_images(files: Sequence[str], size: int, mode: str, out: np.ndarray, w
     if parallel and isinstance(out, np.memmap) and out.filename is not None and out.flags.c_contiguous:
         out.flush()  # the .npy header is on disk before workers write after it
         target = (str(out.filename), int(out.offset))
-    tasks = [(start, list(files[start:start + chunk]), size, mode, target) for start in range(0, len(files), chunk)]
+    tasks = [(start, list(files[start : start + chunk]), size, mode, target) for start in range(0, len(files), chunk)]
     with tqdm(total=len(files), desc=description, unit="img", mininterval=2.0) as progress:
         for start, count, block in _run_tasks(tasks, workers if parallel else 1):
             if block is not None:
-                out[start:start + count] = block
+                out[start : start + count] = block
             progress.update(count)
 
 
@@ -202,8 +244,9 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def build_memmap_cache(entry: Path, arrays: dict[str, tuple[Sequence[str], int, str]], meta: dict,
-                       workers: int | None = None) -> None:
+def build_memmap_cache(
+    entry: Path, arrays: dict[str, tuple[Sequence[str], int, str]], meta: dict, workers: int | None = None
+) -> None:
     """Write one uint8 .npy memory map per name (files, size, resize mode) plus meta.json, made
     visible as `entry` only once everything is on disk."""
     with atomic_entry(entry) as tmp:
@@ -225,6 +268,7 @@ def read_memmap_cache(entry: Path) -> dict[str, np.ndarray] | None:
 
 
 # -- CelebA ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class CelebAParams:
@@ -275,17 +319,26 @@ def read_metadata(paths: DataPaths) -> CelebAMeta:
     with open(attr_file) as handle:
         count = int(handle.readline().split()[0])
         names = handle.readline().split()
-    attrs = pd.read_csv(attr_file, sep=r"\s+", skiprows=2, header=None, index_col=0, names=["file", *names],
-                        dtype={"file": str, **{n: np.int8 for n in names}})
+    attrs = pd.read_csv(
+        attr_file,
+        sep=r"\s+",
+        skiprows=2,
+        header=None,
+        index_col=0,
+        names=["file", *names],
+        dtype={"file": str, **{n: np.int8 for n in names}},
+    )
     if len(attrs) != count:
         raise ValueError(f"{attr_file} announces {count} images but lists {len(attrs)}")
     part_bytes = part_file.read_bytes()
-    partition = pd.read_csv(part_file, sep=r"\s+", header=None, index_col=0, names=["file", "split"],
-                            dtype={"file": str, "split": np.int8})
+    partition = pd.read_csv(
+        part_file, sep=r"\s+", header=None, index_col=0, names=["file", "split"], dtype={"file": str, "split": np.int8}
+    )
     missing = attrs.index.difference(partition.index)
     if len(missing):
-        raise ValueError(f"{len(missing)} images of {attr_file.name} have no partition in {part_file.name}, "
-                         f"e.g. {missing[0]}")
+        raise ValueError(
+            f"{len(missing)} images of {attr_file.name} have no partition in {part_file.name}, e.g. {missing[0]}"
+        )
     return CelebAMeta(
         names=list(attrs.index),
         attributes=(attrs.to_numpy() > 0).astype(np.int8),
@@ -298,8 +351,9 @@ def read_metadata(paths: DataPaths) -> CelebAMeta:
 _STREAM_BALANCE = 1  # the random stream of balanced_train's choice (seeded by the data seed)
 
 
-def balanced_rows(targets: np.ndarray, biases: np.ndarray, data_seed: int,
-                  names: tuple[str, str] = ("target", "bias")) -> np.ndarray:
+def balanced_rows(
+    targets: np.ndarray, biases: np.ndarray, data_seed: int, names: tuple[str, str] = ("target", "bias")
+) -> np.ndarray:
     """Positions (sorted) of a training subsample with exactly m samples in each of the four
     (target, bias) groups, m being the smallest group's size; which m of a group is a seeded random
     choice. Every group must have a sample."""
@@ -309,9 +363,11 @@ def balanced_rows(targets: np.ndarray, biases: np.ndarray, data_seed: int,
     if empty:
         target, bias = names
         described = ", ".join(f"({'' if g // 2 else 'not '}{target}, {'' if g % 2 else 'not '}{bias})" for g in empty)
-        raise ValueError(f"balanced_train needs training samples in every (target, bias) group, but {described} "
-                         f"{'has' if len(empty) == 1 else 'have'} none in the train partition; choose another "
-                         "attribute pair")
+        raise ValueError(
+            f"balanced_train needs training samples in every (target, bias) group, but {described} "
+            f"{'has' if len(empty) == 1 else 'have'} none in the train partition; choose another "
+            "attribute pair"
+        )
     smallest = min(len(r) for r in rows)
     rng = np.random.default_rng([data_seed, _STREAM_BALANCE])
     return np.sort(np.concatenate([r[np.sort(rng.permutation(len(r))[:smallest])] for r in rows]))
@@ -342,34 +398,52 @@ class CelebA(BiasedDataset):
             raise ValueError(f"resolution must be at least 8 pixels, got {params.resolution}")
         if not isinstance(params.balanced_train, (bool, np.bool_)):
             raise ValueError(f"balanced_train must be true or false, got {params.balanced_train!r}")
-        return replace(params, target=target, bias=bias, resolution=int(params.resolution),
-                       pretrained=bool(params.pretrained), freeze_backbone=bool(params.freeze_backbone),
-                       balanced_train=bool(params.balanced_train))
+        return replace(
+            params,
+            target=target,
+            bias=bias,
+            resolution=int(params.resolution),
+            pretrained=bool(params.pretrained),
+            freeze_backbone=bool(params.freeze_backbone),
+            balanced_train=bool(params.balanced_train),
+        )
 
     @classmethod
     def diagnosis_settings(cls, params, paths: DataPaths | None = None) -> DiagnosisSettings:
         """Any attribute pair. Reverse: swap target and bias; balanced: balanced_train=true."""
         values = dict(params)
         if values.pop("balanced_train", False):
-            raise ValueError("the diagnosis chooses balanced_train itself (false for the biased, true for the "
-                             "balanced training set); leave it out")
+            raise ValueError(
+                "the diagnosis chooses balanced_train itself (false for the biased, true for the "
+                "balanced training set); leave it out"
+            )
         canonical = cls.make_params(values)  # official attribute names, or a ValueError listing them
         target, bias = canonical.target, canonical.bias
         biased = {**values, "target": target, "bias": bias}
         return DiagnosisSettings(
-            biased=biased, balanced={**biased, "balanced_train": True},
+            biased=biased,
+            balanced={**biased, "balanced_train": True},
             reversed={**biased, "target": bias, "bias": target},
-            target=target, bias=bias, target_values=(f"not {target}", target), bias_values=(f"not {bias}", bias),
+            target=target,
+            bias=bias,
+            target_values=(f"not {target}", target),
+            bias_values=(f"not {bias}", bias),
             balanced_how="the train partition subsampled to the smallest (target, bias) group's size in every group "
-                         "(balanced_train=true)",
+            "(balanced_train=true)",
         )
 
     @classmethod
-    def images(cls, params: CelebAParams, paths: DataPaths, meta: CelebAMeta,
-               workers: int | None = None) -> dict[str, np.ndarray]:
+    def images(
+        cls, params: CelebAParams, paths: DataPaths, meta: CelebAMeta, workers: int | None = None
+    ) -> dict[str, np.ndarray]:
         """The cached uint8 train/valid arrays (memory maps), building them once if needed."""
-        key = {"family": CACHE_FAMILY, "version": cls.generator_version, "resolution": params.resolution,
-               "partition_digest": meta.partition_digest, "num_images": len(meta.names)}
+        key = {
+            "family": CACHE_FAMILY,
+            "version": cls.generator_version,
+            "resolution": params.resolution,
+            "partition_digest": meta.partition_digest,
+            "num_images": len(meta.names),
+        }
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         entry = paths.cache_dir / CACHE_FAMILY / digest
         arrays = read_memmap_cache(entry)
@@ -424,8 +498,11 @@ class CelebA(BiasedDataset):
         aligned = aligned_mapping(train.targets.numpy(), train.biases.numpy())
         if params.balanced_train:
             keep = balanced_rows(train.targets.numpy(), train.biases.numpy(), data_seed, (params.target, params.bias))
-            train = Split(images=torch.from_numpy(np.ascontiguousarray(arrays["train"][keep])),
-                          targets=train.targets[keep], biases=train.biases[keep])
+            train = Split(
+                images=torch.from_numpy(np.ascontiguousarray(arrays["train"][keep])),
+                targets=train.targets[keep],
+                biases=train.biases[keep],
+            )
         return BiasedData(
             train=train,
             test=valid,

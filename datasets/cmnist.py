@@ -147,14 +147,21 @@ class ColoredMNIST(BiasedDataset):
         """Reverse: the other target (Digit <-> Color); balanced: the unbiased training set
         (Table 1's Accuracy*), so the diagnosis trials are Table 1's."""
         return swapped_target_diagnosis(
-            params, TARGETS, {"digit": "Digit", "color": "Color"},
+            params,
+            TARGETS,
+            {"digit": "Digit", "color": "Color"},
             {"digit": tuple(str(d) for d in range(10)), "color": tuple(f"color{c}" for c in range(10))},
-            "Colored MNIST")
+            "Colored MNIST",
+        )
 
     @classmethod
     def arrays(cls, params: CMNISTParams, paths: DataPaths, data_seed: int) -> dict[str, np.ndarray]:
-        key = {"family": "cmnist", "version": cls.generator_version, "data_seed": data_seed,
-               **cls.generation_params(params)}
+        key = {
+            "family": "cmnist",
+            "version": cls.generator_version,
+            "data_seed": data_seed,
+            **cls.generation_params(params),
+        }
 
         def build() -> dict[str, np.ndarray]:
             sigma = COLOR_STD[params.difficulty]

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.trial import TrialConfig
 from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
 from benchmark.training.trainer import TrainEnv, train_trial
+from benchmark.trial import TrialConfig
 from datasets.base import DATASETS, DataNotFoundError, DataPaths
 from datasets.celeba import ATTRIBUTES, CelebA, aligned_mapping, attribute_name, decode_images
 
@@ -64,8 +64,13 @@ def test_registered_with_the_paper_protocol():
     protocol = CelebA.train_protocol(CelebA.make_params())
     assert (protocol.lr, protocol.weight_decay, protocol.batch_size, protocol.epochs) == (1e-4, 1e-4, 256, 50)
     params = CelebA.make_params()
-    assert (params.target, params.bias, params.resolution, params.pretrained, params.freeze_backbone) == \
-        ("Blond_Hair", "Male", 224, True, False)
+    assert (params.target, params.bias, params.resolution, params.pretrained, params.freeze_backbone) == (
+        "Blond_Hair",
+        "Male",
+        224,
+        True,
+        False,
+    )
 
 
 def test_train_partition_and_validation_evaluation(celeba):
@@ -221,6 +226,7 @@ def test_trial_end_to_end(celeba):
 
 # -- balanced_train (the diagnosis's bias-balanced training set) ---------------------------------
 
+
 def _identify(split) -> list[int]:
     """Which fixture image each sample is, read back from its solid colour."""
     lookup = {colour_of(i): i for i in range(48)}
@@ -233,8 +239,11 @@ def test_balanced_train_keeps_the_smallest_group_size_in_every_group(celeba, tar
     paths, attributes, partition = celeba
     t, b = ATTRIBUTES.index(target), ATTRIBUTES.index(bias)
     train_rows = np.flatnonzero(partition == 0)
-    sizes = {(y, c): int(np.sum((attributes[train_rows, t] == y) & (attributes[train_rows, b] == c)))
-             for y in (0, 1) for c in (0, 1)}
+    sizes = {
+        (y, c): int(np.sum((attributes[train_rows, t] == y) & (attributes[train_rows, b] == c)))
+        for y in (0, 1)
+        for c in (0, 1)
+    }
     smallest = min(sizes.values())
     assert smallest >= 1  # the fixture has every group in both pairs
 
@@ -251,10 +260,16 @@ def test_balanced_train_keeps_the_smallest_group_size_in_every_group(celeba, tar
     assert torch.equal(balanced.test.targets, full.test.targets) and torch.equal(balanced.test.images, full.test.images)
     assert balanced.aligned_bias.tolist() == full.aligned_bias.tolist()
     # Seeded by the data seed: the same seed keeps the same samples.
-    again = CelebA.load(CelebA.make_params({"resolution": 16, "pretrained": False, "target": target, "bias": bias,
-                                            "balanced_train": True}), paths, data_seed=0)
-    assert torch.equal(again.train.targets, balanced.train.targets) and torch.equal(again.train.images,
-                                                                                    balanced.train.images)
+    again = CelebA.load(
+        CelebA.make_params(
+            {"resolution": 16, "pretrained": False, "target": target, "bias": bias, "balanced_train": True}
+        ),
+        paths,
+        data_seed=0,
+    )
+    assert torch.equal(again.train.targets, balanced.train.targets) and torch.equal(
+        again.train.images, balanced.train.images
+    )
 
 
 def test_balanced_rows_exact_counts_seeds_and_empty_groups():
