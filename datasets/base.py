@@ -9,7 +9,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -130,22 +130,6 @@ class DiagnosisSettings:
     balanced_how: str = ""  # one line: how the balanced training set is made
 
 
-# Hooks registered from outside a family's module (a module being reworked, a plugin's dataset):
-# name -> hook(dataset class, params, paths). A family's own `diagnosis_settings` wins over these.
-DiagnosisHook = Callable[[type, Mapping[str, Any], "DataPaths"], "DiagnosisSettings | None"]
-_DIAGNOSIS_HOOKS: dict[str, DiagnosisHook] = {}
-
-
-def register_diagnosis(name: str) -> Callable[[DiagnosisHook], DiagnosisHook]:
-    """Register the diagnosis hook of the dataset family `name` without touching its class."""
-
-    def decorator(hook: DiagnosisHook) -> DiagnosisHook:
-        _DIAGNOSIS_HOOKS[name] = hook
-        return hook
-
-    return decorator
-
-
 class BiasedDataset(abc.ABC):
     """A registered dataset family. `Params` is a frozen dataclass of protocol parameters;
     fields with metadata {"generation": False} change the input pipeline, not the generated data."""
@@ -204,9 +188,8 @@ class BiasedDataset(abc.ABC):
         """The Section 2 test's training sets for the direction `params` names (docs/diagnose.md):
         `params` are the user's dataset parameters (possibly naming `target` and `bias`). None: the
         family cannot be diagnosed (the command says so); a ValueError names what is wrong with
-        `params`. Default: a hook registered with `register_diagnosis`, else None."""
-        hook = _DIAGNOSIS_HOOKS.get(getattr(cls, "name", ""))
-        return hook(cls, params, paths) if hook is not None else None
+        `params`. Default: None."""
+        return None
 
     @classmethod
     def generation_params(cls, params: Any) -> dict[str, Any]:

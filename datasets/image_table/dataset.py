@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from datasets.base import (
     BiasedData,
     BiasedDataset,
     DataPaths,
+    DiagnosisSettings,
     InputSpec,
     Split,
     TrainProtocol,
@@ -312,6 +314,42 @@ class ImageTable(BiasedDataset):
         if arrays is None:
             raise RuntimeError(f"image_table cache {entry} could not be read back after building it")
         return arrays["images"]
+
+    @classmethod
+    def diagnosis_settings(cls, params: Mapping[str, Any], paths: DataPaths) -> DiagnosisSettings:
+        """Reverse: swap the `target` and `bias` columns. Balanced: `ratio` = 100 / (number of bias
+        values), i.e. each class keeps as many aligned samples as a uniform bias would give it (with a
+        binary bias: exactly as many aligned as conflicting samples per class; with more values the
+        conflicting samples keep their groups' proportions). Reads the table (no images) to count the
+        bias values and name the classes."""
+        values = dict(params)
+        canonical = cls.make_params(values)
+        if canonical.bias is None:
+            raise ValueError(
+                "image_table needs bias=COLUMN to be diagnosed: the diagnosis compares training on the "
+                "data as it is with a bias-balanced subsample, so it must know the bias column"
+            )
+        _, table_path = cls.locate(canonical, paths)
+        table = read_table(table_path)
+        _, target_values = encode_attribute(table, canonical.target, "target")
+        _, bias_values = encode_attribute(table, canonical.bias, "bias")
+        if len(bias_values) < 2:
+            raise ValueError(f"the bias column {canonical.bias!r} has a single value, so no sample conflicts with it")
+        biased = {**values, "target": canonical.target, "bias": canonical.bias}
+        return DiagnosisSettings(
+            biased=biased,
+            balanced={**biased, "ratio": 100.0 / len(bias_values)},
+            reversed={**biased, "target": canonical.bias, "bias": canonical.target},
+            target=canonical.target,
+            bias=canonical.bias,
+            target_values=tuple(str(v) for v in target_values),
+            bias_values=tuple(str(v) for v in bias_values),
+            balanced_how=(
+                f"the training split subsampled per class to ratio={100.0 / len(bias_values):g}% aligned "
+                f"samples (1 in {len(bias_values)} bias values: a uniform bias given the target"
+                + (")" if len(bias_values) == 2 else "; conflicting groups keep their proportions)")
+            ),
+        )
 
     @classmethod
     def prepare(cls, params: ImageTableParams, paths: DataPaths, data_seed: int = 0) -> None:
