@@ -101,13 +101,15 @@ def smoke_grid() -> list[TrialConfig]:
     ]
 
 
+USER_GRID = "user"  # any datasets x methods from the command line, on the datasets' own protocols
 GRIDS: dict[str, Callable[[], list[TrialConfig]]] = {
     "paper": paper_grid,
     "extended": extended_grid,
     "quick": quick_grid,
     "smoke": smoke_grid,
+    USER_GRID: list,  # built from --datasets and --methods by build_grid
 }
-DEFAULT_GRID_SEEDS = {"paper": DEFAULT_SEEDS, "extended": DEFAULT_SEEDS, "quick": (0,), "smoke": (0,)}
+DEFAULT_GRID_SEEDS = {"paper": DEFAULT_SEEDS, "extended": DEFAULT_SEEDS, "quick": (0,), "smoke": (0,), USER_GRID: (0,)}
 
 
 def _identity(trial: TrialConfig) -> str:
@@ -148,7 +150,15 @@ def build_grid(
                 f"unknown table(s) {bad}; the paper has tables {TABLES[0]}-{TABLES[-1]}, and {EXTENDED_TABLE} is the "
                 "extended comparison"
             )
-    trials = GRIDS[name]()
+    if name == USER_GRID:
+        if not datasets or not methods:
+            raise ValueError(
+                "the user grid is every --datasets x --methods pair: name both, e.g. --grid user "
+                "--datasets image_table --methods vanilla,lff --dataset-param root=DIR ..."
+            )
+        trials = [TrialConfig(d, m) for d in datasets for m in methods]
+    else:
+        trials = GRIDS[name]()
     if tables is not None:
         trials = [
             replace(t, tables=tuple(x for x in t.tables if x in tables)) for t in trials if set(t.tables) & set(tables)

@@ -61,3 +61,15 @@ def test_the_paper_grid_keys_are_pinned():
     pinned = (Path(__file__).resolve().parent.parent / "fixtures" / "paper_grid_keys.txt").read_text().split()
     keys = sorted(t.key for t in resolve_all(build_grid("paper")))
     assert len(keys) == 579 and keys == pinned
+
+
+def test_the_user_grid_is_every_named_dataset_and_method():
+    trials = build_grid("user", datasets=["image_table"], methods=["vanilla", "lff"], seeds=[0, 1])
+    assert [(t.dataset, t.method, t.trial_seed) for t in trials] == [
+        ("image_table", "vanilla", 0),
+        ("image_table", "vanilla", 1),
+        ("image_table", "lff", 0),
+        ("image_table", "lff", 1),
+    ]
+    with pytest.raises(ValueError, match="--datasets x --methods"):
+        build_grid("user", methods=["vanilla"])
