@@ -1,5 +1,6 @@
-"""The generic cell machinery of the report's tables: row and column specifications, locating
-stored trials in a table, and each cell's mean, std and n over seeds with the paper's value beside it.
+"""The generic cell machinery of the report's tables: locating stored trials in a table, and each
+cell's mean, std and n over seeds with the paper's value beside it (the specifications it builds from
+are in benchmark.report.specs, the trial labels in benchmark.report.labels).
 
 Trials that differ in more than the seed are never averaged together: configuration fields that vary
 within a dataset (epochs, input scaling, ...) become a "setting" label on the row, and hyper-parameters
@@ -9,209 +10,28 @@ validation selector); every variant's own numbers stay in the tidy frame (kind "
 
 from __future__ import annotations
 
-import json
 import math
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from benchmark.paper.axes import (
-    MALIGNANT,
-    METHOD_LABELS,
-    METRIC_LABELS,
-    PAPER_SUPERVISION,
-)
+from benchmark.paper.axes import METHOD_LABELS, METRIC_LABELS
 from benchmark.paper.tables import PAPER_VALUES_FROM
 from benchmark.paper.values import paper_cell
+from benchmark.report.labels import (
+    _describe,
+    _method_order,
+    _method_variants,
+    _natural,
+    _num,
+    _settings,
+    _supervision,
+)
 from benchmark.report.latex import latex_escape
 from benchmark.report.selection import Selection
+from benchmark.report.specs import ColumnSpec, RowSpec, TableResult, _Spec
 from benchmark.supervision import SUPERVISION_SYMBOLS
-
-# Configuration fields that identify a cell (or are the seed) rather than a setting.
-_CELL_FIELDS = {
-    "dataset",
-    "method",
-    "method_hparams",
-    "dataset_params",
-    "trial_seed",
-    "tables",
-    "supervision",
-    "predictor_role",
-    "roles",
-    "protocol",
-    "hparams_seed",
-}
-_TABLE_PARAMS = {"ratio", "difficulty", "target", "bias", "unbiased_train"}
-MISSING = "—"
-
-
-@dataclass
-class RowSpec:
-    row_id: str
-    dataset: str
-    row: str  # the paper's row address (see benchmark.paper.values)
-    setting: str
-    labels: tuple[str, ...]
-    latex_labels: tuple[str, ...]
-
-
-@dataclass
-class ColumnSpec:
-    col_id: str
-    metric: str
-    column: str  # the paper's column address
-    group: str | None  # which located trials fill it (a method, a train-set kind; None: all in the row)
-    value_key: str  # summary field, or "class:<name>"
-    block: str  # header group (e.g. "Unbiased"); "" for none
-    label: str
-    latex_label: str
-    marker: str = ""  # supervision symbol
-    method: str | None = None
-    method_variant: str = ""
-    derived: bool = False  # computed from other cells of the row (Table 1's relative drop)
-
-
-@dataclass
-class TableResult:
-    number: int
-    title: str
-    tidy: pd.DataFrame
-    row_headers: tuple[str, ...]
-    rows: list[RowSpec]
-    columns: list[ColumnSpec]
-    bold: str | None  # "row": best within a row and block; "column": best within a column; None
-    value_kind: str = "percent"  # "percent", "count" or "drop"
-    notes: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-    trials_used: pd.DataFrame = field(default_factory=pd.DataFrame)
-    missing_reason: str = ""  # why a table has no data at all
-
-    @property
-    def cells(self) -> pd.DataFrame:
-        return self.tidy[self.tidy["kind"] != "repair_variant"] if len(self.tidy) else self.tidy
-
-    @property
-    def fillable(self) -> bool:
-        return bool(len(self.tidy)) and bool((self.cells["n"] > 0).any())
-
-    @property
-    def missing_cells(self) -> list[tuple[str, str, bool]]:
-        """(row text, column text, whether a failed trial is why) of every cell without data."""
-        cells = self.cells
-        if not len(cells):
-            return []
-        row_text = {r.row_id: " / ".join(x for x in r.labels if x) for r in self.rows}
-        col_text = {c.col_id: (f"{c.block}: " if c.block else "") + c.label for c in self.columns}
-        return [
-            (row_text.get(r, r), col_text.get(c, c), bool(f))
-            for r, c, f in cells[cells["n"] == 0][["row_id", "col_id", "n_failed"]].itertuples(index=False)
-        ]
-
-
-def _num(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _ratio(params: dict) -> str:
-    value = _num(params.get("ratio"))
-    return "" if math.isnan(value) else f"{value:.1f}"
-
-
-def _difficulty(params: dict) -> str:
-    value = _num(params.get("difficulty"))
-    return "" if math.isnan(value) else str(int(value))
-
-
-def _target(dataset: str, params: dict) -> str:
-    return str(params.get("target") or MALIGNANT.get(dataset, ("",))[0])
-
-
-def _is_main_direction(dataset: str, params: dict) -> bool:
-    """The (Digit, Color)/(Object, Corruption) task on the biased training set."""
-    return _target(dataset, params) == MALIGNANT[dataset][0] and not params.get("unbiased_train", False)
-
-
-def _json_value(value: Any) -> str:
-    return (
-        value
-        if isinstance(value, str)
-        else json.dumps(value, sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v))
-    )
-
-
-def _varying_label(records: list[dict[str, Any]]) -> list[str]:
-    """For dicts describing trials, 'k=v, ...' of the keys whose values differ between them."""
-    keys = sorted({k for r in records for k in r})
-    varying = [k for k in keys if len({_json_value(r.get(k)) for r in records}) > 1]
-    return [", ".join(f"{k}={_json_value(r.get(k))}" for k in varying) for r in records]
-
-
-def _settings(frame: pd.DataFrame) -> list[str]:
-    """Per trial, the dataset-level configuration that varies among trials of its dataset."""
-    out = [""] * len(frame)
-    for _, index in frame.groupby("dataset").indices.items():
-        records = []
-        for i in index:
-            row = frame.iloc[i]
-            config = {k: v for k, v in row["cfg"].items() if k not in _CELL_FIELDS}
-            if row["selection_protocol"] != "validation":
-                config.pop("validation_fraction", None)  # no validation split: the fraction has no effect
-            config.update({k: v for k, v in row["params"].items() if k not in _TABLE_PARAMS})
-            records.append(config)
-        for i, label in zip(index, _varying_label(records)):
-            out[i] = label
-    return out
-
-
-def _method_variants(frame: pd.DataFrame) -> list[str]:
-    """Per trial, the hyper-parameters that vary among trials of its method (REPAIR's variant aside)."""
-    out = [""] * len(frame)
-    for method, index in frame.groupby("method").indices.items():
-        records = []
-        for i in index:
-            row = frame.iloc[i]
-            hparams = {k: v for k, v in row["hparams"].items() if not (method == "repair" and k == "variant")}
-            records.append({**hparams, "hparams_seed": row["hparams_seed"]})
-        for i, label in zip(index, _varying_label(records)):
-            out[i] = label
-    return out
-
-
-def _supervision(frame: pd.DataFrame, method: str) -> str:
-    stored = frame.loc[frame["method"] == method, "supervision"].dropna() if len(frame) else pd.Series(dtype=str)
-    if len(stored):
-        return Counter(stored).most_common(1)[0][0]
-    return PAPER_SUPERVISION.get(method, "")
-
-
-def _method_order(methods: Iterable[str], paper: tuple[str, ...]) -> list[str]:
-    methods = set(methods)
-    return [m for m in paper] + sorted(m for m in methods - set(paper))
-
-
-@dataclass
-class _Spec:
-    number: int
-    title: str
-    row_headers: tuple[str, ...]
-    paper_rows: list[tuple[str, str]]  # (dataset, row) in the paper's order
-    row_labels: Callable[[str, str], tuple[str, ...]]
-    locate: Callable[[pd.Series], tuple[str, str] | None]  # trial -> (row, group) for its dataset
-    metrics: tuple[str, ...] = ("unbiased",)
-    methods: tuple[str, ...] = ()  # method columns (method_axis "column") or rows ("row")
-    method_axis: str | None = "column"
-    extra_methods: bool = False
-    bold: str | None = "row"
-    columns: list[ColumnSpec] | None = None  # fixed columns (tables 1 and 6)
-    value_kind: str = "percent"
-    row_latex: Callable[[str, str], tuple[str, ...]] | None = None
 
 
 def _aggregate(values: list[float]) -> tuple[float, float, int]:
@@ -300,11 +120,6 @@ def _build(spec: _Spec, sel: Selection, class_names: dict[int, str] | None = Non
         failed=failed,
         trials_used=used,
     )
-
-
-def _natural(text: str) -> tuple:
-    value = _num(text)
-    return (0, value, "") if not math.isnan(value) else (1, 0.0, text)
 
 
 def _method_columns(spec: _Spec, frame: pd.DataFrame, sel: Selection) -> list[ColumnSpec]:
@@ -488,12 +303,3 @@ def _relative_drop(row: RowSpec, col: ColumnSpec, computed: dict[str, dict]) -> 
         "epochs": "",
         "trial_keys": ";".join(x for x in (biased.get("trial_keys", ""), unbiased.get("trial_keys", "")) if x),
     }
-
-
-def _describe(trial: pd.Series) -> str:
-    params = ", ".join(f"{k}={v}" for k, v in sorted(trial["params"].items()) if k in _TABLE_PARAMS)
-    error = str(trial.get("error") or "").strip().splitlines()
-    return (
-        f"{trial['dataset']}/{trial['method']} ({params}) seed {trial['trial_seed']} "
-        f"[{trial['trial_key']}]: {error[-1] if error else 'no error text'}"
-    )

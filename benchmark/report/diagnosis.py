@@ -2,8 +2,9 @@
 both directions, as pure functions of the result store (pandas, no torch).
 
 For each direction (target, bias) the experiments layer trains Vanilla on the biased training set
-and on a bias-balanced one and hands over their trial keys (`DiagnosisSpec`). This module reads
-those trials back and decides:
+and on a bias-balanced one and hands over their trial keys (`DiagnosisSpec`). Three modules read
+those trials back and decide (diagnosis_reading: the store; diagnosis_verdict: the rules; this one:
+the outputs):
 
 * the accuracy drop: drop = balanced - biased mean unbiased test accuracy (points, last epoch);
   noise = 2 sqrt(se_b^2 + se_u^2), se = std / sqrt(n) over seeds;
@@ -22,353 +23,33 @@ diagnosis_loss.png/.pdf and groups_<direction>_<arm>[_matrix].csv/.png/.pdf.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
-import pyarrow.compute as pc
 
-from benchmark.report.loading import load_store, scan
-from benchmark.report.selection import select
+from benchmark.report.diagnosis_reading import DiagnosisResult, DiagnosisSpec, DirectionSpec, diagnose
+from benchmark.report.diagnosis_verdict import ARMS, RULE, loss_evidence, verdict_of
 from benchmark.store import ResultStore
 
-THRESHOLD = 5.0  # points: a smaller drop is benign, a larger one malignant once it exceeds the noise
-SINGLE_SEED_BENIGN = 2.0  # points: with one seed, only a drop this small is called benign
-STRONG_RATIO = 10.0  # conflicting / aligned early loss at or above this: the bias is learned first anyway
-# Runs too short for a halving epoch inside the first quarter (fewer than 5 epochs) go by the ratio alone:
-SHORT_BIAS_RATIO = 2.0  # at or above: the bias is learned first
-SHORT_TARGET_RATIO = 1.5  # below: the target is learned first
-ARMS = ("biased", "balanced")
-LOSS_RULE = (
-    f"Learned first, from the biased trials' training loss (Q = the first quarter of the epochs): the bias when the "
-    f"aligned loss halves within Q and the conflicting loss does not, or the conflicting/aligned mean loss over Q is "
-    f">= {STRONG_RATIO:g}; the target when both halve within Q with a smaller ratio; unclear otherwise. Runs shorter "
-    f"than 5 epochs go by the ratio alone (bias >= {SHORT_BIAS_RATIO:g}, target < {SHORT_TARGET_RATIO:g}). The "
-    "verdict rests on the accuracy drop; the loss curves are the supporting evidence."
-)
-RULE = (
-    f"drop = balanced - biased mean unbiased test accuracy (points); noise = 2*sqrt(se_b^2 + se_u^2), "
-    f"se = std/sqrt(n) over seeds; malignant if drop > max(noise, {THRESHOLD:g}); benign if drop <= "
-    f"{THRESHOLD:g} and (n >= 2 or drop <= {SINGLE_SEED_BENIGN:g}); inconclusive otherwise. " + LOSS_RULE
-)
-
-
-@dataclass(frozen=True)
-class DirectionSpec:
-    """One direction: its attribute names and the trial keys (one per seed) of each arm."""
-
-    target: str
-    bias: str
-    biased: tuple[str, ...]
-    balanced: tuple[str, ...]
-    target_values: tuple[str, ...] = ()
-    bias_values: tuple[str, ...] = ()
-    balanced_how: str = ""
-
-
-@dataclass(frozen=True)
-class DiagnosisSpec:
-    dataset: str
-    directions: tuple[DirectionSpec, ...]
-    seeds: tuple[int, ...] = ()
-    setting: str = ""  # what the trials share, for the heading ("ratio=99.0, difficulty=4; 100 epochs")
-    protocol: str = "paper"
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> DiagnosisSpec:
-        data = json.loads(text)
-        directions = tuple(
-            DirectionSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-            for d in data.pop("directions")
-        )
-        return cls(directions=directions, **{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-
-
-# -- the verdict ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Verdict:
-    verdict: str  # malignant, benign or inconclusive
-    drop: float  # points
-    noise: float  # points; NaN when an arm has a single seed
-    n: int  # seeds of the smaller arm
-    reason: str
-    settle: str = ""  # what would settle an inconclusive verdict (or confirm a single-seed one)
-
-
-def _spread(values: Sequence[float]) -> tuple[float, float, int]:
-    """(mean, std, n) with the sample std (NaN for one value)."""
-    series = pd.Series(list(values), dtype=float).dropna()
-    n = len(series)
-    return (float(series.mean()) if n else math.nan, float(series.std(ddof=1)) if n > 1 else math.nan, n)
-
-
-def _more_seeds(seeds: Sequence[int], total: int) -> str:
-    have = sorted(set(int(s) for s in seeds))
-    extra, candidate = [], (max(have) + 1 if have else 0)
-    while len(have) + len(extra) < total:
-        extra.append(candidate)
-        candidate += 1
-    return ",".join(str(s) for s in have + extra)
-
-
-def verdict_of(biased: Sequence[float], balanced: Sequence[float], seeds: Sequence[int] = ()) -> Verdict:
-    """The verdict from the unbiased test accuracies (percent) of the biased and the balanced arm,
-    one value per seed; `seeds` are the seeds run (for the hint naming more)."""
-    mean_b, std_b, n_b = _spread(biased)
-    mean_u, std_u, n_u = _spread(balanced)
-    if not n_b or not n_u:
-        missing = " and ".join(a for a, n in zip(ARMS, (n_b, n_u)) if not n)
-        return Verdict(
-            "inconclusive",
-            math.nan,
-            math.nan,
-            min(n_b, n_u),
-            f"no completed trial on the {missing} training set",
-            "rerun the command to run the missing trials",
-        )
-    drop = mean_u - mean_b
-    n = min(n_b, n_u)
-    noise = 2 * math.sqrt(std_b**2 / n_b + std_u**2 / n_u) if n >= 2 else math.nan
-    level = max(0.0 if math.isnan(noise) else noise, THRESHOLD)
-    noise_text = f"noise {noise:.2f}" if n >= 2 else "noise unknown with one seed"
-    if drop > level:
-        settle = "" if n >= 2 else f"one seed: confirm with --seeds {_more_seeds(seeds, 3)}"
-        return Verdict(
-            "malignant",
-            drop,
-            noise,
-            n,
-            f"the biased training set costs {drop:.2f} points of unbiased accuracy, more than "
-            f"max({noise_text}, {THRESHOLD:g})",
-            settle,
-        )
-    if drop <= THRESHOLD and (n >= 2 or drop <= SINGLE_SEED_BENIGN):
-        limit = THRESHOLD if n >= 2 else SINGLE_SEED_BENIGN
-        return Verdict(
-            "benign",
-            drop,
-            noise,
-            n,
-            f"a drop of {drop:.2f} points is at most {limit:g}" + ("" if n >= 2 else " (one seed)"),
-        )
-    if drop > THRESHOLD:  # above the threshold but within the seed noise
-        needed = max(n + 1, math.floor(n * (noise / drop) ** 2) + 1)
-        return Verdict(
-            "inconclusive",
-            drop,
-            noise,
-            n,
-            f"a drop of {drop:.2f} points is within the seed noise ({noise:.2f})",
-            f"about {needed} seeds would bring the noise below the drop if the spread stays as it is: "
-            f"--seeds {_more_seeds(seeds, needed)}",
-        )
-    return Verdict(
-        "inconclusive",
-        drop,
-        noise,
-        n,
-        f"a drop of {drop:.2f} points with one seed: between {SINGLE_SEED_BENIGN:g} and {THRESHOLD:g}, "
-        "too close to call without a spread",
-        f"a second seed settles it (benign if the drop stays at most {THRESHOLD:g} points and above the "
-        f"noise otherwise): --seeds {_more_seeds(seeds, max(2, n + 1))}",
-    )
-
-
-# -- the loss curves --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LossEvidence:
-    epochs: int
-    quarter: int  # epochs 1..quarter are "the first quarter"
-    ratio: float  # conflicting / aligned mean training loss over the first quarter
-    aligned_half: int | None  # first epoch whose loss is below half its epoch-1 value (None: never)
-    conflicting_half: int | None
-    learned_first: str  # "bias", "target", "unclear" or "n/a" (no curves)
-
-
-def loss_evidence(curves: pd.DataFrame) -> LossEvidence:
-    """From per-epoch training loss rows (epoch, subset aligned/conflicting, loss), pooled over
-    seeds by the mean."""
-    if curves.empty:
-        return LossEvidence(0, 0, math.nan, None, None, "n/a")
-    mean = curves.groupby(["subset", "epoch"])["loss"].mean()
-    epochs = int(curves["epoch"].max())
-    quarter = max(1, math.ceil(epochs / 4))
-
-    def series(subset: str) -> pd.Series:
-        return mean[subset].sort_index() if subset in mean.index.get_level_values(0) else pd.Series(dtype=float)
-
-    def half(values: pd.Series) -> int | None:
-        if values.empty or 1 not in values.index or not values[1] > 0:
-            return None
-        below = values[(values.index > 1) & (values < values[1] / 2)]
-        return int(below.index[0]) if len(below) else None
-
-    aligned, conflicting = series("aligned"), series("conflicting")
-    early_a = aligned[aligned.index <= quarter].mean() if len(aligned) else math.nan
-    early_c = conflicting[conflicting.index <= quarter].mean() if len(conflicting) else math.nan
-    ratio = float(early_c / early_a) if early_a and not math.isnan(early_a) and not math.isnan(early_c) else math.nan
-    aligned_half, conflicting_half = half(aligned), half(conflicting)
-    if math.isnan(ratio):
-        first = "n/a"
-    elif quarter < 2:  # no epoch after the first inside the quarter: the ratio alone
-        first = "bias" if ratio >= SHORT_BIAS_RATIO else "target" if ratio < SHORT_TARGET_RATIO else "unclear"
-    elif aligned_half is None or aligned_half > quarter:
-        first = "unclear"  # nothing is clearly fitted early
-    elif conflicting_half is None or conflicting_half > quarter or ratio >= STRONG_RATIO:
-        first = "bias"
-    else:
-        first = "target"
-    return LossEvidence(epochs, quarter, ratio, aligned_half, conflicting_half, first)
-
-
-def _loss_text(evidence: LossEvidence, target: str, bias: str) -> str:
-    if evidence.learned_first == "n/a":
-        return "no training-loss curves of aligned and conflicting samples in the biased trials"
-    if evidence.epochs < 2:
-        halves = "one epoch, so no halving epochs"
-    else:
-        halves = ", ".join(
-            f"{name} loss halves at epoch {epoch if epoch is not None else f'> {evidence.epochs}'}"
-            for name, epoch in (("aligned", evidence.aligned_half), ("conflicting", evidence.conflicting_half))
-        )
-    verdict = {
-        "bias": f"the bias ({bias}) is learned first: aligned samples are fitted much faster",
-        "target": f"the target ({target}) is learned first: conflicting samples are fitted early too",
-        "unclear": "neither attribute is clearly learned first",
-    }[evidence.learned_first]
-    span = "epoch 1" if evidence.quarter == 1 else f"epochs 1-{evidence.quarter}"
-    return f"{verdict} (conflicting/aligned loss {evidence.ratio:.2f}x over {span}; {halves})"
-
-
-# -- reading the store ------------------------------------------------------------------------------
-
-
-@dataclass
-class DiagnosisResult:
-    spec: DiagnosisSpec
-    table: pd.DataFrame  # one row per direction: the numbers, the verdict, the loss evidence
-    curves: pd.DataFrame  # direction, trial_key, epoch, subset, loss (the biased trials' training loss)
-    groups: dict[tuple[int, str], tuple[pd.DataFrame, pd.DataFrame]] = field(default_factory=dict)
-    missing: list[str] = field(default_factory=list)  # lines naming trials not (yet) completed
-
-
-def direction_label(direction: DirectionSpec) -> str:
-    return f"{direction.target} with bias {direction.bias}"
-
-
-def _named(matrix: pd.DataFrame, direction: DirectionSpec) -> pd.DataFrame:
-    """The matrix with value names (rows target value, columns bias value) where the spec has them."""
-
-    def name(values: tuple[str, ...], index: Any) -> str:
-        return values[int(index)] if isinstance(index, (int, float)) and 0 <= int(index) < len(values) else str(index)
-
-    named = matrix.copy()
-    named.index = [name(direction.target_values, i) for i in matrix.index]
-    named.columns = [name(direction.bias_values, c) for c in matrix.columns]
-    named.index.name, named.columns.name = direction.target, direction.bias
-    return named
-
-
-def diagnose(results: str, spec: DiagnosisSpec) -> DiagnosisResult:
-    """Read the spec's trials from the store and compute every direction's numbers and verdict."""
-    from benchmark.report.groups import group_matrix
-
-    data = load_store(results)
-    sel = select(data, spec.protocol, "last")
-    summaries = sel.summaries.set_index("trial_key") if len(sel.summaries) else pd.DataFrame()
-    statuses = dict(zip(data.trials["trial_key"], data.trials["status"])) if len(data.trials) else {}
-    rows, curve_frames, groups, missing = [], [], {}, []
-    for number, direction in enumerate(spec.directions, start=1):
-        accuracy, present = {}, {}
-        for arm in ARMS:
-            keys = [k for k in getattr(direction, arm)]
-            present[arm] = [k for k in keys if k in summaries.index]
-            accuracy[arm] = [100.0 * float(summaries.loc[k, "unbiased"]) for k in present[arm]]
-            for key in keys:
-                if key not in summaries.index:
-                    missing.append(
-                        f"{direction_label(direction)}, {arm}: trial {key} {statuses.get(key, 'not in the store')}"
-                    )
-            if present[arm]:
-                epochs = {k: int(summaries.loc[k, "epoch"]) for k in present[arm]}
-                roles = {k: str(summaries.loc[k, "predictor_role"]) for k in present[arm]}
-                long, matrix = group_matrix(results, epochs, roles)
-                if not long.empty:
-                    groups[(number, arm)] = (long, _named(matrix, direction))
-        seeds = [int(summaries.loc[k, "trial_seed"]) for k in present["biased"] + present["balanced"]]
-        verdict = verdict_of(accuracy["biased"], accuracy["balanced"], sorted(set(seeds)) or spec.seeds)
-        curves = _train_loss(results, summaries, present["biased"])
-        curve_frames.append(curves.assign(direction=number))
-        evidence = loss_evidence(curves)
-        mean_b, std_b, n_b = _spread(accuracy["biased"])
-        mean_u, std_u, n_u = _spread(accuracy["balanced"])
-        rows.append(
-            {
-                "dataset": spec.dataset,
-                "direction": number,
-                "target": direction.target,
-                "bias": direction.bias,
-                "setting": spec.setting,
-                "biased_mean": mean_b,
-                "biased_std": std_b,
-                "n_biased": n_b,
-                "balanced_mean": mean_u,
-                "balanced_std": std_u,
-                "n_balanced": n_u,
-                "drop": verdict.drop,
-                "noise": verdict.noise,
-                "threshold": THRESHOLD,
-                "verdict": verdict.verdict,
-                "reason": verdict.reason,
-                "settle": verdict.settle,
-                "learned_first": evidence.learned_first,
-                "learned_first_attribute": {"bias": direction.bias, "target": direction.target}.get(
-                    evidence.learned_first, ""
-                ),
-                "early_loss_ratio": evidence.ratio,
-                "loss_epochs": evidence.epochs,
-                "loss_quarter": evidence.quarter,
-                "aligned_half_epoch": evidence.aligned_half,
-                "conflicting_half_epoch": evidence.conflicting_half,
-                "loss_evidence": _loss_text(evidence, direction.target, direction.bias),
-                "balanced_how": direction.balanced_how,
-                "biased_keys": ";".join(present["biased"]),
-                "balanced_keys": ";".join(present["balanced"]),
-            }
-        )
-    curves = pd.concat(curve_frames, ignore_index=True) if curve_frames else pd.DataFrame()
-    return DiagnosisResult(spec, pd.DataFrame(rows), curves, groups, missing)
-
-
-def _train_loss(results: str, summaries: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    columns = ["trial_key", "epoch", "subset", "loss"]
-    if not keys:
-        return pd.DataFrame(columns=columns)
-    expression = (
-        pc.field("trial_key").isin(keys)
-        & (pc.field("split") == "train")
-        & (pc.field("metric") == "loss")
-        & pc.field("subset").isin(["aligned", "conflicting"])
-    )
-    rows = scan(ResultStore(results), ["trial_key", "epoch", "role", "subset", "value"], expression)
-    roles = summaries["predictor_role"]
-    rows = rows[rows["role"].to_numpy() == rows["trial_key"].map(roles).to_numpy()]
-    return rows.rename(columns={"value": "loss"})[columns].dropna(subset=["loss"]).reset_index(drop=True)
-
-
-# -- output -----------------------------------------------------------------------------------------
+# The spec, the reading and the rules are re-exported: benchmark/experiments/diagnose.py and the
+# tests import them from here.
+__all__ = [
+    "DiagnosisResult",
+    "DiagnosisSpec",
+    "DirectionSpec",
+    "compact_table",
+    "default_diagnosis_out",
+    "diagnose",
+    "group_stem",
+    "loss_evidence",
+    "loss_figure",
+    "markdown",
+    "verdict_of",
+    "write_diagnosis",
+]
 
 
 def _number(value: float, digits: int = 2) -> str:

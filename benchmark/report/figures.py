@@ -18,7 +18,7 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from benchmark.paper.axes import CONTROLLED, DATASET_LABELS, MALIGNANT
-from benchmark.report.cells import _difficulty, _ratio, _target
+from benchmark.report.labels import _difficulty, _ratio, _target
 from benchmark.report.loading import scan
 from benchmark.report.selection import Selection
 from benchmark.store import ResultStore

@@ -26,22 +26,12 @@ from benchmark.paper.axes import (
 from benchmark.paper.tables import ALL_TABLES, PAPER_TABLES, PaperTable
 from benchmark.paper.values import paper_cell
 from benchmark.report.bar import bar_class_names, bar_counts
-from benchmark.report.cells import (
-    ColumnSpec,
-    RowSpec,
-    TableResult,
-    _build,
-    _difficulty,
-    _is_main_direction,
-    _method_order,
-    _ratio,
-    _Spec,
-    _supervision,
-    _target,
-)
+from benchmark.report.cells import _build
+from benchmark.report.labels import _difficulty, _is_main_direction, _method_order, _ratio, _supervision, _target
 from benchmark.report.latex import LATEX_MARKERS, dataset_latex, latex_escape
 from benchmark.report.loading import ReportError
 from benchmark.report.selection import Selection
+from benchmark.report.specs import ColumnSpec, RowSpec, TableResult, _Spec
 from benchmark.supervision import SUPERVISION_SYMBOLS
 
 
