@@ -30,6 +30,7 @@ import torch
 from benchmark.paper.axes import BAR_CLASS_ALIASES, BAR_CLASSES
 from benchmark.paper.bar import bar_class_counts, read_bar_metadata
 from datasets._cache import load_or_build
+from datasets._image_decoding import IMAGENET_MEAN, IMAGENET_STD, decode_images
 from datasets.base import (
     BiasedData,
     BiasedDataset,
@@ -40,7 +41,6 @@ from datasets.base import (
     TrainProtocol,
     register_dataset,
 )
-from datasets.celeba import IMAGENET_MEAN, IMAGENET_STD, decode_images
 
 log = logging.getLogger(__name__)
 

@@ -90,7 +90,8 @@ def _trial_record(epochs: int):
 
 def measure_store(root: Path, trials: int, epochs: int, repeat: int) -> list[str]:
     from benchmark.store import ResultStore
-    from benchmark.store.store import _META_CHECKSUM, parquet_bytes
+    from benchmark.store.checksummed_parquet import parquet_bytes
+    from benchmark.store.schema import _META_CHECKSUM
 
     store = ResultStore(root / "store")
     store.ensure_writable()

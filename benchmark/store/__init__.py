@@ -1,21 +1,22 @@
-"""The Parquet result store: one atomically written file per trial (see `store.py` for the layout
-and schema). Torch-free: the report reads it without the training stack."""
+"""The Parquet result store: one atomically written file per trial (see `store.py` for the layout,
+`schema.py` for the columns, `checksummed_parquet.py` for the integrity check). Torch-free: the
+report reads it without the training stack."""
 
 from benchmark.store.merge import MergeReport, merge_stores
-from benchmark.store.store import (
+from benchmark.store.schema import (
     METRIC_FIELDS,
     PREDICTION_SCHEMA,
     SCHEMA,
     SCHEMA_VERSION,
     TRIAL_FIELDS,
     DamagedFileError,
-    ResultStore,
     StoreError,
     StoreNotWritableError,
     StoreVersionError,
     StoreWriteError,
     TrialRecord,
 )
+from benchmark.store.store import ResultStore
 
 __all__ = [
     "METRIC_FIELDS",

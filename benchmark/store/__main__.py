@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from benchmark.store.merge import merge_stores
-from benchmark.store.store import StoreError
+from benchmark.store.schema import StoreError
 
 
 def main(argv: list[str] | None = None) -> int:

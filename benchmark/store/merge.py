@@ -8,7 +8,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from benchmark.store.store import _META_KEY, _META_STATUS, ResultStore
+from benchmark.store.schema import _META_KEY, _META_STATUS
+from benchmark.store.store import ResultStore
 
 # Columns that legitimately differ between two runs of the same trial.
 _RUN_SPECIFIC = (

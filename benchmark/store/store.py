@@ -41,8 +41,6 @@ import logging
 import os
 import uuid
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,102 +49,30 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from benchmark.integrity import checksum_bytes, disk_error_message
+from benchmark.integrity import disk_error_message
+from benchmark.store.checksummed_parquet import first_line, parquet_bytes, verify_parquet_bytes
+from benchmark.store.schema import (
+    _FINAL_STATUSES,
+    _META_CHECKSUM,
+    _META_KEY,
+    _META_STATUS,
+    _META_VERSION,
+    METRIC_FIELDS,
+    PREDICTION_SCHEMA,
+    SCHEMA,
+    SCHEMA_VERSION,
+    TRIAL_FIELDS,
+    DamagedFileError,
+    StoreError,
+    StoreNotWritableError,
+    StoreVersionError,
+    StoreWriteError,
+    TrialRecord,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-_META_VERSION = b"debiasbench.schema_version"
-_META_STATUS = b"debiasbench.status"
-_META_KEY = b"debiasbench.trial_key"
-# "<algorithm>:<hex>" of the file's bytes before the Parquet footer (the data pages).
-_META_CHECKSUM = b"debiasbench.checksum"
-_FINAL_STATUSES = ("completed", "stopped")  # records no run rewrites (safe to stamp in place)
 SCAN_THREADS = 8  # files verified at once by valid_files (I/O and hashing release the GIL)
-
-TRIAL_FIELDS: dict[str, pa.DataType] = {
-    "schema_version": pa.int32(),
-    "trial_key": pa.string(),
-    "status": pa.string(),
-    "error": pa.string(),
-    "dataset": pa.string(),
-    "method": pa.string(),
-    "supervision": pa.string(),
-    "predictor_role": pa.string(),
-    "dataset_params": pa.string(),
-    "method_hparams": pa.string(),
-    "config": pa.string(),
-    "trial_seed": pa.int64(),
-    "data_seed": pa.int64(),
-    "hparams_seed": pa.int64(),
-    "epochs": pa.int64(),
-    "selection_protocol": pa.string(),
-    "code_version": pa.string(),
-    "data_generator_version": pa.string(),
-    "wall_time_s": pa.float64(),
-    "seconds_per_epoch": pa.float64(),
-    "peak_memory_mb": pa.float64(),
-    "device": pa.string(),
-    "hostname": pa.string(),
-    "ray_node_id": pa.string(),
-    "torch_version": pa.string(),
-    "cuda_version": pa.string(),
-    "finished_at": pa.string(),
-}
-METRIC_FIELDS: dict[str, pa.DataType] = {
-    "epoch": pa.int64(),
-    "role": pa.string(),
-    "split": pa.string(),
-    "subset": pa.string(),
-    "target": pa.int64(),
-    "bias": pa.int64(),
-    "metric": pa.string(),
-    "value": pa.float64(),
-}
-SCHEMA = pa.schema([pa.field(n, t) for n, t in {**TRIAL_FIELDS, **METRIC_FIELDS}.items()])
-PREDICTION_SCHEMA = pa.schema(
-    [
-        ("trial_key", pa.string()),
-        ("role", pa.string()),
-        ("index", pa.int64()),
-        ("target", pa.int64()),
-        ("bias", pa.int64()),
-        ("prediction", pa.int64()),
-    ]
-)
-
-
-class StoreError(RuntimeError):
-    pass
-
-
-class StoreVersionError(StoreError):
-    pass
-
-
-class StoreNotWritableError(StoreError):
-    pass
-
-
-class StoreWriteError(StoreError, OSError):
-    """Writing a store file failed (disk full, permissions); the message names the file and fix."""
-
-
-class DamagedFileError(StoreError):
-    """A store file's content does not match its checksum, or it cannot be decoded."""
-
-
-@dataclass
-class TrialRecord:
-    """Everything stored for one trial. `trial` holds the resolved configuration fields."""
-
-    trial: Mapping[str, Any]
-    key: str
-    status: str  # "completed", "failed", "stopped" (ended early by a Tune scheduler) or "partial"
-    metrics: Mapping[str, list] = field(default_factory=dict)
-    predictions: Mapping[str, Any] | None = None
-    error: str | None = None
-    info: Mapping[str, Any] = field(default_factory=dict)  # timings, device, versions, host
 
 
 def _open(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
@@ -312,7 +238,7 @@ class ResultStore:
             metadata = dict(pq.read_metadata(pa.BufferReader(data)).metadata or {})
         except Exception as error:
             return None, (
-                f"skipping unreadable Parquet file {path} ({_first_line(error)}); it counts as absent, so a "
+                f"skipping unreadable Parquet file {path} ({first_line(error)}); it counts as absent, so a "
                 "run reruns its trial"
             )
         if _META_VERSION not in metadata:
@@ -346,7 +272,7 @@ class ResultStore:
         try:  # written before checksums: a full decode is the check
             table = pq.read_table(pa.BufferReader(data))
         except Exception as error:
-            return None, damaged.format(f"it has no checksum and does not decode ({_first_line(error)})")
+            return None, damaged.format(f"it has no checksum and does not decode ({first_line(error)})")
         if stat is not None and metadata[_META_STATUS].decode() in _FINAL_STATUSES:
             self._stamp(path, table, metadata, stat)
         return metadata, None
@@ -392,9 +318,7 @@ class ResultStore:
         except FileNotFoundError:
             raise
         except Exception as error:
-            raise DamagedFileError(
-                f"cannot read {path} ({_first_line(error)}); delete it and rerun its trial"
-            ) from None
+            raise DamagedFileError(f"cannot read {path} ({first_line(error)}); delete it and rerun its trial") from None
         problem = verify_parquet_bytes(data, metadata)
         if problem is not None:
             raise DamagedFileError(f"{path} is damaged: {problem}; delete it and rerun its trial")
@@ -449,8 +373,8 @@ class ResultStore:
             try:
                 self.read_file(path)
             except (StoreError, OSError) as damaged:
-                return _first_line(damaged)
-        return f"reading the store {self.location!r} failed: {_first_line(error)}"
+                return first_line(damaged)
+        return f"reading the store {self.location!r} failed: {first_line(error)}"
 
     def trials(self) -> pd.DataFrame:
         """One row per trial (the trial columns only)."""
@@ -463,63 +387,3 @@ class ResultStore:
             return self.read_file(path).to_pandas()
         except FileNotFoundError:
             raise StoreError(f"no predictions stored for trial {key} ({path} does not exist)") from None
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
-
-
-def _to_parquet(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    return sink.getvalue().to_pybytes()
-
-
-def _footer_start(data: bytes) -> int:
-    """Offset of the Parquet footer (FileMetaData): everything before it is the magic and the
-    column chunks, i.e. every data page."""
-    if len(data) < 12 or data[-4:] != b"PAR1" or data[:4] != b"PAR1":
-        raise ValueError("not a Parquet file (missing PAR1 magic)")
-    start = len(data) - 8 - int.from_bytes(data[-8:-4], "little")
-    if start < 4:
-        raise ValueError("footer length out of range")
-    return start
-
-
-def parquet_bytes(table: pa.Table) -> bytes:
-    """The Parquet file of `table` whose footer metadata carries the checksum of its data pages.
-
-    The file is serialised twice in memory: once to learn the bytes before the footer, then with
-    their checksum added to the footer's key-value metadata, which lives only in the footer, so
-    the bytes before it are the same both times (checked)."""
-    metadata = {k: v for k, v in (table.schema.metadata or {}).items() if k != _META_CHECKSUM}
-    first = _to_parquet(table.replace_schema_metadata(metadata))
-    start = _footer_start(first)
-    checksum = checksum_bytes(memoryview(first)[:start])
-    second = _to_parquet(table.replace_schema_metadata({**metadata, _META_CHECKSUM: checksum.encode()}))
-    if second[:start] != first[:start]:
-        raise StoreError("the Parquet writer produced different data pages for the same table; cannot checksum it")
-    return second
-
-
-def verify_parquet_bytes(data: bytes, metadata: Mapping[bytes, bytes]) -> str | None:
-    """None if `data` (a whole Parquet file) matches the checksum in `metadata`; else what is wrong.
-    A file without a checksum (written before checksums existed) is decoded in full instead."""
-    recorded = metadata.get(_META_CHECKSUM)
-    if recorded is None:
-        try:
-            pq.read_table(pa.BufferReader(data))
-        except Exception as error:
-            return f"it has no checksum and does not decode ({_first_line(error)})"
-        return None
-    try:
-        actual = checksum_bytes(memoryview(data)[: _footer_start(data)], like=recorded.decode())
-    except Exception as error:
-        return f"its checksum cannot be verified ({_first_line(error)})"
-    if actual != recorded.decode():
-        return (
-            "its data pages do not match the checksum in its footer (the file was changed or damaged after it "
-            "was written)"
-        )
-    return None

@@ -16,6 +16,13 @@ import numpy as np
 import torch
 
 from datasets._cache import cache_key
+from datasets._image_decoding import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    UnreadableImageError,
+    build_memmap_cache,
+    read_memmap_cache,
+)
 from datasets.base import (
     BiasedData,
     BiasedDataset,
@@ -25,13 +32,6 @@ from datasets.base import (
     Split,
     TrainProtocol,
     register_dataset,
-)
-from datasets.celeba import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    UnreadableImageError,
-    build_memmap_cache,
-    read_memmap_cache,
 )
 from datasets.cmnist import INPUT_SCALINGS
 from datasets.image_table.errors import ImageTableError, ImageTableNotFoundError

@@ -1,6 +1,7 @@
 """The images a table refers to: a folder of files (paths checked to stay inside the root) or
 rows of a .npy array (no pickle), each fingerprinted for the cache key; filling the cache from
-an array (folders are decoded by datasets.celeba's `build_memmap_cache`); taking rows as tensors."""
+an array (folders are decoded by datasets._image_decoding's `build_memmap_cache`); taking rows
+as tensors."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from datasets._cache import atomic_entry
-from datasets.celeba import resize_image
+from datasets._image_decoding import resize_image
 from datasets.image_table.errors import ImageTableError, ImageTableNotFoundError
 from datasets.image_table.params import FAMILY
 from datasets.image_table.table import Table, _as_integer, _missing

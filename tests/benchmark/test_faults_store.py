@@ -14,7 +14,8 @@ import pytest
 
 from benchmark.experiments.planning import plan
 from benchmark.store import DamagedFileError, ResultStore, StoreWriteError, TrialRecord
-from benchmark.store.store import _META_CHECKSUM, verify_parquet_bytes
+from benchmark.store.checksummed_parquet import verify_parquet_bytes
+from benchmark.store.schema import _META_CHECKSUM
 
 _spec = importlib.util.spec_from_file_location(
     "report_synthetic", Path(__file__).resolve().parents[1] / "fixtures" / "report_golden" / "synthetic.py"

@@ -13,8 +13,9 @@ from PIL import Image
 from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
 from benchmark.training.trainer import TrainEnv, train_trial
 from benchmark.trial import TrialConfig
+from datasets._image_decoding import decode_images
 from datasets.base import DATASETS, DataNotFoundError, DataPaths
-from datasets.celeba import ATTRIBUTES, CelebA, aligned_mapping, attribute_name, decode_images
+from datasets.celeba import ATTRIBUTES, CelebA, aligned_mapping, attribute_name
 
 BLOND, MALE = ATTRIBUTES.index("Blond_Hair"), ATTRIBUTES.index("Male")
 MAKEUP, LIPSTICK = ATTRIBUTES.index("Heavy_Makeup"), ATTRIBUTES.index("Wearing_Lipstick")
@@ -126,13 +127,14 @@ def test_image_cache_is_one_memmap_shared_by_attribute_pairs(celeba, monkeypatch
     entries = list((paths.cache_dir / "celeba").iterdir())
     assert len(entries) == 1
     assert json.loads((entries[0] / "meta.json").read_text())["arrays"]["train"]["shape"] == [32, 3, 16, 16]
+    import datasets._image_decoding as decoding
     import datasets.celeba as module
 
     arrays = CelebA.images(CelebA.make_params({"resolution": 16}), paths, module.read_metadata(paths))
     assert isinstance(arrays["train"], np.memmap)  # training reads the file, not a copy in memory
     assert np.array_equal(np.asarray(arrays["train"]), first.train.images.numpy())
 
-    monkeypatch.setattr(module, "decode_images", lambda *a, **k: (_ for _ in ()).throw(AssertionError("rebuilt")))
+    monkeypatch.setattr(decoding, "decode_images", lambda *a, **k: (_ for _ in ()).throw(AssertionError("rebuilt")))
     other = _load(paths, target="Heavy_Makeup", pretrained=True, freeze_backbone=True)
     assert torch.equal(first.train.images, other.train.images)
     assert other.model_kwargs == {"pretrained": True, "freeze_backbone": True}
@@ -142,7 +144,7 @@ def test_image_cache_is_one_memmap_shared_by_attribute_pairs(celeba, monkeypatch
 
 def test_interrupted_preprocessing_leaves_nothing_behind(celeba, monkeypatch):
     paths, _, _ = celeba
-    import datasets.celeba as module
+    import datasets._image_decoding as module
 
     real = module.load_resized
     calls = []
@@ -182,7 +184,7 @@ def test_parallel_decoding_matches_sequential(celeba, tmp_path, monkeypatch):
     decode_images(files, 12, "stretch", two, workers=2, chunk=8)
     # ... and write straight into a memory-mapped .npy file.
     mapped = np.lib.format.open_memmap(tmp_path / "out.npy", mode="w+", dtype=np.uint8, shape=one.shape)
-    import datasets.celeba as module
+    import datasets._image_decoding as module
 
     returned = []
     real = module._run_tasks

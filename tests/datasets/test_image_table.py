@@ -419,9 +419,9 @@ def test_cache_is_reused_and_invalidated(folder, monkeypatch):
 
 
 def test_interrupted_decoding_leaves_no_entry(folder, monkeypatch):
-    import datasets.celeba as celeba
+    import datasets._image_decoding as decoding
 
-    real = celeba.load_resized
+    real = decoding.load_resized
     calls = []
 
     def flaky(path, size, mode):
@@ -430,12 +430,12 @@ def test_interrupted_decoding_leaves_no_entry(folder, monkeypatch):
             raise KeyboardInterrupt
         return real(path, size, mode)
 
-    monkeypatch.setattr(celeba, "load_resized", flaky)
+    monkeypatch.setattr(decoding, "load_resized", flaky)
     monkeypatch.setenv("DEBIAS_PREPROCESS_WORKERS", "1")
     with pytest.raises(KeyboardInterrupt):
         folder.load()
     assert list((folder.paths.cache_dir / "image_table").iterdir()) == []  # no entry, no temporary directory
-    monkeypatch.setattr(celeba, "load_resized", real)
+    monkeypatch.setattr(decoding, "load_resized", real)
     assert len(folder.load().train) == 27
 
 
