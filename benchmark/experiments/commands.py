@@ -77,26 +77,17 @@ def run_grid_command(args: argparse.Namespace, DATASETS: Registry, METHODS: Regi
         METHODS.get(name)  # unknown names fail here with the list of valid ones
     for name in args.datasets or []:
         DATASETS.get(name)
-    configs = build_grid(
-        args.grid,
-        tables=args.tables,
-        datasets=args.datasets,
-        methods=args.methods,
-        seeds=args.seeds,
-        epochs=args.epochs,
-        ratios=args.ratios,
-        difficulties=args.difficulties,
-    )
+    filters = {
+        "tables": args.tables,
+        "datasets": args.datasets,
+        "methods": args.methods,
+        "ratios": args.ratios,
+        "difficulties": args.difficulties,
+    }
+    configs = build_grid(args.grid, seeds=args.seeds, epochs=args.epochs, **filters)
     from benchmark.experiments.preflight import check_filters, check_options
 
-    check_filters(
-        args.grid,
-        tables=args.tables,
-        datasets=args.datasets,
-        methods=args.methods,
-        ratios=args.ratios,
-        difficulties=args.difficulties,
-    )  # a filter matching nothing is an error listing the grid's values
+    check_filters(args.grid, **filters)  # a filter matching nothing is an error listing the grid's values
     unavailable = sorted(
         {f"{c.dataset}/{c.method}" for c in configs if c.method not in METHODS or c.dataset not in DATASETS}
     )

@@ -30,7 +30,7 @@ from benchmark.report.labels import (
 )
 from benchmark.report.latex import latex_escape
 from benchmark.report.selection import Selection
-from benchmark.report.specs import ColumnSpec, RowSpec, TableResult, _Spec
+from benchmark.report.specs import TIDY_COLUMNS, ColumnSpec, RowSpec, TableResult, _Spec
 from benchmark.supervision import SUPERVISION_SYMBOLS
 
 
@@ -213,32 +213,7 @@ def _cells(
     tidy["difference"] = tidy["mean"] - tidy["paper_mean"]
     tidy["selector"] = sel.selector.name
     tidy["protocol"] = sel.protocol
-    order = [
-        "table",
-        "dataset",
-        "row",
-        "setting",
-        "metric",
-        "column",
-        "method",
-        "method_variant",
-        "repair_variant",
-        "kind",
-        "mean",
-        "std",
-        "n",
-        "n_failed",
-        "paper_mean",
-        "paper_std",
-        "difference",
-        "seeds",
-        "epochs",
-        "selector",
-        "protocol",
-        "trial_keys",
-        "row_id",
-        "col_id",
-    ]
+    order = list(TIDY_COLUMNS)
     for name in order:
         if name not in tidy:
             tidy[name] = "" if name in ("repair_variant", "seeds", "epochs", "trial_keys") else math.nan

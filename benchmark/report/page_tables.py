@@ -13,6 +13,7 @@ import pandas as pd
 from benchmark.paper.axes import DATASET_LABELS, EXTENDED_TABLE, METHOD_LABELS, METRIC_LABELS, table_label, table_stem
 from benchmark.report.compare import SE_FACTOR
 from benchmark.report.page_format import best_cells, beyond_2se, finite, fmt_diff, fmt_value
+from benchmark.report.specs import TIDY_TEXT_COLUMNS
 
 # How the report marks the best value (benchmark.tables: TableResult.bold): per row and metric block,
 # per column for Table 6 (BAR, methods as rows), none for Table 1 (one method) and Table 7 (counts).
@@ -32,31 +33,11 @@ ROW_HEADERS = {
     EXTENDED_TABLE: "Ratio (%)",
 }
 
-# Columns of tableN.csv read as text (never as numbers or NaN).
-_TEXT_COLUMNS = (
-    "dataset",
-    "row",
-    "setting",
-    "metric",
-    "column",
-    "method",
-    "method_variant",
-    "repair_variant",
-    "kind",
-    "seeds",
-    "epochs",
-    "selector",
-    "protocol",
-    "trial_keys",
-    "row_id",
-    "col_id",
-)
-
 
 def read_table_csv(path: Path) -> pd.DataFrame:
     frame = pd.read_csv(
         path,
-        dtype={c: str for c in _TEXT_COLUMNS},
+        dtype={c: str for c in TIDY_TEXT_COLUMNS},
         keep_default_na=False,
         na_values={c: [""] for c in ("mean", "std", "n", "n_failed", "paper_mean", "paper_std", "difference")},
     )

@@ -90,3 +90,34 @@ class _Spec:
     columns: list[ColumnSpec] | None = None  # fixed columns (tables 1 and 6)
     value_kind: str = "percent"
     row_latex: Callable[[str, str], tuple[str, ...]] | None = None
+
+
+# The tidy CSV of every table (tableN.csv), in column order; written by cells, read by the page.
+TIDY_COLUMNS = (
+    "table",
+    "dataset",
+    "row",
+    "setting",
+    "metric",
+    "column",
+    "method",
+    "method_variant",
+    "repair_variant",
+    "kind",
+    "mean",
+    "std",
+    "n",
+    "n_failed",
+    "paper_mean",
+    "paper_std",
+    "difference",
+    "seeds",
+    "epochs",
+    "selector",
+    "protocol",
+    "trial_keys",
+    "row_id",
+    "col_id",
+)
+TIDY_NUMBER_COLUMNS = ("table", "mean", "std", "n", "n_failed", "paper_mean", "paper_std", "difference")
+TIDY_TEXT_COLUMNS = tuple(c for c in TIDY_COLUMNS if c not in TIDY_NUMBER_COLUMNS)
