@@ -17,6 +17,7 @@ from benchmark.paper.axes import REPORT_TABLES, table_label
 from benchmark.report.loading import load_store
 from benchmark.report.selection import select
 from benchmark.report.tables import build_table
+from benchmark.store import ResultStore
 
 SE_FACTOR = 2.0
 PAPER_SEEDS = 3  # the paper reports mean ± std over three runs
@@ -60,6 +61,8 @@ def compare_stores(
 ) -> pd.DataFrame:
     """One row per table cell filled in either store: both means, stds and ns, the difference,
     the SE used and whether the cell differs by more than 2 SE."""
+    for location in (mine, reference):
+        ResultStore(location).require_exists()  # a mistyped path is an error, not an empty comparison
     selections = [select(load_store(location), protocol, selector) for location in (mine, reference)]
     frames = []
     for number in tables or REPORT_TABLES:

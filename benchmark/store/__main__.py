@@ -23,7 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "compact":
         from benchmark.store.compact import compact_store
 
-        done = compact_store(args.source, args.into)
+        try:
+            done = compact_store(args.source, args.into)
+        except StoreError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         print(f"compacted {len(done.written)} trial(s): {done.rows_before} rows -> {done.rows_after}")
         return 0
     try:

@@ -33,6 +33,7 @@ def compact_store(source: str, into: str, statuses: tuple[str, ...] = ("complete
     """Copy the trials of `source` with the given statuses into `into`, keeping only the rows the
     tables and figures need (see the module docstring)."""
     src, dst = ResultStore(source), ResultStore(into)
+    src.require_exists()  # before anything is created at the destination
     dst.ensure_writable()
     report = CompactReport()
     for path, meta in src.valid_files().items():

@@ -79,3 +79,13 @@ def test_a_compact_store_gives_the_same_tables_with_far_fewer_rows(tmp_path):
         full.replace(str(store.root), "X").split("Files under")[0]
         == compact.replace(str(tmp_path / "compact"), "X").split("Files under")[0]
     )
+
+
+def test_a_missing_store_is_an_error_that_creates_nothing(tmp_path, capsys):
+    reference = _store(tmp_path / "ref", {"vanilla": [0.70]})
+    assert main([str(reference.root), "--compare", str(tmp_path / "typo"), "--out", str(tmp_path / "o")]) == 2
+    assert "no result store" in capsys.readouterr().err
+    from benchmark.store.__main__ import main as store_main
+
+    assert store_main(["compact", str(tmp_path / "typo"), "--into", str(tmp_path / "dst")]) == 2
+    assert "no result store" in capsys.readouterr().err and not (tmp_path / "dst").exists()
