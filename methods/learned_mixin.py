@@ -24,10 +24,17 @@ Deviations from the reference (chrisc36/debias):
   f_D's; per-parameter optimisers, so the update equals one optimiser over both).
 - Clark et al.'s log-probability form is used, not the ReBias port's (gated bias logits added to
   f_D's raw logits).
+
+`bias_smoothing` (alpha, default 0: the method as above) mixes the bias branch with the uniform
+distribution, p_B' = (1 - alpha) p_B + alpha / K, before the mixture. It exists for one measured
+failure (docs/methods-beyond-the-paper.md#learned_mixin): a GCE-trained f_B is not calibrated (on
+Colored MNIST it gives the true class of a bias-conflicting sample log-probability near -77), and a
+product of experts with such a branch teaches f_D to predict against the bias.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -44,8 +51,12 @@ class LearnedMixinHparams:
     # image setting (Clark et al. use 0.03 on MNLI, 2.0 on SQuAD) [inferred choice].
     entropy_weight: float = 0.36
     q: float = 0.7  # GCE exponent of the biased model (LfF's default)
+    # Mix the bias branch with the uniform distribution (0: off, the method as published).
+    bias_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.bias_smoothing < 1.0:
+            raise ValueError(f"bias_smoothing must lie in [0, 1), got {self.bias_smoothing}")
         if self.entropy_weight < 0:
             raise ValueError(f"entropy_weight must be non-negative, got {self.entropy_weight}")
         if not 0.0 < self.q <= 1.0:
@@ -55,6 +66,15 @@ class LearnedMixinHparams:
 def mixed_log_scores(main_logits: torch.Tensor, bias_log_probs: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
     """log_softmax(f_D) + g * log p_B, with `gate` of shape (B,) (unnormalised: CE renormalises)."""
     return F.log_softmax(main_logits, dim=1) + gate[:, None] * bias_log_probs
+
+
+def smoothed_log_probs(logits: torch.Tensor, alpha: float) -> torch.Tensor:
+    """log((1 - alpha) softmax(logits) + alpha / K), computed in log space (alpha = 0: log_softmax)."""
+    log_p = F.log_softmax(logits, dim=1)
+    if alpha == 0.0:
+        return log_p
+    uniform = torch.full_like(log_p, math.log(alpha / logits.shape[1]))
+    return torch.logaddexp(log_p + math.log1p(-alpha), uniform)
 
 
 def scaled_bias_entropy(bias_log_probs: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
@@ -100,7 +120,8 @@ class LearnedMixin(Method):
         logits_d = self.main.classifier(features)
         logits_b = self.biased(x)
         gate = self.gate_of(features)
-        bias_log_probs = F.log_softmax(logits_b.detach(), dim=1)  # f_B is shaped by GCE only
+        # f_B is shaped by GCE only: the mixture reads a detached copy.
+        bias_log_probs = smoothed_log_probs(logits_b.detach(), self.hparams.bias_smoothing)
         mixed_ce = F.cross_entropy(mixed_log_scores(logits_d, bias_log_probs, gate), y, reduction="none")
         entropy = scaled_bias_entropy(bias_log_probs, gate)
         loss = (

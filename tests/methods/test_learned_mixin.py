@@ -13,7 +13,13 @@ import torch
 import torch.nn.functional as F
 
 from methods.base import METHODS, Batch, Supervision, resolve_hparams
-from methods.learned_mixin import LearnedMixin, LearnedMixinHparams, mixed_log_scores, scaled_bias_entropy
+from methods.learned_mixin import (
+    LearnedMixin,
+    LearnedMixinHparams,
+    mixed_log_scores,
+    scaled_bias_entropy,
+    smoothed_log_probs,
+)
 from methods.losses import generalized_ce
 
 C = 3
@@ -101,6 +107,30 @@ def test_one_step_matches_the_written_out_objective_and_routes_gradients(toy_con
     torch.testing.assert_close(output.per_sample_loss["main"], F.cross_entropy(main(x), y, reduction="none").detach())
 
 
+def test_bias_smoothing_mixes_the_bias_branch_with_the_uniform_distribution() -> None:
+    logits = torch.tensor([[80.0, 0.0, 0.0], [1.0, 2.0, 3.0]], dtype=torch.float64)
+    torch.testing.assert_close(smoothed_log_probs(logits, 0.0), F.log_softmax(logits, 1))
+    smoothed = smoothed_log_probs(logits, 0.06)
+    expected = (0.94 * torch.softmax(logits, 1) + 0.02).log()
+    torch.testing.assert_close(smoothed, expected)
+    # An over-confident branch (log p = -80 off the argmax) is floored at log(alpha / K).
+    assert smoothed[0, 1].item() == pytest.approx(math.log(0.02), rel=1e-9)
+
+
+def test_bias_smoothing_enters_the_step_and_bounds_the_mixture(toy_context) -> None:
+    torch.manual_seed(0)
+    x, y = torch.randn(8, 4), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    losses = {}
+    for alpha in (0.0, 0.3):
+        torch.manual_seed(1)
+        method = LearnedMixin(LearnedMixinHparams(bias_smoothing=alpha), toy_context(x, y))
+        with torch.no_grad():  # a near-certain bias branch, as GCE produces on Colored MNIST
+            method.biased.classifier.weight.mul_(50.0)
+        losses[alpha] = method.train_step(Batch(index=torch.arange(8), x=x, y=y)).loss.item()
+    # Flooring the branch's wrong-class probabilities caps the mixture's loss on samples it gets wrong.
+    assert losses[0.3] < losses[0.0]
+
+
 def test_prediction_uses_the_main_model_alone(toy_context) -> None:
     torch.manual_seed(0)
     x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
@@ -141,10 +171,12 @@ def test_gate_and_its_optimiser_survive_a_checkpoint(toy_context, saved_and_load
 
 def test_hparams_registration_and_search_space() -> None:
     assert METHODS.get("learned_mixin") is LearnedMixin
-    assert resolve_hparams(LearnedMixin, "cmnist") == LearnedMixinHparams(entropy_weight=0.36, q=0.7)
+    assert resolve_hparams(LearnedMixin, "cmnist") == LearnedMixinHparams(
+        entropy_weight=0.36, q=0.7, bias_smoothing=0.0
+    )
     drawn = resolve_hparams(LearnedMixin, "cmnist", hparams_seed=2)
     assert 0.01 <= drawn.entropy_weight <= 1.0 and drawn.q in (0.3, 0.5, 0.7, 0.9)
-    for bad in ({"entropy_weight": -1.0}, {"q": 0.0}):
+    for bad in ({"entropy_weight": -1.0}, {"q": 0.0}, {"bias_smoothing": 1.0}, {"bias_smoothing": -0.1}):
         with pytest.raises(ValueError):
             LearnedMixinHparams(**bad)
 
