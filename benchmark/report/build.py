@@ -18,7 +18,7 @@ from benchmark.report.render import render_csv, render_latex, render_markdown
 from benchmark.report.selection import Selection, select
 from benchmark.report.selectors import DEFAULT_SELECTOR
 from benchmark.report.tables import build_table
-from benchmark.store import ResultStore
+from benchmark.store import ResultStore, verified_once
 
 
 @dataclass
@@ -53,6 +53,11 @@ def _trial_lines(frame: pd.DataFrame, with_error: bool) -> list[str]:
 
 def build_report(results: str, out: Path | None = None, options: ReportOptions | None = None) -> str:
     """Write the tables, figures and report.md under `out`; return report.md's Markdown."""
+    with verified_once():  # tables, diagnostics and provenance each scan the store: verify each file once
+        return _build_report(results, out, options)
+
+
+def _build_report(results: str, out: Path | None, options: ReportOptions | None) -> str:
     options = options or ReportOptions()
     out = Path(out) if out else default_out(results)
     data = load_store(results)

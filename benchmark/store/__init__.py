@@ -16,7 +16,7 @@ from benchmark.store.schema import (
     StoreWriteError,
     TrialRecord,
 )
-from benchmark.store.store import ResultStore
+from benchmark.store.store import ResultStore, verified_once
 
 __all__ = [
     "METRIC_FIELDS",
@@ -33,4 +33,5 @@ __all__ = [
     "StoreWriteError",
     "TrialRecord",
     "merge_stores",
+    "verified_once",
 ]

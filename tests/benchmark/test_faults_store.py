@@ -202,3 +202,28 @@ def test_report_and_merge_of_a_missing_store_are_errors_not_empty_results(tmp_pa
     assert "no result store at" in capsys.readouterr().err and not missing.exists()
     assert store_main(["merge", str(missing), "--into", str(tmp_path / "merged")]) == 2
     assert "no result store at" in capsys.readouterr().out
+
+
+def test_a_report_build_hashes_each_file_once_and_a_driver_on_every_scan(tmp_path, monkeypatch):
+    import benchmark.store.store as store_module
+    from benchmark.report.build import build_report
+    from benchmark.store import verified_once
+
+    store, good, bad, bad_path = _store_with_two_trials(tmp_path)
+    hashed = []
+    real = store_module.verify_parquet_bytes
+    monkeypatch.setattr(store_module, "verify_parquet_bytes", lambda data, meta: hashed.append(1) or real(data, meta))
+    for _ in range(3):
+        store.completed_keys()
+    assert len(hashed) == 6  # outside a report: every scan verifies every file
+    hashed.clear()
+    build_report(str(tmp_path / "results"), tmp_path / "report")
+    assert len(hashed) == 2  # tables, diagnostics and provenance scan the store; each file hashed once
+    hashed.clear()
+    with verified_once():
+        store.completed_keys()
+        store.completed_keys()
+    assert len(hashed) == 2  # the second scan in the block trusts the first
+    _damage_pages(bad_path)
+    with pytest.warns(UserWarning, match="damaged"):
+        assert store.completed_keys() == {good}  # outside the block, damage in place is always caught
