@@ -91,6 +91,23 @@ def test_one_step_matches_the_hand_computed_update(toy_context, environments, ta
     torch.testing.assert_close(output.loss, torch.stack(env_means).mean().detach())
 
 
+def test_alignment_environments_split_aligned_from_conflicting(toy_context) -> None:
+    """Each class's aligned bias value is its majority bias in the training set; the step is the
+    masked mean over the two environments, aligned and conflicting, each holding every class."""
+    torch.manual_seed(0)
+    x = torch.randn(9, 4)
+    y = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    b = torch.tensor([1, 1, 0, 0, 0, 1, 0, 0, 1])  # majority bias: class 0 -> 1, class 1 -> 0, class 2 -> 0
+    method = ANDMask(ANDMaskHparams(tau=1.0, environments="alignment"), toy_context(x, y, b, NUM_BIAS, lr=1.0))
+    assert method.aligned_bias.tolist() == [1, 0, 0]
+    env = torch.tensor([0, 0, 1, 0, 0, 1, 0, 0, 1])  # 1 = conflicting
+    assert method.environment_of(y, b).tolist() == env.tolist()
+    expected = hand_step(method, x, y, env, 1.0, True)
+    method.train_step(Batch(index=torch.arange(9), x=x, y=y, bias=b))
+    for new, ref in zip(method.net.parameters(), expected):
+        torch.testing.assert_close(new.detach(), ref)
+
+
 def test_environments_weigh_equally_whatever_their_size(toy_context) -> None:
     """With tau 0 and no rescaling the step is the mean of the environments' mean-loss gradients,
     not the batch-mean gradient."""
@@ -130,6 +147,7 @@ def test_hparams_registration_and_search_space() -> None:
     assert METHODS.get("and_mask") is ANDMask
     assert resolve_hparams(ANDMask, "cmnist") == ANDMaskHparams(tau=1.0, rescale=True, environments="bias")
     assert 0.5 <= resolve_hparams(ANDMask, "cmnist", hparams_seed=1).tau <= 1.0
+    assert ANDMaskHparams(environments="alignment").environments == "alignment"
     for bad in ({"tau": 1.5}, {"environments": "class"}):
         with pytest.raises(ValueError):
             ANDMaskHparams(**bad)
