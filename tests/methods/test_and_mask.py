@@ -114,7 +114,9 @@ def test_environments_weigh_equally_whatever_their_size(toy_context) -> None:
     torch.manual_seed(0)
     x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
     b = torch.tensor([0, 0, 0, 0, 1])  # 4 samples vs 1
-    method = ANDMask(ANDMaskHparams(tau=0.0, rescale=False), toy_context(x, y, b, NUM_BIAS, lr=1.0))
+    method = ANDMask(
+        ANDMaskHparams(tau=0.0, rescale=False, environments="bias"), toy_context(x, y, b, NUM_BIAS, lr=1.0)
+    )
     params = list(method.net.parameters())
     losses = [F.cross_entropy(method.net(x[b == e]), y[b == e]) for e in (0, 1)]
     grads = [torch.autograd.grad(loss, params) for loss in losses]
@@ -145,7 +147,7 @@ def test_needs_bias_labels(toy_context, registry_without_bias_labels, trial_api)
 
 def test_hparams_registration_and_search_space() -> None:
     assert METHODS.get("and_mask") is ANDMask
-    assert resolve_hparams(ANDMask, "cmnist") == ANDMaskHparams(tau=1.0, rescale=True, environments="bias")
+    assert resolve_hparams(ANDMask, "cmnist") == ANDMaskHparams(tau=1.0, rescale=True, environments="alignment")
     assert 0.5 <= resolve_hparams(ANDMask, "cmnist", hparams_seed=1).tau <= 1.0
     assert ANDMaskHparams(environments="alignment").environments == "alignment"
     for bad in ({"tau": 1.5}, {"environments": "class"}):
