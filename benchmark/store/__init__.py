@@ -1,5 +1,5 @@
 """The Parquet result store: one atomically written file per trial (see `store.py` for the layout,
-`schema.py` for the columns, `checksummed_parquet.py` for the integrity check). Torch-free: the
+`schema.py` for the columns, `checksummed_parquet.py` and `trial_files.py` for the integrity check). Torch-free: the
 report reads it without the training stack."""
 
 from benchmark.store.merge import MergeReport, merge_stores
@@ -16,7 +16,8 @@ from benchmark.store.schema import (
     StoreWriteError,
     TrialRecord,
 )
-from benchmark.store.store import ResultStore, verified_once
+from benchmark.store.store import ResultStore
+from benchmark.store.trial_files import verified_once
 
 __all__ = [
     "METRIC_FIELDS",

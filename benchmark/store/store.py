@@ -36,13 +36,11 @@ are verified once by a full decode and then stamped with a checksum.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import uuid
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +50,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from benchmark.integrity import disk_error_message
+from benchmark.store import trial_files
 from benchmark.store.checksummed_parquet import first_line, parquet_bytes, verify_parquet_bytes
 from benchmark.store.schema import (
     _FINAL_STATUSES,
-    _META_CHECKSUM,
     _META_KEY,
     _META_STATUS,
     _META_VERSION,
@@ -67,7 +65,6 @@ from benchmark.store.schema import (
     DamagedFileError,
     StoreError,
     StoreNotWritableError,
-    StoreVersionError,
     StoreWriteError,
     TrialRecord,
 )
@@ -75,28 +72,6 @@ from benchmark.store.schema import (
 log = logging.getLogger(__name__)
 
 SCAN_THREADS = 8  # files verified at once by valid_files (I/O and hashing release the GIL)
-
-# Inside `verified_once()` (one report build, which scans the store for its tables, diagnostics and
-# provenance), a local trial file already verified is not hashed again while its (path, size,
-# mtime_ns, inode) is unchanged. Off elsewhere: a long-running driver re-verifies on every scan, so
-# a file damaged in place is caught even where the file system's timestamps are coarse.
-_VERIFIED: dict[tuple[str, int, int, int], dict[bytes, bytes]] | None = None
-
-
-@contextlib.contextmanager
-def verified_once() -> Iterator[None]:
-    """Verify each local trial file at most once within the block (nested blocks share it)."""
-    global _VERIFIED
-    outer = _VERIFIED
-    _VERIFIED = {} if outer is None else outer
-    try:
-        yield
-    finally:
-        _VERIFIED = outer
-
-
-def _identity(path: str, stat: os.stat_result) -> tuple[str, int, int, int]:
-    return (path, stat.st_size, stat.st_mtime_ns, stat.st_ino)
 
 
 def _open(location: str | os.PathLike) -> tuple[pafs.FileSystem, str]:
@@ -254,58 +229,22 @@ class ResultStore:
 
     def _inspect(self, path: str) -> tuple[dict[bytes, bytes] | None, str | None]:
         """(debiasbench metadata, None) for a verified trial file, or (None, the warning) when it
-        is unreadable, damaged, foreign or malformed; a newer schema version is an error. A file
-        written before checksums existed is decoded in full and, if final, stamped."""
+        is unreadable, damaged, foreign or malformed (trial_files.py). A file written before
+        checksums existed is decoded in full and, if final, stamped."""
         try:
             stat = os.stat(path) if self.is_local else None
-            memo = _VERIFIED
-            if stat is not None and memo is not None and (known := memo.get(_identity(path, stat))) is not None:
+            if (known := trial_files.recall(path, stat)) is not None:
                 return known, None
             data = self._read_bytes(path)
-            metadata = dict(pq.read_metadata(pa.BufferReader(data)).metadata or {})
         except Exception as error:
-            return None, (
-                f"skipping unreadable Parquet file {path} ({first_line(error)}); it counts as absent, so a "
-                "run reruns its trial"
-            )
-        if _META_VERSION not in metadata:
-            return None, f"skipping foreign Parquet file {path}: it was not written by debiasbench"
-        try:
-            version = int(metadata[_META_VERSION])
-        except ValueError:
-            return None, (
-                f"skipping {path}: malformed schema version {metadata[_META_VERSION][:40]!r} in its "
-                "metadata (the file is damaged or was not written by debiasbench)"
-            )
-        if version != SCHEMA_VERSION:
-            raise StoreVersionError(
-                f"{path} has result-store schema version {version}, but this debiasbench reads "
-                f"version {SCHEMA_VERSION}; use a debiasbench release that matches the store, or "
-                "re-run those trials into a new results directory"
-            )
-        missing = [k.decode() for k in (_META_KEY, _META_STATUS) if not metadata.get(k)]
-        if missing:
-            return None, (
-                f"skipping {path}: its metadata lacks {' and '.join(missing)} (the file is damaged or was "
-                "not written by debiasbench)"
-            )
-        damaged = (
-            f"skipping damaged trial file {path}: {{}}; it counts as absent, so a run reruns its trial (and "
-            "replaces the file)"
-        )
-        if _META_CHECKSUM in metadata:
-            problem = verify_parquet_bytes(data, metadata)
-            if problem:
-                return None, damaged.format(problem)
-            if stat is not None and memo is not None:
-                memo[_identity(path, stat)] = metadata
-            return metadata, None
-        try:  # written before checksums: a full decode is the check
-            table = pq.read_table(pa.BufferReader(data))
-        except Exception as error:
-            return None, damaged.format(f"it has no checksum and does not decode ({first_line(error)})")
-        if stat is not None and metadata[_META_STATUS].decode() in _FINAL_STATUSES:
-            self._stamp(path, table, metadata, stat)
+            return None, trial_files.unreadable(path, error)
+        metadata, problem, unstamped = trial_files.inspect_trial_bytes(path, data)
+        if metadata is None:
+            return None, problem
+        if unstamped is None:
+            trial_files.remember(path, stat, metadata)
+        elif stat is not None and metadata[_META_STATUS].decode() in _FINAL_STATUSES:
+            self._stamp(path, unstamped, metadata, stat)
         return metadata, None
 
     def _stamp(self, path: str, table: pa.Table, metadata: dict[bytes, bytes], stat: os.stat_result) -> None:

@@ -205,14 +205,14 @@ def test_report_and_merge_of_a_missing_store_are_errors_not_empty_results(tmp_pa
 
 
 def test_a_report_build_hashes_each_file_once_and_a_driver_on_every_scan(tmp_path, monkeypatch):
-    import benchmark.store.store as store_module
+    import benchmark.store.trial_files as trial_files
     from benchmark.report.build import build_report
     from benchmark.store import verified_once
 
     store, good, bad, bad_path = _store_with_two_trials(tmp_path)
     hashed = []
-    real = store_module.verify_parquet_bytes
-    monkeypatch.setattr(store_module, "verify_parquet_bytes", lambda data, meta: hashed.append(1) or real(data, meta))
+    real = trial_files.verify_parquet_bytes
+    monkeypatch.setattr(trial_files, "verify_parquet_bytes", lambda data, meta: hashed.append(1) or real(data, meta))
     for _ in range(3):
         store.completed_keys()
     assert len(hashed) == 6  # outside a report: every scan verifies every file
