@@ -30,7 +30,9 @@ def _csv(kind):
     return parse
 
 
-def _assignment(text: str) -> tuple[str, object]:
+def key_value(text: str) -> tuple[str, object]:
+    """argparse type of --dataset-param / --method-param: KEY=VALUE, the value read as JSON where it
+    parses (numbers, true/false) and as a string otherwise."""
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
@@ -55,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override every trial's epochs")
     p.add_argument(
         "--dataset-param",
-        type=_assignment,
+        type=key_value,
         action="append",
         default=[],
         metavar="KEY=VALUE",
@@ -63,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--method-param",
-        type=_assignment,
+        type=key_value,
         action="append",
         default=[],
         metavar="KEY=VALUE",

@@ -36,20 +36,11 @@ import numpy as np
 
 from datasets.base import BiasedData, DataPaths
 from datasets.cmnist import INPUT_SCALINGS, ColoredMNIST
+from run_all import key_value
 
 TABLE_NAME = "cmnist.csv"
 PARAMS_NAME = "image_table.json"
 COLUMNS = ("path", "digit", "color", "split")
-
-
-def _assignment(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    try:
-        return key.strip(), json.loads(value)
-    except json.JSONDecodeError:
-        return key.strip(), value
 
 
 def image_table_params(out: Path, cmnist_params: Any, data: BiasedData) -> dict[str, Any]:
@@ -149,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-seed", type=int, default=0, help="the data seed of the built-in dataset (default 0)")
     parser.add_argument(
         "--param",
-        type=_assignment,
+        type=key_value,
         action="append",
         default=[],
         metavar="KEY=VALUE",

@@ -23,6 +23,7 @@ from benchmark.training.setup import TrainEnv, set_up_trial
 from benchmark.trial import TrialConfig
 from datasets.base import DataPaths
 from methods.repair import VARIANTS, select_subset
+from run_all import key_value
 
 
 def subset_composition(kept: torch.Tensor, conflicting: torch.Tensor) -> dict[str, float]:
@@ -36,31 +37,17 @@ def subset_composition(kept: torch.Tensor, conflicting: torch.Tensor) -> dict[st
     }
 
 
-def _parse_value(text: str) -> object:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.repair_subset", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="cmnist")
     parser.add_argument("--ratio", type=float, required=True, help="share of bias-aligned samples, e.g. 99.5")
     parser.add_argument("--difficulty", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0, help="trial seed (stage 1 draws from it)")
-    parser.add_argument("--method-param", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--method-param", action="append", default=[], metavar="KEY=VALUE", type=key_value)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--cache-dir", default=None)
     args = parser.parse_args(argv)
-    hparams = {}
-    for item in args.method_param:
-        if "=" not in item:
-            parser.error(f"--method-param {item!r}: write KEY=VALUE, e.g. weight_epochs=1000")
-        key, value = item.split("=", 1)
-        hparams[key] = _parse_value(value)
+    hparams = dict(args.method_param)
     config = TrialConfig(
         args.dataset,
         "repair",

@@ -36,4 +36,4 @@ def test_a_malformed_method_param_is_a_usage_error_naming_the_form(capsys) -> No
     with pytest.raises(SystemExit) as raised:
         main(["--ratio", "99.5", "--method-param", "weight_epochs"])
     assert raised.value.code == 2
-    assert "write KEY=VALUE" in capsys.readouterr().err
+    assert "expected KEY=VALUE" in capsys.readouterr().err
