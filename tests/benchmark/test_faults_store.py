@@ -2,7 +2,6 @@
 file whose data pages are damaged behind an intact footer, files written before checksums,
 malformed metadata, a full disk, and mistyped store paths."""
 
-import importlib.util
 import types
 import warnings
 from pathlib import Path
@@ -11,17 +10,12 @@ import faultkit
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from report_kit import syn as synthetic
 
 from benchmark.experiments.planning import plan
 from benchmark.store import DamagedFileError, ResultStore, StoreWriteError, TrialRecord
 from benchmark.store.checksummed_parquet import verify_parquet_bytes
 from benchmark.store.schema import _META_CHECKSUM
-
-_spec = importlib.util.spec_from_file_location(
-    "report_synthetic", Path(__file__).resolve().parents[1] / "fixtures" / "report_golden" / "synthetic.py"
-)
-synthetic = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(synthetic)
 
 
 def _store_with_two_trials(tmp_path):

@@ -5,13 +5,13 @@ REPAIR variants, a cell with
 fewer seeds, and a trial of another protocol. Regenerate the golden files after an intended format change with
 DEBIASBENCH_UPDATE_GOLDEN=1 pytest tests/benchmark/test_report_golden.py."""
 
-import importlib.util
 import math
 import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from report_kit import syn
 
 from benchmark.report.build import ReportOptions, build_report
 from benchmark.report.loading import load_store
@@ -21,9 +21,6 @@ from benchmark.report.tables import build_table
 from benchmark.store import ResultStore
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "report_golden"
-_spec = importlib.util.spec_from_file_location("report_synthetic", GOLDEN / "synthetic.py")
-syn = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(syn)
 
 
 def params(ratio, difficulty=4):

@@ -3,23 +3,16 @@ written here by hand (foreign, malformed, a newer schema, damaged) and by the st
 
 from __future__ import annotations
 
-import importlib.util
 import io
-from pathlib import Path
 
 import faultkit
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from report_kit import syn as synthetic
 
 from benchmark.store import SCHEMA_VERSION, ResultStore, StoreVersionError
 from benchmark.store.trial_files import inspect_trial_bytes
-
-_spec = importlib.util.spec_from_file_location(
-    "report_synthetic", Path(__file__).resolve().parents[1] / "fixtures" / "report_golden" / "synthetic.py"
-)
-synthetic = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(synthetic)
 
 
 def parquet_with(metadata: dict[bytes, bytes]) -> bytes:
