@@ -11,12 +11,14 @@ from __future__ import annotations
 import abc
 import dataclasses
 import hashlib
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from benchmark.registry import Registry
@@ -138,6 +140,16 @@ class Method(nn.Module, abc.ABC):
         for optimizer in self.optimizers.values():
             optimizer.step()
 
+    def cross_entropy_step(self, net: nn.Module, batch: Batch, role: str = "main") -> StepOutput:
+        """One update on the mean cross-entropy of `net`: the whole step of the methods whose
+        change lies in which samples an epoch visits (their `epoch_indices`), not in the loss."""
+        per_sample = F.cross_entropy(net(batch.x), batch.y, reduction="none")
+        loss = per_sample.mean()
+        self.zero_grad_all()
+        loss.backward()
+        self.step_all()
+        return StepOutput(loss=loss.detach(), per_sample_loss={role: per_sample.detach()})
+
     def checkpoint_state(self) -> dict[str, Any]:
         return {
             "module": self.state_dict(),
@@ -148,6 +160,13 @@ class Method(nn.Module, abc.ABC):
         self.load_state_dict(state["module"])
         for role, opt_state in state["optimizers"].items():
             self.optimizers[role].load_state_dict(opt_state)
+
+
+def shuffled_rounds(pool: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """The first n of back-to-back shuffles of `pool`: an epoch of the full training length drawn
+    from a smaller (or upsampled) pool, every member once per round."""
+    rounds = math.ceil(n / len(pool))
+    return torch.cat([pool[torch.randperm(len(pool), generator=generator)] for _ in range(rounds)])[:n]
 
 
 METHODS: Registry[type[Method]] = Registry("method", "methods")

@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
 
@@ -84,9 +83,4 @@ class GroupResample(Method):
         return balanced_indices(self._members, self.hparams.mode, generator)
 
     def train_step(self, batch: Batch) -> StepOutput:
-        per_sample = F.cross_entropy(self.net(batch.x), batch.y, reduction="none")
-        loss = per_sample.mean()
-        self.zero_grad_all()
-        loss.backward()
-        self.step_all()
-        return StepOutput(loss=loss.detach(), per_sample_loss={"main": per_sample.detach()})
+        return self.cross_entropy_step(self.net, batch)

@@ -37,14 +37,13 @@ Deviations from the reference (anniesch/jtt):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method, shuffled_rounds
 
 EPOCH_LENGTHS = ("upsampled", "train")
 _EVAL_CHUNK = 1024  # training images per forward when collecting the error set
@@ -144,14 +143,7 @@ class JTT(Method):
         pool = upsampled_indices(self.error_set, self.hparams.upweight)
         if self.hparams.epoch_length == "upsampled":
             return pool[torch.randperm(len(pool), generator=generator)]
-        n = self.ctx.num_train
-        rounds = math.ceil(n / len(pool))
-        return torch.cat([pool[torch.randperm(len(pool), generator=generator)] for _ in range(rounds)])[:n]
+        return shuffled_rounds(pool, self.ctx.num_train, generator)
 
     def train_step(self, batch: Batch) -> StepOutput:
-        per_sample = F.cross_entropy(self.net(batch.x), batch.y, reduction="none")
-        loss = per_sample.mean()
-        self.zero_grad_all()
-        loss.backward()
-        self.step_all()
-        return StepOutput(loss=loss.detach(), per_sample_loss={"main": per_sample.detach()})
+        return self.cross_entropy_step(self.net, batch)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method, shuffled_rounds
 
 VARIANTS = ("T", "R", "C", "S", "U")
 EPOCH_LENGTHS = ("subset", "full")
@@ -286,14 +286,7 @@ class REPAIR(Method):
         subset = torch.nonzero(self.kept).squeeze(1).cpu()
         if self.hparams.epoch_length == "subset":
             return subset[torch.randperm(len(subset), generator=generator)]
-        rounds = math.ceil(self.ctx.num_train / len(subset))
-        order = torch.cat([subset[torch.randperm(len(subset), generator=generator)] for _ in range(rounds)])
-        return order[: self.ctx.num_train]
+        return shuffled_rounds(subset, self.ctx.num_train, generator)
 
     def train_step(self, batch: Batch) -> StepOutput:
-        per_sample = F.cross_entropy(self.net(batch.x), batch.y, reduction="none")
-        loss = per_sample.mean()
-        self.zero_grad_all()
-        loss.backward()
-        self.step_all()
-        return StepOutput(loss=loss.detach(), per_sample_loss={"main": per_sample.detach()})
+        return self.cross_entropy_step(self.net, batch)

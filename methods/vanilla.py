@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
-
 from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
 
 
@@ -18,9 +16,4 @@ class Vanilla(Method):
         self.net = self.add_net("main")
 
     def train_step(self, batch: Batch) -> StepOutput:
-        per_sample = F.cross_entropy(self.net(batch.x), batch.y, reduction="none")
-        loss = per_sample.mean()
-        self.zero_grad_all()
-        loss.backward()
-        self.step_all()
-        return StepOutput(loss=loss.detach(), per_sample_loss={"main": per_sample.detach()})
+        return self.cross_entropy_step(self.net, batch)

@@ -11,35 +11,11 @@ from pathlib import Path
 import pandas as pd
 
 from benchmark.report.page import write_index_html
+from benchmark.report.specs import TIDY_COLUMNS
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = "<script>alert(1)</script>"
-COLUMNS = [
-    "table",
-    "dataset",
-    "row",
-    "setting",
-    "metric",
-    "column",
-    "method",
-    "method_variant",
-    "repair_variant",
-    "kind",
-    "mean",
-    "std",
-    "n",
-    "n_failed",
-    "paper_mean",
-    "paper_std",
-    "difference",
-    "seeds",
-    "epochs",
-    "selector",
-    "protocol",
-    "trial_keys",
-    "row_id",
-    "col_id",
-]
+COLUMNS = list(TIDY_COLUMNS)  # the page reads exactly the columns the report writes
 
 
 def _png(width: int = 2, height: int = 2) -> bytes:
