@@ -1,5 +1,6 @@
-"""methods/base.py's shared helpers: the plain cross-entropy step and the shuffled rounds that
-stretch a small pool to a full-length epoch (used by Vanilla, JTT, REPAIR and group_resample)."""
+"""methods/base.py's shuffled_rounds: the sampler that stretches a small pool to a full-length
+epoch (JTT, REPAIR). The shared cross-entropy step is specified through its callers' tests
+(test_vanilla checks one step against a hand-computed SGD update)."""
 
 import torch
 
