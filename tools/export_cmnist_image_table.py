@@ -36,7 +36,7 @@ import numpy as np
 
 from datasets.base import BiasedData, DataPaths
 from datasets.cmnist import INPUT_SCALINGS, ColoredMNIST
-from run_all import key_value
+from tools.dataset_cli import add_dataset_arguments, dataset_values
 
 TABLE_NAME = "cmnist.csv"
 PARAMS_NAME = "image_table.json"
@@ -131,21 +131,7 @@ def export(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="folder to write (new or empty)")
-    parser.add_argument(
-        "--data-root", help="raw data directory holding MNIST/ (default: $DEBIAS_DATA_ROOT, else ./data)"
-    )
-    parser.add_argument("--cache-dir", help="generated-dataset cache (default: $DEBIAS_CACHE_DIR, else ./data/cache)")
-    parser.add_argument("--ratio", type=float, help="percent of bias-aligned training samples (default: cmnist's)")
-    parser.add_argument("--difficulty", type=int, help="colour noise level 1..4 (default: cmnist's)")
-    parser.add_argument("--data-seed", type=int, default=0, help="the data seed of the built-in dataset (default 0)")
-    parser.add_argument(
-        "--param",
-        type=key_value,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any other Colored MNIST parameter, e.g. assignment=random or target=color",
-    )
+    add_dataset_arguments(parser, "assignment=random or target=color")
     parser.add_argument("--limit-train", type=int, help="export only the first N training samples")
     parser.add_argument("--limit-test", type=int, help="export only the first N test samples")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -154,12 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    values = dict(args.param)
-    if args.ratio is not None:
-        values["ratio"] = args.ratio
-    if args.difficulty is not None:
-        values["difficulty"] = args.difficulty
-    cmnist_params = ColoredMNIST.make_params(values)
+    cmnist_params = ColoredMNIST.make_params(dataset_values(args))
     paths = DataPaths.resolve(args.data_root, args.cache_dir)
     out = Path(args.out).expanduser()
     params = export(out, cmnist_params, paths, args.data_seed, args.limit_train, args.limit_test, not args.quiet)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from datasets.base import DATASETS, BiasedData, DataPaths
-from run_all import key_value
+from tools.dataset_cli import add_dataset_arguments, dataset_values
 
 # Our dataset name -> (the reference's dataset tag prefix, its named config, the two attribute names).
 REFERENCE_NAMES: dict[str, tuple[str, str, tuple[str, str]]] = {
@@ -107,31 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, choices=sorted(REFERENCE_NAMES))
     parser.add_argument("--out", required=True, help="the reference's data_dir to write into")
-    parser.add_argument("--ratio", type=float, help="percent of bias-aligned training samples (default: the dataset's)")
-    parser.add_argument("--difficulty", type=int, help="difficulty 1..4 (default: the dataset's)")
-    parser.add_argument("--data-seed", type=int, default=0, help="the data seed (default 0)")
-    parser.add_argument(
-        "--param",
-        type=key_value,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any other dataset parameter, e.g. assignment=random",
-    )
-    parser.add_argument("--data-root", help="raw data directory (default: $DEBIAS_DATA_ROOT, else ./data)")
-    parser.add_argument("--cache-dir", help="generated-dataset cache (default: $DEBIAS_CACHE_DIR, else ./data/cache)")
+    add_dataset_arguments(parser, "assignment=random")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    values = dict(args.param)
-    if args.ratio is not None:
-        values["ratio"] = args.ratio
-    if args.difficulty is not None:
-        values["difficulty"] = args.difficulty
     try:
-        params = DATASETS.get(args.dataset).make_params(values)
+        params = DATASETS.get(args.dataset).make_params(dataset_values(args))
     except ValueError as error:
         raise SystemExit(f"bad dataset parameter: {error}") from None
     out = Path(args.out).expanduser()
