@@ -111,6 +111,8 @@ def summarise(attrwise_accuracies: Any, steps_per_epoch: int) -> dict[str, Any]:
     import torch
 
     accs = torch.as_tensor(attrwise_accuracies, dtype=torch.float64)
+    # train.py stacks its evaluations (E, C, B); train_vanilla.py concatenates them (E * C, B).
+    accs = accs.reshape(-1, accs.shape[-2] if accs.dim() == 3 else accs.shape[-1], accs.shape[-1])
     diagonal = torch.eye(accs.shape[1], dtype=torch.bool)
     unbiased = accs.mean(dim=(1, 2)) * 100
     aligned = accs[:, diagonal].mean(dim=1) * 100
