@@ -32,3 +32,13 @@ def dataset_values(args: argparse.Namespace) -> dict[str, Any]:
     if args.difficulty is not None:
         values["difficulty"] = args.difficulty
     return values
+
+
+def dataset_params(args: argparse.Namespace, dataset: str) -> Any:
+    """The dataset's validated parameters from the arguments; a bad one exits naming it."""
+    from datasets.base import DATASETS
+
+    try:
+        return DATASETS.get(dataset).make_params(dataset_values(args))
+    except ValueError as error:
+        raise SystemExit(f"bad dataset parameter: {error}") from None

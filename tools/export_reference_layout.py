@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from datasets.base import DATASETS, BiasedData, DataPaths
-from tools.dataset_cli import add_dataset_arguments, dataset_values
+from tools.dataset_cli import add_dataset_arguments, dataset_params
 
 # Our dataset name -> (the reference's dataset tag prefix, its named config, the two attribute names).
 REFERENCE_NAMES: dict[str, tuple[str, str, tuple[str, str]]] = {
@@ -113,10 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        params = DATASETS.get(args.dataset).make_params(dataset_values(args))
-    except ValueError as error:
-        raise SystemExit(f"bad dataset parameter: {error}") from None
+    params = dataset_params(args, args.dataset)
     out = Path(args.out).expanduser()
     folder = export(args.dataset, params, DataPaths.resolve(args.data_root, args.cache_dir), out, args.data_seed)
     print(f"wrote {folder}")

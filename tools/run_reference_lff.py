@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from datasets.base import DATASETS, DataPaths
-from tools.dataset_cli import add_dataset_arguments, dataset_values
+from datasets.base import DataPaths
+from tools.dataset_cli import add_dataset_arguments, dataset_params
 from tools.export_reference_layout import export, reference_tag
 
 # The values the reference's named configs set (config.py): model, steps per epoch, epochs.
@@ -212,10 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        params = DATASETS.get(args.dataset).make_params(dataset_values(args))
-    except ValueError as error:
-        raise SystemExit(f"bad dataset parameter: {error}") from None
+    params = dataset_params(args, args.dataset)
     summary = run(
         Path(args.checkout).expanduser().resolve(),
         args.dataset,
