@@ -16,7 +16,7 @@ printed at the end. The reference reads `attr_names.pkl` with pickle, so the fil
 pickle of two strings; nothing in this suite reads it back.
 
 Only the default task can be exported: the reference trains the reversed task from the same files
-with its `reverse` named config. Each file is written under a temporary name and renamed into place;
+with its `reverse` named config. The export is written into a hidden folder and renamed into place whole;
 an existing export folder is never overwritten.
 """
 
@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import os
 import pickle
+import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -67,13 +69,6 @@ def reference_command(dataset: str, params: Any, data_dir: Path) -> str:
     return f"python train.py with {selection} data_dir={data_dir.resolve()} log_dir=LOG_DIR device=cpu"
 
 
-def _save_atomic(path: Path, write) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "wb") as handle:
-        write(handle)
-    os.replace(partial, path)
-
-
 def export(dataset: str, params: Any, paths: DataPaths, out: Path, data_seed: int = 0) -> Path:
     """Write the export under `out` and return the dataset folder it wrote."""
     if dataset not in REFERENCE_NAMES:
@@ -89,17 +84,24 @@ def export(dataset: str, params: Any, paths: DataPaths, out: Path, data_seed: in
     if folder.exists():
         raise SystemExit(f"{folder} exists; export into a new DATA_DIR or remove that folder")
     data: BiasedData = cls.load(params, paths, data_seed)
-    staging = out / f".{folder.name}.partial"
-    for ours, theirs in ((data.train, "train"), (data.test, "valid")):
-        split_dir = staging / theirs
-        split_dir.mkdir(parents=True, exist_ok=True)
-        images = np.ascontiguousarray(ours.images.numpy().transpose(0, 2, 3, 1))  # NCHW -> the reference's NHWC
-        attrs = np.stack([ours.targets.numpy(), ours.biases.numpy()], axis=1).astype(np.uint8)
-        _save_atomic(split_dir / "images.npy", lambda h, a=images: np.save(h, a))
-        _save_atomic(split_dir / "attrs.npy", lambda h, a=attrs: np.save(h, a))
-    names = list(REFERENCE_NAMES[dataset][2])
-    _save_atomic(staging / "attr_names.pkl", lambda h: pickle.dump(names, h))
-    os.replace(staging, folder)  # the folder appears whole or not at all
+    out.mkdir(parents=True, exist_ok=True)
+    # Written into a fresh hidden folder beside the target and renamed whole: the export appears
+    # complete or not at all, and a failed one leaves nothing behind.
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=out))
+    try:
+        for ours, theirs in ((data.train, "train"), (data.test, "valid")):
+            (staging / theirs).mkdir()
+            # NCHW -> the reference's NHWC; attrs as (target, bias), uint8 like make_dataset.py's
+            np.save(staging / theirs / "images.npy", np.ascontiguousarray(ours.images.numpy().transpose(0, 2, 3, 1)))
+            attrs = np.stack([ours.targets.numpy(), ours.biases.numpy()], axis=1).astype(np.uint8)
+            np.save(staging / theirs / "attrs.npy", attrs)
+        with open(staging / "attr_names.pkl", "wb") as handle:
+            pickle.dump(list(REFERENCE_NAMES[dataset][2]), handle)
+        staging.chmod(0o755)  # mkdtemp's 0700 would hide the export from other users
+        os.rename(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return folder
 
 

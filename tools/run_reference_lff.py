@@ -106,13 +106,13 @@ def reference_environment(checkout: Path) -> Iterator[None]:
                 sys.modules[name] = module
 
 
-def summarise(attrwise_accuracies: Any, steps_per_epoch: int) -> dict[str, Any]:
+def summarise(attrwise_accuracies: Any) -> dict[str, Any]:
     """The reference's (evaluations, classes, bias values) accuracies -> unbiased/aligned/conflicting %."""
     import torch
 
     accs = torch.as_tensor(attrwise_accuracies, dtype=torch.float64)
-    # train.py stacks its evaluations (E, C, B); train_vanilla.py concatenates them (E * C, B).
-    accs = accs.reshape(-1, accs.shape[-2] if accs.dim() == 3 else accs.shape[-1], accs.shape[-1])
+    if accs.dim() == 2:  # train_vanilla.py concatenates its (C, C) evaluations; train.py stacks them
+        accs = accs.reshape(-1, accs.shape[1], accs.shape[1])
     diagonal = torch.eye(accs.shape[1], dtype=torch.bool)
     unbiased = accs.mean(dim=(1, 2)) * 100
     aligned = accs[:, diagonal].mean(dim=1) * 100
@@ -129,7 +129,6 @@ def summarise(attrwise_accuracies: Any, steps_per_epoch: int) -> dict[str, Any]:
         "best_unbiased": unbiased[best].item(),
         "best_unbiased_after_epochs": best,
         "unbiased_by_epoch": [round(v, 4) for v in unbiased.tolist()],
-        "steps_per_epoch": steps_per_epoch,
     }
 
 
@@ -188,7 +187,8 @@ def run(
         "reference_dataset_tag": tag,
         "seed": seed,
         "epochs": epochs,
-        **summarise(result["valid/attrwise_accs"], config["steps_per_epoch"]),
+        "steps_per_epoch": config["steps_per_epoch"],
+        **summarise(result["valid/attrwise_accs"]),
     }
     target = out / f"summary_{script}_{dataset}_r{params.ratio:g}_s{seed}.json"
     partial = target.with_name(f".{target.name}.partial")

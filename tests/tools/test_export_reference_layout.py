@@ -74,3 +74,15 @@ def test_the_reversed_task_and_bad_parameters_are_refused_with_the_fix(tmp_path,
         main(["--dataset", "bar", "--out", str(tmp_path)])
     assert raised.value.code == 2 and "invalid choice" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_export_leaves_nothing_behind(mnist_paths, tmp_path, monkeypatch) -> None:
+    import tools.export_reference_layout as module
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(module.np, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        export("cmnist", ColoredMNIST.make_params({"ratio": 99.0}), mnist_paths, tmp_path)
+    assert list(tmp_path.iterdir()) == []

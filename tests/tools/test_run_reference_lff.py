@@ -64,12 +64,12 @@ def test_summary_reads_the_reference_group_accuracies_as_unbiased_aligned_and_co
     accs[1] = 0.9
     accs[-1] = 0.25
     accs[-1].fill_diagonal_(1.0)
-    summary = summarise(accs, 235)
+    summary = summarise(accs)
     assert summary["last"] == pytest.approx({"unbiased": 32.5, "aligned": 100.0, "conflicting": 25.0})
     assert summary["best_unbiased"] == pytest.approx(90.0) and summary["best_unbiased_after_epochs"] == 1
     assert summary["evaluations"] == 3 and summary["epochs_before_last_evaluation"] == 2
     # train_vanilla.py concatenates its evaluations instead of stacking them: the same reading.
-    assert summarise(accs.reshape(30, 10), 235) == summary
+    assert summarise(accs.reshape(30, 10)) == summary
 
 
 def test_the_reference_runs_with_its_own_config_on_the_export_and_leaves_the_process_as_it_was(
