@@ -4,6 +4,10 @@ in points and in standard errors (the report's 2-SE rule), plus the cells still 
 
     python -m tools.results_page results/reference/cmnist --dataset cmnist --out docs/results-colored-mnist.md
 
+With `--explanations docs/differences-from-the-paper.csv` every cell beyond 2 standard errors of the
+paper is listed with its verdict (explained, partly explained, open) and a link to the measurement
+(tools/cell_explanations.py describes the file).
+
 Several stores are read as one (merged into a temporary store first), so a table whose columns come
 from different reference sets, such as the extended comparison (table 11), gets one page:
 
@@ -26,6 +30,7 @@ from benchmark.report.page import beyond_2se
 from benchmark.report.selection import select
 from benchmark.report.tables import build_table
 from benchmark.store.merge import merge_stores
+from tools.cell_explanations import VERDICTS, Explanation, explain, load_explanations
 
 TABLES = (1, 2, 3, 4, 8, 9, 10)  # the paper's tables that hold Colored MNIST cells
 
@@ -36,10 +41,27 @@ def _cell(mean: float, std: float, n: int) -> str:
     return f"{mean:.2f}" + (f" ± {std:.2f}" if std == std else "") + (f" (n={n})" if n != 3 else "")
 
 
+NO_EXPLANATION = "no explanation recorded"
+
+
+def _why(explanations: list[Explanation], table: int, row: object, column: str) -> tuple[str, str]:
+    """(the verdict, the text appended to a flagged cell)."""
+    found = explain(explanations, table, row, column)
+    if found is None:
+        return NO_EXPLANATION, f" — **{NO_EXPLANATION}**"
+    return found.verdict, f" — {found.verdict}: {found.summary} ([details]({found.link}))"
+
+
 def results_markdown(
-    results: str | Sequence[str], dataset: str, command: str, tables: Sequence[int] = TABLES, title: str = ""
+    results: str | Sequence[str],
+    dataset: str,
+    command: str,
+    tables: Sequence[int] = TABLES,
+    title: str = "",
+    explanations: list[Explanation] | None = None,
 ) -> str:
-    """The page for `dataset` from one store, or from several read as one."""
+    """The page for `dataset` from one store, or from several read as one; with `explanations`,
+    each cell beyond 2 SE of the paper carries its verdict and link."""
     stores = [results] if isinstance(results, str) else list(results)
     if len(stores) == 1:
         sel = select(load_store(stores[0]))
@@ -64,7 +86,7 @@ def results_markdown(
         "(SE: the larger of ours, std/√n, and the paper's, its ± over √3).",
         "",
     ]
-    flagged, missing = [], []
+    flagged, missing, verdicts = [], [], []
     for number in tables:
         result = build_table(number, sel)
         cells = result.cells
@@ -110,12 +132,20 @@ def results_markdown(
                 f"| {paper} | {delta} | {in_se} |"
             )
             if beyond and se > 0:
+                verdict, why = (
+                    ("", "") if explanations is None else _why(explanations, number, cell["row"], cell["column"])
+                )
+                verdicts.append(verdict)
                 flagged.append(
                     f"{table_label(number)} / {cell['row']} / {cell['metric']} / {column}: "
-                    f"{cell['difference']:+.2f} points ({cell['difference'] / se:+.1f} SE)"
+                    f"{cell['difference']:+.2f} points ({cell['difference'] / se:+.1f} SE){why}"
                 )
         lines.append("")
-    lines += ["## Cells beyond 2 standard errors of the paper", ""] + [f"- {f}" for f in flagged or ["none"]]
+    lines += ["## Cells beyond 2 standard errors of the paper", ""]
+    if explanations is not None and flagged:
+        counts = ", ".join(f"{verdicts.count(v)} {v}" for v in (*VERDICTS, NO_EXPLANATION) if verdicts.count(v))
+        lines += [f"{len(flagged)} cells: {counts}.", ""]
+    lines += [f"- {f}" for f in flagged or ["none"]]
     lines += ["", "## Cells not yet measured", ""] + [f"- {m}" for m in missing or ["none"]]
     return "\n".join(lines) + "\n"
 
@@ -128,19 +158,27 @@ def main(argv: list[str] | None = None) -> int:
         "--tables", default=",".join(map(str, TABLES)), help="tables to include (default: the Colored MNIST ones)"
     )
     parser.add_argument("--title", default="", help="the page's heading (default: Measured results: DATASET)")
+    parser.add_argument(
+        "--explanations", type=Path, help="CSV of why cells differ from the paper (tools/cell_explanations.py)"
+    )
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
         tables = [int(t) for t in args.tables.split(",") if t.strip()]
     except ValueError:
         parser.error(f"--tables takes table numbers separated by commas, e.g. 2,3 or 11; got {args.tables!r}")
+    try:
+        explanations = None if args.explanations is None else load_explanations(args.explanations)
+    except ValueError as error:
+        parser.error(str(error))
     command = " ".join(
         ["python -m tools.results_page", *args.results, "--dataset", args.dataset]
         + ([] if tables == list(TABLES) else ["--tables", ",".join(map(str, tables))])
         + ([f'--title "{args.title}"'] if args.title else [])
+        + ([f"--explanations {args.explanations}"] if args.explanations else [])
         + ["--out", str(args.out)]
     )
-    text = results_markdown(args.results, args.dataset, command, tables, args.title)
+    text = results_markdown(args.results, args.dataset, command, tables, args.title, explanations)
     args.out.write_text(text, encoding="utf-8")
     print(args.out)
     return 0

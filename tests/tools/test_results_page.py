@@ -37,3 +37,30 @@ def test_a_malformed_table_list_is_an_error_naming_the_form(tmp_path, capsys):
         main([str(REFERENCE / "cmnist"), "--tables", "two", "--out", str(tmp_path / "page.md")])
     assert "e.g. 2,3 or 11" in capsys.readouterr().err
     assert not (tmp_path / "page.md").exists()
+
+
+def test_explanations_annotate_every_flagged_cell_and_name_the_unexplained(tmp_path):
+    why = tmp_path / "why.csv"
+    why.write_text(
+        "table,row,column,verdict,link,summary\n*,*,group_dro,explained,results.md#g,early stopping\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "page.md"
+    assert main([str(REFERENCE / "cmnist"), "--tables", "2", "--explanations", str(why), "--out", str(out)]) == 0
+    flagged = out.read_text().split("## Cells beyond 2 standard errors of the paper")[1].split("## Cells not")[0]
+    items = [line for line in flagged.splitlines() if line.startswith("- ")]
+    dro = [line for line in items if "/ Group DRO:" in line]
+    assert dro and all(line.endswith("— explained: early stopping ([details](results.md#g))") for line in dro)
+    others = [line for line in items if line not in dro]
+    assert others and all(line.endswith("— **no explanation recorded**") for line in others)
+    assert f"{len(items)} cells: {len(dro)} explained, {len(others)} no explanation recorded." in flagged
+    assert f"--explanations {why}" in out.read_text()
+
+
+def test_a_bad_explanations_file_is_a_usage_error_and_writes_nothing(tmp_path, capsys):
+    why = tmp_path / "why.csv"
+    why.write_text("table,row,column,verdict,link,summary\n2,99,repair,maybe,a.md#x,s\n", encoding="utf-8")
+    with pytest.raises(SystemExit):
+        main([str(REFERENCE / "cmnist"), "--explanations", str(why), "--out", str(tmp_path / "page.md")])
+    assert f"{why}:2: verdict must be one of" in capsys.readouterr().err
+    assert not (tmp_path / "page.md").exists()
