@@ -12,7 +12,7 @@ import abc
 import dataclasses
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -56,7 +56,9 @@ class MethodContext:
     train_targets: torch.Tensor  # (N,) long, on `device`
     device: torch.device
     model_factory: Callable[[], nn.Module]  # a fresh network of the dataset's architecture
-    optimizer_factory: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+    # optimizer_factory(params) uses the protocol's learning rate; the trainer's factory also takes
+    # `lr=` for a network that a method trains at its own rate (e.g. LC's 0.1x for the biased model).
+    optimizer_factory: Callable[..., torch.optim.Optimizer]
     # Un-augmented, normalised inputs for the given training indices (for pre-training stages).
     train_inputs: Callable[[torch.Tensor], torch.Tensor]
     # Maps model inputs (scaled, normalised) back to pixel intensities in [0, 1], for methods whose
@@ -64,6 +66,18 @@ class MethodContext:
     unit_inputs: Callable[[torch.Tensor], torch.Tensor]
     num_bias_values: int | None = None
     train_bias: torch.Tensor | None = None  # only for methods with Supervision.BIAS_LABELS
+    # What the network sees, so a method can build variants of it (early exits, two encoders, an
+    # auxiliary encoder) from the registered models: `build_model(model_name, num_classes,
+    # **model_kwargs)` is what `model_factory` returns; `input_shape` is one input, e.g. (3, 28, 28).
+    input_shape: tuple[int, ...] = ()
+    batch_size: int = 0  # the protocol's training batch size (what `epoch_indices` is cut into)
+    model_name: str = ""
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    # Augmented inputs for training indices, drawn from the trial's augment stream (a second view).
+    augmented_inputs: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # The inverse of `unit_inputs`: pixel intensities in [0, 1] to model inputs (for perturbations
+    # defined in pixel units, e.g. an adversarial epsilon of 8/255).
+    model_inputs: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +111,8 @@ class Method(nn.Module, abc.ABC):
         self.ctx = ctx
         self.nets = nn.ModuleDict()
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        # Per-network learning-rate schedules, stepped by `end_epoch` and checkpointed.
+        self.schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = {}
 
     # -- contract -------------------------------------------------------------------------
     @classmethod
@@ -119,6 +135,13 @@ class Method(nn.Module, abc.ABC):
         """Optional method-specific scalars, called once at the end of every epoch and stored
         (role "-", split "train", subset "method"). Methods may reset per-epoch accumulators here."""
         return {}
+
+    def end_epoch(self, epoch: int) -> None:
+        """Optional hook after every training epoch (0-based `epoch`), before the evaluation:
+        refresh per-epoch state (embeddings, statistics). The default steps every registered
+        learning-rate scheduler once."""
+        for scheduler in self.schedulers.values():
+            scheduler.step()
 
     def epoch_indices(self, epoch: int, generator: torch.Generator) -> torch.Tensor | None:
         """Optional custom sampling: the training indices to visit this epoch, in order.
@@ -150,16 +173,27 @@ class Method(nn.Module, abc.ABC):
         self.step_all()
         return StepOutput(loss=loss.detach(), per_sample_loss={role: per_sample.detach()})
 
+    def add_scheduler(self, role: str, scheduler: torch.optim.lr_scheduler.LRScheduler) -> None:
+        """Register a learning-rate schedule for the optimiser of `role` (stepped once per epoch)."""
+        if role not in self.optimizers:
+            raise ValueError(f"no optimiser for role {role!r}; add the network first (add_net)")
+        self.schedulers[role] = scheduler
+
     def checkpoint_state(self) -> dict[str, Any]:
-        return {
+        state = {
             "module": self.state_dict(),
             "optimizers": {role: opt.state_dict() for role, opt in self.optimizers.items()},
         }
+        if self.schedulers:
+            state["schedulers"] = {role: s.state_dict() for role, s in self.schedulers.items()}
+        return state
 
     def load_checkpoint_state(self, state: Mapping[str, Any]) -> None:
         self.load_state_dict(state["module"])
         for role, opt_state in state["optimizers"].items():
             self.optimizers[role].load_state_dict(opt_state)
+        for role, scheduler_state in state.get("schedulers", {}).items():
+            self.schedulers[role].load_state_dict(scheduler_state)
 
 
 def shuffled_rounds(pool: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:

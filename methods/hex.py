@@ -229,8 +229,7 @@ class HEX(Method):
     def __init__(self, hparams: HEXHparams, ctx: MethodContext) -> None:
         super().__init__(hparams, ctx)
         backbone = ctx.model_factory()
-        channels = ctx.train_inputs(torch.zeros(1, dtype=torch.long, device=ctx.device)).shape[1]
-        self.net = HEXNetwork(backbone, hparams, channels, ctx.num_classes, ctx.unit_inputs).to(ctx.device)
+        self.net = HEXNetwork(backbone, hparams, ctx.input_shape[0], ctx.num_classes, ctx.unit_inputs).to(ctx.device)
         self.nets["main"] = self.net
         self.optimizers["main"] = ctx.optimizer_factory(self.net.trainable_parameters())
 

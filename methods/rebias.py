@@ -116,8 +116,7 @@ class ReBias(Method):
     def __init__(self, hparams: ReBiasHparams, ctx: MethodContext) -> None:
         super().__init__(hparams, ctx)
         self.f = self.add_net("main")
-        input_shape = tuple(ctx.train_inputs(torch.zeros(1, dtype=torch.long, device=ctx.device)).shape[1:])
-        self.g = build_biased_net(hparams.biased_net, ctx.num_classes, input_shape).to(ctx.device)
+        self.g = build_biased_net(hparams.biased_net, ctx.num_classes, ctx.input_shape).to(ctx.device)
         self.nets["biased"] = self.g
         self.optimizers["biased"] = ctx.optimizer_factory(self.g.parameters())
         fixed = float(hparams.sigma) if not isinstance(hparams.sigma, str) else 1.0

@@ -84,6 +84,14 @@ class BagNet18(nn.Module):
         """The spatial map before pooling: each position depends on a small input patch."""
         return self.stages(self.stem(x))
 
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The maps after each stage."""
+        out, maps = self.stem(x), []
+        for stage in self.stages:
+            out = stage(out)
+            maps.append(out)
+        return maps
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.local_features(x))
 
@@ -118,6 +126,15 @@ class SimpleConvNet(nn.Module):
 
     def local_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The maps after each Conv-BN-ReLU layer."""
+        maps = []
+        for module in self.body:
+            x = module(x)
+            if isinstance(module, nn.ReLU):
+                maps.append(x)
+        return maps
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.local_features(x))

@@ -24,5 +24,14 @@ class MLP(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.feature_extractor(x)
 
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The activations after every hidden layer (Linear + ReLU), first to last."""
+        maps = []
+        for module in self.feature_extractor:
+            x = module(x)
+            if isinstance(module, nn.ReLU):
+                maps.append(x)
+        return maps
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -134,5 +134,15 @@ class ResNet18(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)
 
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The maps after torchvision's layer1..layer4."""
+        net = self.backbone
+        out = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+        maps = []
+        for stage in (net.layer1, net.layer2, net.layer3, net.layer4):
+            out = stage(out)
+            maps.append(out)
+        return maps
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

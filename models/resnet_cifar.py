@@ -75,11 +75,18 @@ class ResNetCIFAR(nn.Module):
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(module.weight)
 
+    def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The maps after each of the three stages."""
+        out = F.relu(self.bn1(self.conv1(x)))
+        maps = []
+        for stage in (self.layer1, self.layer2, self.layer3):
+            out = stage(out)
+            maps.append(out)
+        return maps
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The 64-d globally average-pooled representation."""
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.layer3(self.layer2(self.layer1(out)))
-        return torch.flatten(F.adaptive_avg_pool2d(out, 1), 1)
+        return torch.flatten(F.adaptive_avg_pool2d(self.feature_maps(x)[-1], 1), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -37,6 +37,7 @@ EXTENDED_METHODS = (
     "spectral_decoupling",
     "dann",
     "and_mask",
+    "balanced_batches",
 )
 # The supervision of the paper's methods, for stores that predate the stored supervision column.
 PAPER_SUPERVISION = {

@@ -159,6 +159,10 @@ class DeviceSplit:
         """Model inputs back to pixel intensities in [0, 1] (undoes scale and normalisation)."""
         return (x - self._add) / self._mul / 255.0
 
+    def from_unit(self, unit: torch.Tensor) -> torch.Tensor:
+        """Pixel intensities in [0, 1] to model inputs (the inverse of `to_unit`)."""
+        return unit * 255.0 * self._mul + self._add
+
     def inputs(
         self, index: torch.Tensor, augment: bool = False, generator: torch.Generator | None = None
     ) -> torch.Tensor:

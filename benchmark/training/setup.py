@@ -70,14 +70,25 @@ def stream_seed(seed: int, stream: str) -> int:
 
 
 def make_optimizer_factory(trial: ResolvedTrial) -> Callable:
-    def factory(parameters):
+    """factory(parameters, lr=None): the protocol's optimiser, at the protocol's learning rate
+    unless a method asks for its own for one network."""
+
+    def factory(parameters, lr: float | None = None):
+        rate = trial.lr if lr is None else lr
         if trial.optimizer == "adam":
-            return torch.optim.Adam(parameters, lr=trial.lr, weight_decay=trial.weight_decay)
+            return torch.optim.Adam(parameters, lr=rate, weight_decay=trial.weight_decay)
         if trial.optimizer == "sgd":
-            return torch.optim.SGD(parameters, lr=trial.lr, weight_decay=trial.weight_decay, momentum=0.9)
+            return torch.optim.SGD(parameters, lr=rate, weight_decay=trial.weight_decay, momentum=0.9)
         raise ValueError(f"unknown optimizer {trial.optimizer!r}; use 'adam' or 'sgd'")
 
     return factory
+
+
+def input_shape(data: BiasedData, train: DeviceSplit) -> tuple[int, ...]:
+    """The shape of one model input (after any crop), from one un-augmented training input."""
+    if len(train) == 0:
+        return tuple(data.train.images.shape[1:])
+    return tuple(train.inputs(torch.zeros(1, dtype=torch.long, device=train.targets.device)).shape[1:])
 
 
 def set_up_trial(trial: ResolvedTrial, env: TrainEnv) -> TrialSetup:
@@ -133,6 +144,12 @@ def set_up_trial(trial: ResolvedTrial, env: TrainEnv) -> TrialSetup:
         unit_inputs=train.to_unit,
         num_bias_values=data.num_bias_values,
         train_bias=train.biases if supervision.receives_bias_labels else None,
+        input_shape=input_shape(data, train),
+        batch_size=trial.batch_size,
+        model_name=data.model,
+        model_kwargs=dict(data.model_kwargs),
+        augmented_inputs=lambda index: train.inputs(index, augment=True, generator=augment_generator),
+        model_inputs=train.from_unit,
     )
     method = method_cls(method_cls.Hparams(**trial.method_hparams), ctx).to(device)
     return TrialSetup(

@@ -142,6 +142,7 @@ def train_trial(
     for epoch in range(start_epoch, trial.epochs):
         epoch_started = time.perf_counter()
         mean_losses = train_one_epoch(setup, epoch, autocast)
+        method.end_epoch(epoch)
         record_epoch = epoch + 1  # epochs are 1-based in the store
         for name, value in method.epoch_diagnostics().items():
             metric_log.add(record_epoch, "-", "train", "method", name, value)

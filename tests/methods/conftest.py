@@ -114,6 +114,8 @@ def toy_context() -> Callable[..., MethodContext]:
             unit_inputs=lambda x: x,
             num_bias_values=num_bias,
             train_bias=biases,
+            input_shape=tuple(inputs.shape[1:]),
+            model_inputs=lambda u: u,
         )
 
     return make

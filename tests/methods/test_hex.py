@@ -40,6 +40,7 @@ def make_context(images: torch.Tensor, targets: torch.Tensor) -> MethodContext:
         optimizer_factory=lambda params: torch.optim.SGD(params, lr=0.1),
         train_inputs=lambda index: 2.0 * images[index] - 1.0,
         unit_inputs=lambda x: (x + 1.0) / 2.0,  # model inputs are pixels mapped to [-1, 1]
+        input_shape=tuple(images.shape[1:]),
     )
 
 

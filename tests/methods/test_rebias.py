@@ -160,6 +160,7 @@ def _context(n=24, num_classes=3, lr=0.5):
             optimizer_factory=lambda params: torch.optim.SGD(params, lr=lr),
             train_inputs=lambda index: x[index],
             unit_inputs=lambda inputs: inputs,
+            input_shape=tuple(x.shape[1:]),
         ),
         x,
         y,
