@@ -77,11 +77,18 @@ def upsampled_indices(error_set: torch.Tensor, upweight: int) -> torch.Tensor:
 
 
 def train_identification_model(
-    ctx: MethodContext, epochs: int, batch_size: int, generator: torch.Generator
+    ctx: MethodContext,
+    epochs: int,
+    batch_size: int,
+    generator: torch.Generator,
+    model: nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> nn.Module:
-    """Plain ERM for `epochs` passes over the un-augmented training set; only x and y are read."""
-    model = ctx.model_factory().to(ctx.device)
-    optimizer = ctx.optimizer_factory(model.parameters())
+    """Plain ERM for `epochs` passes over the un-augmented training set; only x and y are read.
+    Trains `model` with `optimizer` in place when given (a first stage that the method keeps),
+    else a fresh network of the dataset's architecture with a fresh optimiser."""
+    model = model if model is not None else ctx.model_factory().to(ctx.device)
+    optimizer = optimizer if optimizer is not None else ctx.optimizer_factory(model.parameters())
     model.train()
     for _ in range(epochs):
         order = torch.randperm(ctx.num_train, generator=generator).to(ctx.device)

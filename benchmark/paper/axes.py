@@ -38,6 +38,9 @@ EXTENDED_METHODS = (
     "dann",
     "and_mask",
     "balanced_batches",
+    "smote",
+    "occamnets",
+    "adversarial",
 )
 # The supervision of the paper's methods, for stores that predate the stored supervision column.
 PAPER_SUPERVISION = {
