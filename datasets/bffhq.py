@@ -33,10 +33,10 @@ resnet18(pretrained=False) with a new 512 -> 2 final layer, hence pretrained=fal
 data/util.py `transforms_preprcs["bffhq"]` (used, `data2preprocess` is True): Resize((224, 224)),
 RandomCrop(224, padding=4), RandomHorizontalFlip, Normalize with CIFAR-10's statistics (not
 ImageNet's; kept as published). Converted: this suite's trainer counts epochs, DFA counts steps
-with drop_last=True. Inferred from the count DFA's paper reports for 0.5pct (19,104 aligned + 96
-conflicting = 19,200 images; not verified here, the data is not available offline): 19,200 // 64
-= 300 steps per epoch, 50,000 / 300 = 166.7, rounded up to 167 epochs (50,100 steps). The same
-167 epochs serve every pct (BiasEnsemble keeps DFA's step count).
+with drop_last=True. Inferred from the 0.5pct size recalled from DFA's paper (19,104 aligned +
+96 conflicting = 19,200 images; checked against neither the paper nor the data, which is not
+available offline): 19,200 // 64 = 300 steps per epoch, 50,000 / 300 = 166.7, rounded up to 167
+epochs (50,100 steps). The same 167 epochs serve every pct (BiasEnsemble keeps DFA's step count).
 
 Images are decoded once, stretched to resolution x resolution (Resize((224, 224))), into a uint8
 memory-mapped cache keyed by pct, resolution and the listed files (names and sizes); the crop and
