@@ -73,6 +73,8 @@ log = logging.getLogger(__name__)
 CACHE_FAMILY = "bffhq"
 PCTS = (0.5, 1.0, 2.0, 5.0)  # the published splits: percent of bias-conflicting training images
 TEST_SPLITS = ("conflicting", "all")
+# Value names are inferred, not read from the download (which has numbers only): young pairs with
+# female in training and DFA's loader counts target == bias as aligned, so 0 young/female, 1 old/male.
 CLASS_NAMES = ["young", "old"]
 BIAS_NAMES = ["female", "male"]
 # DFA's transforms_preprcs["bffhq"] normalises with CIFAR-10's statistics.
