@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method, require_bias_labels
 from methods.group_resample import group_members
 
 
@@ -75,8 +75,7 @@ class BalancedBatches(Method):
 
     def __init__(self, hparams: BalancedBatchesHparams, ctx: MethodContext) -> None:
         super().__init__(hparams, ctx)
-        if ctx.train_bias is None or ctx.num_bias_values is None:
-            raise ValueError("balanced_batches needs the bias label of every training sample; the dataset has none")
+        require_bias_labels(ctx, "balanced_batches")
         if ctx.batch_size < 1:
             raise ValueError("balanced_batches needs the protocol's batch size in its context (ctx.batch_size)")
         self.net = self.add_net("main")

@@ -196,6 +196,14 @@ class Method(nn.Module, abc.ABC):
             self.schedulers[role].load_state_dict(scheduler_state)
 
 
+def require_bias_labels(ctx: MethodContext, method: str) -> tuple[torch.Tensor, int]:
+    """The training bias labels and their number of values, or an error naming the method: for
+    methods whose groups need them (the trainer passes them only under their supervision)."""
+    if ctx.train_bias is None or ctx.num_bias_values is None:
+        raise ValueError(f"{method} needs the bias label of every training sample; the dataset has none")
+    return ctx.train_bias, ctx.num_bias_values
+
+
 def shuffled_rounds(pool: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
     """The first n of back-to-back shuffles of `pool`: an epoch of the full training length drawn
     from a smaller (or upsampled) pool, every member once per round."""

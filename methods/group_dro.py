@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method, require_bias_labels
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,7 @@ class GroupDRO(Method):
 
     def __init__(self, hparams: GroupDROHparams, ctx: MethodContext) -> None:
         super().__init__(hparams, ctx)
-        if ctx.train_bias is None or ctx.num_bias_values is None:
-            raise ValueError("group_dro needs the bias label of every training sample; the dataset has none")
+        require_bias_labels(ctx, "group_dro")
         self.net = self.add_net("main")
         self.num_bias = ctx.num_bias_values
         self.num_groups = ctx.num_classes * ctx.num_bias_values

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method, require_bias_labels
 
 MODES = ("oversample", "undersample")
 
@@ -72,8 +72,7 @@ class GroupResample(Method):
 
     def __init__(self, hparams: GroupResampleHparams, ctx: MethodContext) -> None:
         super().__init__(hparams, ctx)
-        if ctx.train_bias is None or ctx.num_bias_values is None:
-            raise ValueError("group_resample needs the bias label of every training sample; the dataset has none")
+        require_bias_labels(ctx, "group_resample")
         self.net = self.add_net("main")
         # On the CPU: the trainer's order generator is a CPU generator. Derived from the training
         # labels at construction, so there is nothing to checkpoint.

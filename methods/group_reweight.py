@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method, require_bias_labels
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,7 @@ class GroupReweight(Method):
 
     def __init__(self, hparams: GroupReweightHparams, ctx: MethodContext) -> None:
         super().__init__(hparams, ctx)
-        if ctx.train_bias is None or ctx.num_bias_values is None:
-            raise ValueError("group_reweight needs the bias label of every training sample; the dataset has none")
+        require_bias_labels(ctx, "group_reweight")
         self.net = self.add_net("main")
         self.num_bias = ctx.num_bias_values
         num_groups = ctx.num_classes * ctx.num_bias_values

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method, require_bias_labels
 from methods.group_resample import group_members
 from methods.jtt import train_identification_model
 
@@ -106,8 +106,7 @@ class SMOTE(Method):
 
     def __init__(self, hparams: SMOTEHparams, ctx: MethodContext) -> None:
         super().__init__(hparams, ctx)
-        if ctx.train_bias is None or ctx.num_bias_values is None:
-            raise ValueError("smote needs the bias label of every training sample; the dataset has none")
+        require_bias_labels(ctx, "smote")
         self.net = self.add_net("main")
         members = group_members(ctx.train_targets * ctx.num_bias_values + ctx.train_bias)
         classes = [int(ctx.train_targets[m[0]]) for m in members]
