@@ -44,6 +44,13 @@ def frozen_context(toy_context, inputs, targets, model) -> MethodContext:
     )
 
 
+def copy_of(net: nn.Module) -> nn.Module:
+    """A copy of a TinyNet(3, 3) with the same weights (the hand computation's network)."""
+    replica = type(net)(3, 3)
+    replica.load_state_dict(net.state_dict())
+    return replica
+
+
 # -- the per-sample gradient ------------------------------------------------------------------------
 @pytest.mark.parametrize("p", [0.7, 1.0, 2.0, math.inf])
 def test_closed_form_norm_equals_autograd_per_sample(p, toy_context) -> None:
@@ -131,12 +138,6 @@ def test_init_from_biased_false_keeps_the_debiased_nets_own_weights(toy_context)
     own_init = [p.detach().clone() for p in method.debiased.parameters()]
     method.prepare()
     assert all(torch.equal(d, init) for d, init in zip(method.debiased.parameters(), own_init))
-
-
-def copy_of(net: nn.Module) -> nn.Module:
-    replica = type(net)(3, 3)
-    replica.load_state_dict(net.state_dict())
-    return replica
 
 
 # -- stage 3 -----------------------------------------------------------------------------------------
