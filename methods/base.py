@@ -71,6 +71,7 @@ class MethodContext:
     # **model_kwargs)` is what `model_factory` returns; `input_shape` is one input, e.g. (3, 28, 28).
     input_shape: tuple[int, ...] = ()
     batch_size: int = 0  # the protocol's training batch size (what `epoch_indices` is cut into)
+    epochs: int = 0  # the trial's training epochs (a first stage may default to the same length)
     model_name: str = ""
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     # Augmented inputs for training indices, drawn from the trial's augment stream (a second view).

@@ -35,10 +35,10 @@ order generator), as the official dataset's `__getitem__` draws one index per it
 Supervision: none (○). Stage 1 and the scores read only inputs and targets.
 
 Defaults and where they come from:
-- `biased_epochs=100`: the official stage 1 runs `args.epochs` (train.py default 100, not changed by
-  `reproduce()`), the same number as stage 3. It equals the suite's Colored MNIST epochs (100); it does
-  not follow `--epochs` or other datasets' protocols (Corrupted CIFAR-10 200, CelebA 50, BAR 90), because a
-  method does not see the trial's epoch count: set it with `--method-param biased_epochs=E`.
+- `biased_epochs=None`: the official stage 1 runs `args.epochs` (train.py default 100, not changed by
+  `reproduce()`), the same number as stage 3; None means the same here: the trial's epochs
+  (`ctx.epochs`: 100 on Colored MNIST, and whatever `--epochs` or another dataset's protocol sets).
+  `--method-param biased_epochs=E` fixes it.
 - `q=0.7`: `train_ours` builds `GeneralizedCELoss(q=0.7)` (hard-coded; `--q` is unused there).
 - `norm_p=0.7`: train.py `--norm_scale` default.
 - `init_from_biased=True`: learner.py `train_ours`.
@@ -72,13 +72,13 @@ _MIN_SCORE = 1e-8  # the official clamp before normalising
 
 @dataclass(frozen=True)
 class PGDHparams:
-    biased_epochs: int = 100  # official stage 1 = args.epochs (train.py default 100)
+    biased_epochs: int | None = None  # official stage 1 = args.epochs, the same as stage 3; None: the trial's
     q: float = 0.7  # GCE exponent of stage 1 (learner.py train_ours: GeneralizedCELoss(q=0.7))
     norm_p: float = 0.7  # p of the gradient norm (train.py --norm_scale default; the paper says 2)
     init_from_biased: bool = True  # f_D starts from f_B's weights (learner.py train_ours)
 
     def __post_init__(self) -> None:
-        if self.biased_epochs < 1:
+        if self.biased_epochs is not None and self.biased_epochs < 1:
             raise ValueError(f"biased_epochs must be at least 1, got {self.biased_epochs}")
         if not 0.0 < self.q <= 1.0:
             raise ValueError(f"GCE q must lie in (0, 1], got {self.q}")
@@ -166,11 +166,18 @@ class PGD(Method):
         self.register_buffer("biased_fit", torch.zeros((), device=device))  # f_B's training accuracy
         self.register_buffer("prepared", torch.zeros((), dtype=torch.bool, device=device))
 
+    def stage1_epochs(self) -> int:
+        """`biased_epochs`, or the trial's epochs when it is None (as the official args.epochs)."""
+        epochs = self.hparams.biased_epochs if self.hparams.biased_epochs is not None else self.ctx.epochs
+        if epochs < 1:
+            raise ValueError("pgd's stage 1 needs biased_epochs >= 1 or the trial's epochs in its context (ctx.epochs)")
+        return epochs
+
     def prepare(self) -> None:
         # Seeded from the trial's global RNG (seeded by the trainer): reproducible per trial seed.
         generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))))
         train_gce_model(
-            self.ctx, self.biased, self.optimizers["biased"], self.hparams.biased_epochs, self.hparams.q, generator
+            self.ctx, self.biased, self.optimizers["biased"], self.stage1_epochs(), self.hparams.q, generator
         )
         scores, correct = score_training_set(self.biased, self.ctx, self.hparams.norm_p)
         self.probabilities.copy_(sampling_probabilities(scores))

@@ -146,6 +146,7 @@ def set_up_trial(trial: ResolvedTrial, env: TrainEnv) -> TrialSetup:
         train_bias=train.biases if supervision.receives_bias_labels else None,
         input_shape=input_shape(data, train),
         batch_size=trial.batch_size,
+        epochs=trial.epochs,
         model_name=data.model,
         model_kwargs=dict(data.model_kwargs),
         augmented_inputs=lambda index: train.inputs(index, augment=True, generator=augment_generator),

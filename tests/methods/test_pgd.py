@@ -217,7 +217,7 @@ def test_probabilities_survive_a_checkpoint_and_are_required(toy_context, saved_
 
 def test_hparams_registration_and_search_space() -> None:
     assert METHODS.get("pgd") is PGD
-    assert resolve_hparams(PGD, "cmnist") == PGDHparams(biased_epochs=100, q=0.7, norm_p=0.7, init_from_biased=True)
+    assert resolve_hparams(PGD, "cmnist") == PGDHparams(biased_epochs=None, q=0.7, norm_p=0.7, init_from_biased=True)
     drawn = resolve_hparams(PGD, "cmnist", hparams_seed=2)
     assert drawn.norm_p in (0.5, 0.7, 1.0, 2.0) and drawn.biased_epochs in (10, 20, 50, 100)
     for bad in ({"biased_epochs": 0}, {"q": 0.0}, {"q": 1.5}, {"norm_p": 0.0}, {"norm_p": -2.0}):
@@ -231,3 +231,13 @@ def test_trains_one_epoch_through_the_trainer(train_toy_epoch) -> None:
     assert output.trial.supervision == "none" and output.trial.predictor_role == "debiased"
     diagnostics = {r[4]: r[5] for r in output.rows if r[3] == "method"}
     assert 0.0 < diagnostics["sampling_ess_fraction"] <= 1.0 and diagnostics["sampling_max_ratio"] >= 1.0
+
+
+def test_stage_1_lasts_the_trials_epochs_unless_set(toy_context) -> None:
+    # The official stage 1 runs args.epochs, the same count as stage 3: None follows the trial.
+    x, y = torch.randn(6, 3), torch.tensor([0, 1, 0, 1, 0, 1])
+    ctx = dataclasses.replace(toy_context(x, y), epochs=7)
+    assert PGD(PGDHparams(), ctx).stage1_epochs() == 7
+    assert PGD(PGDHparams(biased_epochs=2), ctx).stage1_epochs() == 2
+    with pytest.raises(ValueError, match="ctx.epochs"):
+        PGD(PGDHparams(), toy_context(x, y)).stage1_epochs()
