@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 
 from benchmark.paths import resolve_cache_dir, resolve_data_root
+from benchmark.raw_data import fingerprint
 from benchmark.registry import Registry
 
 
@@ -196,6 +197,23 @@ class BiasedDataset(abc.ABC):
         return {
             f.name: getattr(params, f.name) for f in dataclasses.fields(params) if f.metadata.get("generation", True)
         }
+
+    @classmethod
+    def raw_paths(cls, params: Any, paths: DataPaths) -> list[Path]:
+        """The raw files and folders the generated data is made from (index files, label files, image
+        folders), for its fingerprint (benchmark/raw_data.py). Empty: nothing to fingerprint (the
+        family generates its data from code alone, or has not said)."""
+        return []
+
+    @classmethod
+    def raw_fingerprint(cls, params: Any, paths: DataPaths) -> str | None:
+        """The fingerprint of the raw data under `paths` for `params`, recorded in every cache entry and
+        beside every trial key; None when it is unknown (raw data absent, or no raw paths declared)."""
+        try:
+            found = cls.raw_paths(params, paths)
+            return fingerprint(found) if found else None
+        except (OSError, ValueError):  # absent or unreadable: the data's own loader says why
+            return None
 
     @classmethod
     @abc.abstractmethod
