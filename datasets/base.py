@@ -141,6 +141,7 @@ class BiasedDataset(abc.ABC):
     target_attribute: ClassVar[str] = ""
     bias_attribute: ClassVar[str] = ""
     generator_version: ClassVar[str] = "1"
+    downloads: ClassVar[bool] = False  # absent raw data is fetched on first use when online (MNIST, CIFAR-10)
     protocol: ClassVar[TrainProtocol] = TrainProtocol()
 
     @classmethod
@@ -214,6 +215,23 @@ class BiasedDataset(abc.ABC):
             return fingerprint(found) if found else None
         except (OSError, ValueError):  # absent or unreadable: the data's own loader says why
             return None
+
+    @classmethod
+    def missing_raw_data(cls, params: Any, paths: DataPaths) -> str | None:
+        """For the pre-flight check (benchmark/experiments/readiness.py): what raw data is absent and
+        will not be downloaded, in a few words naming the path, or None."""
+        if cls.downloads:
+            return None
+        try:
+            absent = [path for path in cls.raw_paths(params, paths) if not path.exists()]
+        except (OSError, ValueError) as error:  # e.g. image_table's root or table not found
+            return str(error).split("; ")[0]
+        return f"{', '.join(str(p) for p in absent)} missing" if absent else None
+
+    @classmethod
+    def raw_data_note(cls, params: Any, paths: DataPaths) -> str | None:
+        """For the pre-flight check: a caveat about raw data that is present (a partial copy), or None."""
+        return None
 
     @classmethod
     @abc.abstractmethod

@@ -204,6 +204,7 @@ _WARNED_PARTIAL: set[str] = set()  # raw CIFAR-10 directories already reported a
 
 
 class CorruptedCIFAR10(BiasedDataset):
+    downloads = True
     """Shared implementation; `kind` selects the corruption list (registered subclasses below)."""
 
     kind: ClassVar[int] = 1
@@ -317,6 +318,18 @@ class CorruptedCIFAR10(BiasedDataset):
         """The six batch files of the CIFAR-10 copy the data root holds (none: not yet downloaded)."""
         source = find_cifar10(paths.data_root)
         return [] if source is None else [source / name for name in TRAIN_FILES + TEST_FILES]
+
+    @classmethod
+    def raw_data_note(cls, params: CCIFARParams, paths: DataPaths) -> str | None:
+        """A partial CIFAR-10 copy, told from its batch files' sizes (a full one is about 31 MB each)."""
+        found = cls.raw_paths(params, paths)
+        size = sum(path.stat().st_size for path in found[: len(TRAIN_FILES)])
+        if not found or size >= len(TRAIN_FILES) * 30_000_000:
+            return None
+        return (
+            f"CIFAR-10 in {found[0].parent} is a partial copy (about {size // 3104:,} of 50,000 training images): "
+            "its trials run, but not on the paper's data"
+        )
 
     @classmethod
     def prepare(cls, params: CCIFARParams, paths: DataPaths, data_seed: int = 0) -> None:

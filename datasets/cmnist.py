@@ -122,6 +122,7 @@ def make_split(
 
 @register_dataset("cmnist")
 class ColoredMNIST(BiasedDataset):
+    downloads = True
     Params = CMNISTParams
     has_bias_labels = True
     target_attribute = "Digit"
