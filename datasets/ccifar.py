@@ -327,7 +327,7 @@ class CorruptedCIFAR10(BiasedDataset):
         if not found or size >= len(TRAIN_FILES) * 30_000_000:
             return None
         return (
-            f"CIFAR-10 in {found[0].parent} is a partial copy (about {size // 3104:,} of 50,000 training images): "
+            f"CIFAR-10 in {found[0].parent} is a partial copy (about {size // 3092:,} of 50,000 training images): "
             "its trials run, but not on the paper's data"
         )
 
