@@ -225,30 +225,6 @@ class ResultStore:
             and not info.base_name.startswith(".")
         )
 
-    def _odd_entries(self) -> list[str]:
-        """Warnings for what `trials/` holds under a trial file's name but cannot be one: a directory
-        or a symbolic link to nothing (a listing alone skips them silently)."""
-        odd = []
-        if self.is_local:
-            try:
-                entries = list(os.scandir(self._path("trials")))
-            except OSError:
-                return []
-            for entry in entries:
-                if entry.name.endswith(".parquet") and not entry.name.startswith(".") and not entry.is_file():
-                    what = (
-                        "a symbolic link to nothing"
-                        if entry.is_symlink() and not os.path.exists(entry.path)
-                        else "a directory, not a file"
-                        if entry.is_dir()
-                        else "not a regular file"
-                    )
-                    odd.append(
-                        f"skipping {entry.path}: {what}, so it holds no trial; remove it (its trial, if any, counts "
-                        "as absent and a run reruns it)"
-                    )
-        return odd
-
     def _read_bytes(self, path: str) -> bytes:
         if self.is_local:
             with open(path, "rb") as handle:
@@ -301,7 +277,7 @@ class ResultStore:
                 inspected = list(pool.map(self._inspect, files))
         else:
             inspected = [self._inspect(path) for path in files]
-        for problem in self._odd_entries():
+        for problem in trial_files.odd_entries(self._path("trials")) if self.is_local else []:
             warnings.warn(problem, stacklevel=2)
         valid = {}
         for path, (metadata, problem) in zip(files, inspected):
