@@ -57,8 +57,12 @@ def check_ready(trials: Sequence[ResolvedTrial], paths: DataPaths) -> None:
     if not lacks:
         return
     kinds = {kind for kinds in lacks.values() for kind in kinds}
-    if len(kinds) == 1 and len(lacks) == len(trials) and weights is not None and kinds == {"weights"}:
-        raise weights  # the one thing a run of only pretrained trials lacks: its own message and fixes
+    if len(kinds) == 1 and len(lacks) == len(trials):
+        # One thing lacking and no trial runnable without it: its own message, with all its fixes (the
+        # weights' here; a dataset's from its loader, when the data is prepared next).
+        if kinds == {"weights"}:
+            raise weights
+        return
     needed = Counter(kind for kinds in lacks.values() for kind in kinds)
     by_kind = {kind: sorted({trials[i].dataset for i, kinds in lacks.items() if kind in kinds}) for kind in described}
     lacking = "; ".join(
@@ -70,8 +74,11 @@ def check_ready(trials: Sequence[ResolvedTrial], paths: DataPaths) -> None:
     ready = [d for d in dict.fromkeys(t.dataset for t in trials) if d not in blocked]  # the grid's order
     runnable = sum(1 for t in trials if t.dataset in ready)
     if ready:
-        run = f"{runnable} of its {len(trials)} trial(s) can run as they are: add --datasets {','.join(ready)}"
+        run = (
+            f"{runnable} of its {len(trials)} trial(s) can run as they are: add --datasets {','.join(ready)} "
+            "(the others need what is missing)"
+        )
     else:
-        run = f"none of its {len(trials)} trial(s) can run as they are"
+        run = f"none of its {len(trials)} trial(s) can run without it"
     caveat = f" Note: {'; '.join(notes)}." if notes else ""
-    raise PreflightError(f"this run lacks {lacking}. {run} (the others need what is missing).{caveat}")
+    raise PreflightError(f"this run lacks {lacking}. {run}.{caveat}")

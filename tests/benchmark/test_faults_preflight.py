@@ -281,3 +281,13 @@ def test_a_run_lacking_only_the_weights_keeps_their_own_message(
         *_smoke(tmp_path)[2:],
     )
     assert code == 2 and "ImageNet ResNet-18 weights not found (offline)" in err and "lacks" not in err
+
+
+def test_a_run_of_trials_that_all_lack_two_things_names_both(
+    capsys, tmp_path, machine_like_the_test_box, ray_never_starts
+):
+    root = str(machine_like_the_test_box)
+    code, _, err = run(capsys, "--grid", "paper", "--datasets", "celeba", "--data-root", root, *_smoke(tmp_path)[2:])
+    assert code == 2 and err.count("\n") == 1
+    assert "lacks the ImageNet ResNet-18 weights" in err and "the raw data of celeba" in err
+    assert "none of its 18 trial(s) can run without it" in err
