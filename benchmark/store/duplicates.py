@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pyarrow as pa
 
-from benchmark.store.schema import _META_KEY, StoreError
+from benchmark.raw_data import differ
+from benchmark.store.schema import _META_KEY, _META_RAW, StoreError
 
 if TYPE_CHECKING:
     from benchmark.store.store import ResultStore
@@ -41,19 +42,32 @@ class DuplicateTrialError(StoreError):
 def comparable(table: pa.Table) -> pd.DataFrame:
     """A trial's rows without what legitimately differs between two runs (timings, host, versions)."""
     frame = table.to_pandas()
-    frame = frame[frame["metric"] != "seconds"].drop(columns=[c for c in RUN_SPECIFIC if c in frame])
+    # raw_data is compared on its own (an unknown fingerprint proves nothing): see same_results, merge.
+    dropped = [c for c in (*RUN_SPECIFIC, "raw_data") if c in frame]
+    frame = frame[frame["metric"] != "seconds"].drop(columns=dropped)
     return frame.sort_values(
         ["epoch", "role", "split", "subset", "target", "bias", "metric"], na_position="first", ignore_index=True
     )
 
 
-def same_results(store: ResultStore, first: str, second: str) -> bool:
-    return comparable(store.read_file(first)).equals(comparable(store.read_file(second)))
+def raw_data_of(table: pa.Table) -> str | None:
+    """The fingerprint of the raw data a trial file was trained on (None: unknown)."""
+    value = (table.schema.metadata or {}).get(_META_RAW)
+    return value.decode() if value else None
 
 
-def conflict_line(key: str, first: str, second: str, store: str) -> str:
+def difference(store: ResultStore, first: str, second: str) -> str | None:
+    """How two files of one trial differ ("with different results", "trained on different raw data"),
+    or None when they hold the same results from the same (or unknown) raw data."""
+    one, other = store.read_file(first), store.read_file(second)
+    if differ(raw_data_of(one), raw_data_of(other)):
+        return "trained on different raw data"
+    return None if comparable(one).equals(comparable(other)) else "with different results"
+
+
+def conflict_line(key: str, first: str, second: str, store: str, how: str = "with different results") -> str:
     return (
-        f"trial {key} is held by two files with different results, {first} and {second}; keep one: move the "
+        f"trial {key} is held by two files {how}, {first} and {second}; keep one: move the "
         f"other into a directory of its own (OTHER/trials/) and run `python -m benchmark.store merge OTHER --into "
         f"{store}`, which keeps the copy already in {store} and reports the conflict"
     )
@@ -72,14 +86,15 @@ def one_file_per_key(store: ResultStore, files: dict[str, Metadata]) -> tuple[di
         first = paths[0]
         kept[first] = files[first]
         for other in paths[1:]:
-            if same_results(store, first, other):
+            how = difference(store, first, other)
+            if how is None:
                 warnings.warn(
                     f"trial {key} is held by two identical files, {first} and {other}; reading {first} only "
                     f"(delete {other}: `python -m benchmark.store merge` copies a store without duplicates)",
                     stacklevel=3,
                 )
             else:
-                conflicts.append(conflict_line(key, first, other, store.location))
+                conflicts.append(conflict_line(key, first, other, store.location, how))
     return kept, conflicts
 
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import pyarrow.fs as pafs
 
 from benchmark.raw_data import differ, short
-from benchmark.store.duplicates import comparable, one_file_per_key
-from benchmark.store.schema import _META_KEY, _META_RAW, _META_STATUS
+from benchmark.store.duplicates import comparable, one_file_per_key, raw_data_of
+from benchmark.store.schema import _META_KEY, _META_STATUS
 from benchmark.store.store import ResultStore
 
 
@@ -44,16 +44,16 @@ def merge_stores(sources: list[str], into: str) -> MergeReport:
             table = source.read_file(path)
             if key in present:
                 old_status, old_path = present[key]
-                old_raw = target.read_file(old_path).schema.metadata.get(_META_RAW)
+                old_raw, new_raw = raw_data_of(target.read_file(old_path)), raw_data_of(table)
                 if old_status in ("failed", "partial") and status in ("completed", "stopped"):
                     report.upgraded.append(key)
-                elif differ(old_raw and old_raw.decode(), (meta.get(_META_RAW) or b"").decode()):
+                elif differ(old_raw, new_raw):
                     # Never pooled: one key, one file, and these were trained on different raw data.
                     report.conflicts.append(key)
                     report.conflict_lines.append(
-                        f"trial {key}: {path} was trained on other raw data (fingerprint "
-                        f"{short(meta[_META_RAW].decode())}) than {old_path} ({short(old_raw.decode())}); kept "
-                        f"{old_path}. Merge the other into a store of its own to keep both"
+                        f"trial {key}: {path} was trained on other raw data (fingerprint {short(new_raw)}) than "
+                        f"{old_path} ({short(old_raw)}); kept {old_path}. Merge the other into a store of its own "
+                        "to keep both"
                     )
                     continue
                 elif comparable(table).equals(comparable(target.read_file(old_path))):

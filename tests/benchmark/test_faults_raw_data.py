@@ -18,7 +18,7 @@ from benchmark.experiments.resolve import resolve_trial
 from benchmark.experiments.worker import run_one_trial
 from benchmark.plugins import load_plugins
 from benchmark.raw_data import fingerprint
-from benchmark.store import METRIC_FIELDS, ResultStore, TrialRecord
+from benchmark.store import METRIC_FIELDS, ResultStore, StoreError, TrialRecord
 from benchmark.trial import TrialConfig
 from datasets.base import DATASETS, DataPaths
 
@@ -144,3 +144,27 @@ def test_a_shipped_store_without_fingerprints_reads_as_unknown(tmp_path):
     store = ResultStore(REPO / "results" / "reference" / "cmnist_probes")
     assert set(raw for _, raw in store.finished().values()) == {None}
     assert load_store(store.location).trials["raw_data"].isna().all()
+
+
+def test_merge_treats_an_unknown_fingerprint_as_no_difference(tmp_path):
+    from benchmark.store.__main__ import main
+
+    for name, raw in (("a", None), ("b", "raw-v1:aaaaaaaa0000")):  # a store from before, a rerun since
+        store = ResultStore(tmp_path / name)
+        store.ensure_writable()
+        _trial(store, 0, raw, 0.30)  # the same numbers (a deterministic rerun)
+    assert main(["merge", str(tmp_path / "a"), str(tmp_path / "b"), "--into", str(tmp_path / "c")]) == 0
+
+
+def test_two_files_of_one_key_trained_on_different_raw_data_are_a_conflict_in_one_store(tmp_path):
+    store = ResultStore(tmp_path / "s")
+    store.ensure_writable()
+    key = _trial(store, 0, "raw-v1:aaaaaaaa0000", 0.30)
+    other = ResultStore(tmp_path / "o")
+    other.ensure_writable()
+    _trial(other, 0, "raw-v1:bbbbbbbb0000", 0.30)
+    (Path(store.root) / "trials" / "copy.parquet").write_bytes(
+        (tmp_path / "o" / "trials" / f"{key}.parquet").read_bytes()
+    )
+    with pytest.raises(StoreError, match=f"trial {key} is held by two files trained on different raw data"):
+        store.finished()
