@@ -27,8 +27,12 @@ from typing import Any
 import numpy as np
 
 from benchmark.integrity import checksum_bytes, disk_error_message
+from benchmark.raw_data import differ, short
 
 log = logging.getLogger(__name__)
+
+
+RAW_CHANGED = "generated from other raw data"
 
 
 class CacheWriteError(OSError):
@@ -46,10 +50,17 @@ def array_checksum(array: np.ndarray, like: str | None = None) -> str:
     return checksum_bytes(memoryview(flat), like=like)
 
 
-def check_entry(entry: Path, mmap_mode: str | None = None) -> tuple[dict[str, np.ndarray] | None, str | None]:
+def check_entry(
+    entry: Path,
+    mmap_mode: str | None = None,
+    label_ranges: Mapping[str, int] | None = None,
+    raw: str | None = None,
+) -> tuple[dict[str, np.ndarray] | None, str | None]:
     """(arrays, None) for a complete, verified entry; (None, None) if there is none; (None, what is
-    wrong) for an entry that is damaged or incomplete. Entries without checksums (written before
-    they existed) are read in full and, if readable, stamped with their checksums."""
+    wrong) for an entry that is damaged, incomplete, holds a label outside `label_ranges` (array
+    name -> number of values), or was generated from raw data whose fingerprint differs from `raw`.
+    Entries without checksums (written before they existed) are read in full and, if readable and
+    in range, stamped with their checksums (and `raw`, their raw data being unknown)."""
     meta_file = entry / "meta.json"
     if not meta_file.is_file():
         return None, ("meta.json is missing (an incomplete entry)" if entry.exists() else None)
@@ -79,16 +90,39 @@ def check_entry(entry: Path, mmap_mode: str | None = None) -> tuple[dict[str, np
         elif actual != spec["checksum"]:
             return None, f"{path.name} does not match its checksum (its bytes changed after the entry was built)"
         arrays[name] = array
-    if stamps:
-        _stamp(meta_file, meta, stamps)
+    # A label out of range decodes and may even carry a checksum (stamped before this check existed).
+    problem = label_problem(arrays, label_ranges)
+    if problem is not None:
+        return None, problem
+    recorded = meta.get("raw_data")
+    if differ(recorded, raw):
+        return None, f"{RAW_CHANGED} (fingerprint {short(recorded)}, the raw data's is now {short(raw)})"
+    if stamps or (raw and not recorded):
+        _stamp(meta_file, meta, stamps, raw)
     return arrays, None
 
 
-def _stamp(meta_file: Path, meta: dict, checksums: Mapping[str, str]) -> None:
-    """Record checksums in an entry written before they existed (best effort: a read-only cache
-    is verified by a full read again next time)."""
+def label_problem(arrays: Mapping[str, np.ndarray], label_ranges: Mapping[str, int] | None) -> str | None:
+    """What is wrong with the label and bias arrays named in `label_ranges` (name -> number of
+    values), or None when every value lies in 0..n-1."""
+    for name, count in (label_ranges or {}).items():
+        values = arrays.get(name)
+        if values is None or not len(values):
+            continue
+        low, high = int(np.min(values)), int(np.max(values))
+        if low < 0 or high >= count:
+            bad = low if low < 0 else high
+            return f"{name}.npy holds the value {bad}, outside 0..{count - 1} (the entry is damaged)"
+    return None
+
+
+def _stamp(meta_file: Path, meta: dict, checksums: Mapping[str, str], raw: str | None = None) -> None:
+    """Record checksums (and the raw data's fingerprint) in an entry written before they existed
+    (best effort: a read-only cache is verified by a full read again next time)."""
     for name, checksum in checksums.items():
         meta["arrays"][name]["checksum"] = checksum
+    if raw and not meta.get("raw_data"):
+        meta["raw_data"] = raw
     tmp = meta_file.with_name(f".meta.json.{os.getpid()}.tmp")
     try:
         tmp.write_text(json.dumps(meta, indent=1, default=str))
@@ -166,22 +200,35 @@ def load_or_build(
     family: str,
     params: Mapping[str, Any],
     build: Callable[[], dict[str, np.ndarray]],
+    label_ranges: Mapping[str, int] | None = None,
+    raw: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Return the cached arrays for (family, params), building and caching them if absent,
-    incomplete or damaged (a damaged entry is rebuilt with a warning naming what was wrong)."""
+    incomplete, damaged, out of range (`label_ranges`: array name -> number of values) or
+    generated from other raw data than `raw` (its fingerprint); such an entry is rebuilt with a
+    warning naming what was wrong."""
     entry = Path(cache_dir) / family / cache_key(params)
-    arrays, problem = check_entry(entry)
+    arrays, problem = check_entry(entry, label_ranges=label_ranges, raw=raw)
     if arrays is not None:
         return arrays
     if entry.exists():
-        log.warning(
-            "dataset cache entry %s is damaged or incomplete (%s); rebuilding it", entry, problem or "unreadable"
-        )
+        if problem and problem.startswith(RAW_CHANGED):
+            log.warning("dataset cache entry %s was %s; regenerating it", entry, problem)
+        else:
+            log.warning(
+                "dataset cache entry %s is damaged or incomplete (%s); rebuilding it", entry, problem or "unreadable"
+            )
         shutil.rmtree(entry, ignore_errors=True)
 
     arrays = build()
+    problem = label_problem(arrays, label_ranges)
+    if problem is not None:  # the raw data itself is bad: nothing to cache, nothing to train on
+        raise ValueError(
+            f"dataset {family} generated from the raw data gives bad labels ({problem.split(' (')[0]}); "
+            f"the raw files are damaged: replace them (see docs/data.md), cache entry {entry} was not written"
+        )
     with atomic_entry(entry) as tmp:
-        meta = {"params": dict(params), "arrays": {}}
+        meta = {"params": dict(params), "arrays": {}, "raw_data": raw}
         for name, array in arrays.items():
             np.save(tmp / f"{name}.npy", array, allow_pickle=False)
             meta["arrays"][name] = {

@@ -161,7 +161,10 @@ class BAR(BiasedDataset):
                 out[f"{split}_images"], out[f"{split}_targets"] = images, labels
             return out
 
-        arrays = load_or_build(paths.cache_dir, "bar", key, build)
+        ranges = {f"{split}_targets": len(CLASSES) for split in SPLITS}
+        arrays = load_or_build(
+            paths.cache_dir, "bar", key, build, label_ranges=ranges, raw=cls.raw_fingerprint(params, paths)
+        )
         for split in SPLITS:
             counts = tuple(np.bincount(arrays[f"{split}_targets"], minlength=len(CLASSES)).tolist())
             if counts != PUBLISHED_COUNTS[split]:
@@ -169,6 +172,11 @@ class BAR(BiasedDataset):
                     "BAR %s counts per class %s differ from the published %s", split, counts, PUBLISHED_COUNTS[split]
                 )
         return arrays
+
+    @classmethod
+    def raw_paths(cls, params: BARParams, paths: DataPaths) -> list[Path]:
+        """metadata.json and the two image folders (a sample of their images is hashed)."""
+        return [bar_dir(paths) / "metadata.json", *(bar_dir(paths) / split for split in SPLITS)]
 
     @classmethod
     def prepare(cls, params: BARParams, paths: DataPaths, data_seed: int = 0) -> None:

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 
 from benchmark.paths import resolve_cache_dir, resolve_data_root
+from benchmark.raw_data import fingerprint
 from benchmark.registry import Registry
 
 
@@ -140,6 +141,7 @@ class BiasedDataset(abc.ABC):
     target_attribute: ClassVar[str] = ""
     bias_attribute: ClassVar[str] = ""
     generator_version: ClassVar[str] = "1"
+    downloads: ClassVar[bool] = False  # absent raw data is fetched on first use when online (MNIST, CIFAR-10)
     protocol: ClassVar[TrainProtocol] = TrainProtocol()
 
     @classmethod
@@ -196,6 +198,40 @@ class BiasedDataset(abc.ABC):
         return {
             f.name: getattr(params, f.name) for f in dataclasses.fields(params) if f.metadata.get("generation", True)
         }
+
+    @classmethod
+    def raw_paths(cls, params: Any, paths: DataPaths) -> list[Path]:
+        """The raw files and folders the generated data is made from (index files, label files, image
+        folders), for its fingerprint (benchmark/raw_data.py). Empty: nothing to fingerprint (the
+        family generates its data from code alone, or has not said)."""
+        return []
+
+    @classmethod
+    def raw_fingerprint(cls, params: Any, paths: DataPaths) -> str | None:
+        """The fingerprint of the raw data under `paths` for `params`, recorded in every cache entry and
+        beside every trial key; None when it is unknown (raw data absent, or no raw paths declared)."""
+        try:
+            found = cls.raw_paths(params, paths)
+            return fingerprint(found) if found else None
+        except (OSError, ValueError):  # absent or unreadable: the data's own loader says why
+            return None
+
+    @classmethod
+    def missing_raw_data(cls, params: Any, paths: DataPaths) -> str | None:
+        """For the pre-flight check (benchmark/experiments/readiness.py): what raw data is absent and
+        will not be downloaded, in a few words naming the path, or None."""
+        if cls.downloads:
+            return None
+        try:
+            absent = [path for path in cls.raw_paths(params, paths) if not path.exists()]
+        except (OSError, ValueError) as error:  # e.g. image_table's root or table not found
+            return str(error).split("; ")[0]
+        return f"{', '.join(str(p) for p in absent)} missing" if absent else None
+
+    @classmethod
+    def raw_data_note(cls, params: Any, paths: DataPaths) -> str | None:
+        """For the pre-flight check: a caveat about raw data that is present (a partial copy), or None."""
+        return None
 
     @classmethod
     @abc.abstractmethod

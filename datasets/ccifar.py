@@ -20,6 +20,7 @@ import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -37,7 +38,16 @@ from datasets.base import (
     TrainProtocol,
     register_dataset,
 )
-from datasets.cifar10_source import CLASS_NAMES, FULL_SIZES, fingerprint, locate_cifar10, read_cifar10
+from datasets.cifar10_source import (
+    CLASS_NAMES,
+    FULL_SIZES,
+    TEST_FILES,
+    TRAIN_FILES,
+    find_cifar10,
+    fingerprint,
+    locate_cifar10,
+    read_cifar10,
+)
 from datasets.corruptions import check_severity, corrupt_chunk, corruption_names, warm_up
 
 log = logging.getLogger(__name__)
@@ -194,6 +204,7 @@ _WARNED_PARTIAL: set[str] = set()  # raw CIFAR-10 directories already reported a
 
 
 class CorruptedCIFAR10(BiasedDataset):
+    downloads = True
     """Shared implementation; `kind` selects the corruption list (registered subclasses below)."""
 
     kind: ClassVar[int] = 1
@@ -284,20 +295,41 @@ class CorruptedCIFAR10(BiasedDataset):
                 params, (raw.train_images, raw.train_labels), (raw.test_images, raw.test_labels), data_seed
             )
 
-        arrays = load_or_build(paths.cache_dir, cls.name, key, build)
+        ranges = {f"{split}_{name}": 10 for split in ("train", "test") for name in ("objects", "corruptions")}
+        arrays = load_or_build(
+            paths.cache_dir, cls.name, key, build, label_ranges=ranges, raw=cls.raw_fingerprint(params, paths)
+        )
         sizes = {"train": len(arrays["train_objects"]), "test": len(arrays["test_objects"])}
         if sizes != FULL_SIZES and str(source) not in _WARNED_PARTIAL:
             # Said on every run, cached or not: results from a partial copy are not the paper's.
             _WARNED_PARTIAL.add(str(source))
             log.warning(
                 "CIFAR-10 in %s is a partial copy (%d train / %d test images; the full dataset has "
-                "50,000 / 10,000): fine for smoke runs, not comparable with the paper. Keep its results "
-                "in their own --results directory (trial keys do not record the raw copy)",
+                "50,000 / 10,000): fine for smoke runs, not comparable with the paper. Its results are "
+                "stored with the copy's fingerprint: a rerun on the full data trains them again",
                 source,
                 sizes["train"],
                 sizes["test"],
             )
         return arrays
+
+    @classmethod
+    def raw_paths(cls, params: CCIFARParams, paths: DataPaths) -> list[Path]:
+        """The six batch files of the CIFAR-10 copy the data root holds (none: not yet downloaded)."""
+        source = find_cifar10(paths.data_root)
+        return [] if source is None else [source / name for name in TRAIN_FILES + TEST_FILES]
+
+    @classmethod
+    def raw_data_note(cls, params: CCIFARParams, paths: DataPaths) -> str | None:
+        """A partial CIFAR-10 copy, told from its batch files' sizes (a full one is about 31 MB each)."""
+        found = cls.raw_paths(params, paths)
+        size = sum(path.stat().st_size for path in found[: len(TRAIN_FILES)])
+        if not found or size >= len(TRAIN_FILES) * 30_000_000:
+            return None
+        return (
+            f"CIFAR-10 in {found[0].parent} is a partial copy (about {size // 3092:,} of 50,000 training images): "
+            "its trials run, but not on the paper's data"
+        )
 
     @classmethod
     def prepare(cls, params: CCIFARParams, paths: DataPaths, data_seed: int = 0) -> None:

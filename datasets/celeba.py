@@ -312,6 +312,12 @@ class CelebA(BiasedDataset):
         return arrays
 
     @classmethod
+    def raw_paths(cls, params: CelebAParams, paths: DataPaths) -> list[Path]:
+        """The two index files and the image folder (a sample of its images is hashed)."""
+        root = celeba_dir(paths)
+        return [root / "list_attr_celeba.txt", root / "list_eval_partition.txt", root / "img_align_celeba"]
+
+    @classmethod
     def prepare(cls, params: CelebAParams, paths: DataPaths, data_seed: int = 0) -> None:
         params = cls.canonical(params)
         cls.images(params, paths, read_metadata(paths))

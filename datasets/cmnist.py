@@ -8,6 +8,7 @@ reference does (np.uint8 of a float array truncates).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -61,6 +62,9 @@ class CMNISTParams:
     input_scaling: str = field(default="reference", metadata={"generation": False})
     # Which samples of a class get which colour: "reference" (positional, the paper's) or "random".
     assignment: str = "reference"
+
+
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def load_mnist(paths: DataPaths, train: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -118,6 +122,7 @@ def make_split(
 
 @register_dataset("cmnist")
 class ColoredMNIST(BiasedDataset):
+    downloads = True
     Params = CMNISTParams
     has_bias_labels = True
     target_attribute = "Digit"
@@ -175,7 +180,15 @@ class ColoredMNIST(BiasedDataset):
                 ),
             }
 
-        return load_or_build(paths.cache_dir, "cmnist", key, build)
+        ranges = {f"{split}_{name}": 10 for split in ("train", "test") for name in ("digits", "colors")}
+        return load_or_build(
+            paths.cache_dir, "cmnist", key, build, label_ranges=ranges, raw=cls.raw_fingerprint(params, paths)
+        )
+
+    @classmethod
+    def raw_paths(cls, params: CMNISTParams, paths: DataPaths) -> list[Path]:
+        """The four MNIST idx files in torchvision's layout (None of them: not yet downloaded)."""
+        return [paths.data_root / "MNIST" / "raw" / name for name in MNIST_FILES]
 
     @classmethod
     def load(cls, params: CMNISTParams, paths: DataPaths, data_seed: int = 0) -> BiasedData:

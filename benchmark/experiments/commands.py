@@ -118,7 +118,9 @@ def run_grid_command(args: argparse.Namespace, DATASETS: Registry, METHODS: Regi
     if args.dry_run:
         trials = resolve_all(runnable)
         store = ResultStore(results)
-        todo, done = plan(trials, store)
+        from datasets.base import DataPaths
+
+        todo, done = plan(trials, store, DataPaths.resolve(args.data_root, args.cache_dir))
         for trial in todo:
             print(
                 f"{trial.key}  {trial_label(trial)}  epochs={trial.epochs}  tables={','.join(map(str, trial.tables))}"

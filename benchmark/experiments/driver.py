@@ -117,13 +117,13 @@ def _run_grid(configs: list[TrialConfig], options: RunOptions, claims) -> RunSum
     trials = resolve_all(configs)
     store = ResultStore(options.results)
     store.ensure_writable()
-    todo, done = plan(trials, store)
+    paths = DataPaths.resolve(options.data_root, options.cache_dir)
+    todo, done = plan(trials, store, paths)  # a trial stored from other raw data is run again
     todo, elsewhere = claim_trials(claims, todo, store)  # trials another driver runs are skipped
     summary = RunSummary(scheduled=len(todo), skipped=len(done), running_elsewhere=elsewhere)
     if not todo:
         return summary
     check_run(options, todo)  # resources, device and ImageNet weights, before Ray schedules anything
-    paths = DataPaths.resolve(options.data_root, options.cache_dir)
     prepare_datasets(todo, paths)
 
     # Tune's new console output ignores verbose=0; the legacy engine stays silent, and the

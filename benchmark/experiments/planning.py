@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Iterable
 
 from benchmark.experiments.preflight import check_dataset_params
 from benchmark.experiments.resolve import resolve_trial
+from benchmark.raw_data import differ, short
 from benchmark.store import ResultStore
 from benchmark.trial import ResolvedTrial, TrialConfig
 from datasets.base import DATASETS, DataPaths
+
+log = logging.getLogger(__name__)
 
 
 def resolve_all(configs: Iterable[TrialConfig]) -> list[ResolvedTrial]:
@@ -28,9 +32,34 @@ def resolve_all(configs: Iterable[TrialConfig]) -> list[ResolvedTrial]:
     return list(by_key.values())
 
 
-def plan(trials: list[ResolvedTrial], store: ResultStore) -> tuple[list[ResolvedTrial], list[ResolvedTrial]]:
-    """(to run, already finished)."""
-    done = store.finished_keys()
+def raw_fingerprint(trial: ResolvedTrial, paths: DataPaths) -> str | None:
+    """The fingerprint of the raw data `trial` is generated from under `paths` (None: unknown)."""
+    dataset_cls = DATASETS.get(trial.dataset)
+    return dataset_cls.raw_fingerprint(dataset_cls.Params(**trial.dataset_params), paths)
+
+
+def plan(
+    trials: list[ResolvedTrial], store: ResultStore, paths: DataPaths | None = None
+) -> tuple[list[ResolvedTrial], list[ResolvedTrial]]:
+    """(to run, already finished). With `paths`, a finished trial whose stored raw-data fingerprint
+    differs from that of the raw data under `paths` is run again, with a warning saying why (the
+    trial key does not record the raw data; an unknown fingerprint on either side proves nothing)."""
+    finished = store.finished()
+    done = {key for key, (status, _) in finished.items() if status in ("completed", "stopped")}
+    if paths is not None:
+        for trial in trials:
+            stored = finished.get(trial.key, (None, None))[1]
+            if trial.key in done and stored and differ(stored, current := raw_fingerprint(trial, paths)):
+                done.discard(trial.key)
+                log.warning(
+                    "training %s (%s) again: it is stored from other raw data (fingerprint %s, the raw data "
+                    "under %s is now %s); its stored result is replaced when it finishes",
+                    trial.key,
+                    trial_label(trial),
+                    short(stored),
+                    paths.data_root,
+                    short(current),
+                )
     return [t for t in trials if t.key not in done], [t for t in trials if t.key in done]
 
 

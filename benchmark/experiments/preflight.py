@@ -300,8 +300,12 @@ def _gpus_per_trial(options: Any, cuda_available: bool) -> float:
 
 def check_run(options: Any, trials: Sequence[ResolvedTrial]) -> None:
     """Everything checkable before Ray starts: resources and device against this machine (for an
-    embedded Ray), and the ImageNet weights the trials need."""
+    embedded Ray), and the ImageNet weights and raw data the trials need (readiness.py: all that
+    is lacking at once, and which trials can run as they are)."""
     import torch
+
+    from benchmark.experiments.readiness import check_ready
+    from datasets.base import DataPaths
 
     cuda = torch.cuda.is_available()
     if not options.address:
@@ -310,7 +314,7 @@ def check_run(options: Any, trials: Sequence[ResolvedTrial]) -> None:
             options.cpus_per_trial, _gpus_per_trial(options, cuda), [local_resources(options.num_cpus)], where
         )
         check_device(options.device, _gpus_per_trial(options, cuda), cuda, "this machine")
-    check_imagenet_weights(trials)
+    check_ready(trials, DataPaths.resolve(options.data_root, options.cache_dir))
 
 
 def check_cluster_run(options: Any) -> None:

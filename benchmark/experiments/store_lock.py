@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 180.0
+# A claim file is created empty and filled at once by the same process; an empty one older than this
+# was never filled (its driver died in between), and one that is not valid JSON never will be.
+BEING_WRITTEN_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class Holder:
     since: str
 
     def describe(self) -> str:
+        if self.pid == 0:  # a claim file being written this moment (store_lock.BEING_WRITTEN_S)
+            return "a driver writing its claims this moment"
         return f"pid {self.pid} on {self.host} since {self.since}"
 
 
@@ -172,12 +177,14 @@ class TrialClaims:
         """The live holder of a claim file, or None when it is stale (or gone)."""
         holder = self._read(path)
         if holder is None:
-            # Being written right now (created, not yet filled) or garbled: live only while fresh.
+            # Being written right now (created, not yet filled): live for a moment. Garbled (not valid
+            # JSON): stale at once, so a damaged claim never blocks its trial (it is broken, and named).
             try:
-                fresh = now - path.stat().st_mtime < self.stale_after_s
+                stat = path.stat()
             except OSError:
                 return None
-            return Holder("?", "?", 0, "?") if fresh else None
+            being_written = stat.st_size == 0 and now - stat.st_mtime < BEING_WRITTEN_S
+            return Holder("?", "?", 0, "?") if being_written else None
         if holder.run == self.run:
             return holder
         try:
@@ -214,7 +221,9 @@ class TrialClaims:
                 pass
         aside.unlink(missing_ok=True)
         log.warning(
-            "broke the stale claim on %s (%s)", path.stem, stale.describe() if stale else "unreadable claim file"
+            "broke the stale claim on %s (%s)",
+            path.stem,
+            stale.describe() if stale else f"its claim file {path} was not valid JSON; the trial runs here",
         )
 
     def claim(self, keys: Iterable[str]) -> tuple[list[str], dict[str, Holder]]:

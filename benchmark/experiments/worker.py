@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from benchmark.experiments.planning import raw_fingerprint
 from benchmark.store import ResultStore, TrialRecord
 from benchmark.trial import ResolvedTrial
 from datasets.base import DATASETS, DataPaths
@@ -89,7 +90,12 @@ def run_one_trial(trial: ResolvedTrial, spec: WorkerSpec | Mapping[str, Any], re
             mixed_precision=spec.mixed_precision,
             channels_last=spec.channels_last,
         )
-        base_info = {"code_version": spec.code_version, "hostname": socket.gethostname(), "ray_node_id": _ray_node_id()}
+        base_info = {
+            "code_version": spec.code_version,
+            "hostname": socket.gethostname(),
+            "ray_node_id": _ray_node_id(),
+            "raw_data": raw_fingerprint(trial, env.paths),  # the raw data this node trains on
+        }
         final_summary: dict[str, Any] = {}
 
         attempt = {"resumed_from": None, "epochs": 0}  # this attempt's resume point and epochs run

@@ -12,6 +12,7 @@ import pyarrow.compute as pc
 
 from benchmark.paper.axes import EXTENDED_METHODS, EXTENDED_TABLE, TABLES, table_label, table_stem
 from benchmark.report.loading import load_store, scan
+from benchmark.report.output import ensure_dir, write_csv, write_text
 from benchmark.report.page import PAGE, write_index_html
 from benchmark.report.provenance import provenance_from_store
 from benchmark.report.render import render_csv, render_latex, render_markdown
@@ -62,7 +63,7 @@ def _build_report(results: str, out: Path | None, options: ReportOptions | None)
     out = Path(out) if out else default_out(results)
     data = load_store(results)
     sel = select(data, options.protocol, options.selector)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     requested = list(options.tables) if options.tables else list(TABLES)
     beyond = bool(len(data.trials)) and bool(set(data.trials["method"]) & set(EXTENDED_METHODS))
     if options.tables is None and beyond:
@@ -102,9 +103,9 @@ def _build_report(results: str, out: Path | None, options: ReportOptions | None)
             continue
         markdown = render_markdown(result, sel, options.markdown_paper_values)
         stem = table_stem(number)
-        (out / f"{stem}.md").write_text(markdown + "\n", encoding="utf-8")
-        (out / f"{stem}.tex").write_text(render_latex(result, sel, options.latex_paper_values), encoding="utf-8")
-        (out / f"{stem}.csv").write_text(render_csv(result), encoding="utf-8")
+        write_text(out / f"{stem}.md", markdown + "\n")
+        write_text(out / f"{stem}.tex", render_latex(result, sel, options.latex_paper_values))
+        write_text(out / f"{stem}.csv", render_csv(result))
         written.append(number)
         lines += ["", markdown]
     if skipped:
@@ -124,10 +125,10 @@ def _build_report(results: str, out: Path | None, options: ReportOptions | None)
             "selection_protocol",
             "error",
         ]
-        failed_all[columns].to_csv(out / "failed_trials.csv", index=False)
+        write_csv(failed_all[columns], out / "failed_trials.csv", index=False)
     diagnostics = method_diagnostics(results)
     if len(diagnostics):
-        diagnostics.to_csv(out / "diagnostics.csv", index=False)
+        write_csv(diagnostics, out / "diagnostics.csv", index=False)
         lines += [
             "",
             "### Method diagnostics at the last epoch (mean over trials; every epoch in diagnostics.csv)",
@@ -143,7 +144,7 @@ def _build_report(results: str, out: Path | None, options: ReportOptions | None)
         f"Open {out / PAGE} in a browser: every table with the paper beside it, the figures and the provenance.",
     ]
     markdown = "\n".join(lines)
-    (out / "report.md").write_text(markdown + "\n", encoding="utf-8")
+    write_text(out / "report.md", markdown + "\n")
     write_index_html(out, provenance_from_store(results))  # reads what was just written
     return markdown
 

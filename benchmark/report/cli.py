@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from benchmark.integrity import os_errno
 from benchmark.paper.axes import REPORT_TABLES
 from benchmark.report.build import ReportOptions, build_report
 from benchmark.report.groups import group_view
 from benchmark.report.loading import ReportError
+from benchmark.report.output import WRITE_ERRNOS, write_error
 from benchmark.report.selectors import DEFAULT_SELECTOR, SELECTORS, SelectorError
 from benchmark.store import ResultStore, StoreError
 
@@ -122,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ReportError, SelectorError, StoreError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except (OSError, pa.ArrowException) as error:  # a file damaged after the store's scan verified it
-        print(f"error: {ResultStore(args.results).explain_read_failure(error)}", file=sys.stderr)
+    except (OSError, pa.ArrowException) as error:
+        if isinstance(error, OSError) and os_errno(error) in WRITE_ERRNOS and getattr(error, "filename", None):
+            # A write the report's own writers (output.py) do not cover: still a write, not a read.
+            print(f"error: {write_error(error, Path(error.filename))}", file=sys.stderr)
+        else:  # a file damaged after the store's scan verified it
+            print(f"error: {ResultStore(args.results).explain_read_failure(error)}", file=sys.stderr)
         return 2

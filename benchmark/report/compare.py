@@ -15,6 +15,7 @@ import pandas as pd
 
 from benchmark.paper.axes import REPORT_TABLES, table_label
 from benchmark.report.loading import load_store
+from benchmark.report.output import ensure_dir, write_csv, write_text
 from benchmark.report.selection import select
 from benchmark.report.tables import build_table
 from benchmark.store import ResultStore
@@ -73,9 +74,16 @@ def compare_stores(
             continue
         merged = _numbers(ours).merge(_numbers(theirs), on=_KEYS, how="outer", suffixes=("_mine", "_reference"))
         frames.append(merged[(merged["n_mine"].fillna(0) > 0) | (merged["n_reference"].fillna(0) > 0)])
-    if not frames:
-        return pd.DataFrame()
+    sides = {
+        name: (sorted(set(sel.summaries["dataset"])) if len(sel.summaries) else [], sel.protocol)
+        for name, sel in zip(("mine", "reference"), selections)
+    }
+    if not frames or sides["mine"][1] != sides["reference"][1]:  # other protocols: nothing is comparable
+        empty = pd.DataFrame()
+        empty.attrs["sides"] = sides
+        return empty
     out = pd.concat(frames, ignore_index=True)
+    out.attrs["sides"] = sides  # what each store holds, for saying why nothing could be compared
     out["difference"] = out["mean_mine"] - out["mean_reference"]
     flags, ses = [], []
     for row in out.itertuples(index=False):
@@ -93,15 +101,22 @@ def compare_stores(
 def comparison_markdown(frame: pd.DataFrame, mine: str, reference: str) -> str:
     """A per-table Markdown comparison; flagged cells are marked ⚠."""
     if frame.empty:
-        return f"No table cell is filled in {mine} or {reference}."
+        why = _why_nothing_in_common(frame, mine, reference)
+        return f"# {mine} against {reference}\n\nNothing could be compared: {why}."
     flagged = frame[frame["beyond_2se"] == True]  # noqa: E712 (None means untested)
-    lines = [
-        f"# {mine} against {reference}",
-        "",
-        f"{len(frame)} cell(s) compared; {len(flagged)} differ by more than {SE_FACTOR:g} standard errors "
-        "(SE: the larger of the two stores' std/√n; cells with n = 1 on both sides are not tested).",
-        "",
-    ]
+    both = int(((frame["n_mine"].fillna(0) > 0) & (frame["n_reference"].fillna(0) > 0)).sum())
+    only = {side: int((frame[f"n_{side}"].fillna(0) > 0).sum()) - both for side in ("mine", "reference")}
+    head = (
+        f"{both} cell(s) filled in both stores compared ({only['mine']} only in {mine}, "
+        f"{only['reference']} only in {reference})"
+    )
+    head += (
+        f"; {len(flagged)} differ by more than {SE_FACTOR:g} standard errors "
+        "(SE: the larger of the two stores' std/√n; cells with n = 1 on both sides are not tested)."
+    )
+    if not both:  # "0 differ" would read like agreement
+        head = f"Nothing could be compared: {_why_nothing_in_common(frame, mine, reference)}."
+    lines = [f"# {mine} against {reference}", "", head, ""]
     fmt = lambda mean, std, n: (
         "—"
         if not n or n != n
@@ -129,10 +144,29 @@ def comparison_markdown(frame: pd.DataFrame, mine: str, reference: str) -> str:
     return "\n".join(lines)
 
 
+def _why_nothing_in_common(frame: pd.DataFrame, mine: str, reference: str) -> str:
+    """Why two stores share no filled cell: no common dataset, protocol, or cells."""
+    sides = frame.attrs.get("sides") or {}
+    (ours, our_protocol), (theirs, their_protocol) = sides.get("mine", ([], "?")), sides.get("reference", ([], "?"))
+    if our_protocol != their_protocol:
+        return (
+            f"{mine} is read under protocol {our_protocol} and {reference} under {their_protocol} "
+            "(pass --protocol to choose one)"
+        )
+    if not ours and not theirs:
+        return f"no table cell is filled in {mine} or {reference}"
+    if not set(ours) & set(theirs):
+        return f"no dataset in common ({mine}: {', '.join(ours) or 'none'}; {reference}: {', '.join(theirs) or 'none'})"
+    return (
+        f"no table cell is filled in both (common dataset(s) {', '.join(sorted(set(ours) & set(theirs)))}, but other "
+        "ratios, methods, settings or tables); the cells of each are listed below"
+    )
+
+
 def write_comparison(mine: str, reference: str, out: Path, **options) -> str:
     frame = compare_stores(mine, reference, **options)
-    out.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out / "compare.csv", index=False)
+    ensure_dir(out)
+    write_csv(frame, out / "compare.csv", index=False)
     markdown = comparison_markdown(frame, mine, reference)
-    (out / "compare.md").write_text(markdown + "\n", encoding="utf-8")
+    write_text(out / "compare.md", markdown + "\n")
     return markdown

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from benchmark.paper.axes import CONTROLLED, DATASET_LABELS, MALIGNANT
 from benchmark.report.labels import _difficulty, _ratio, _target
 from benchmark.report.loading import scan
+from benchmark.report.output import atomic_path, ensure_dir
 from benchmark.report.selection import Selection
 from benchmark.store import ResultStore
 
@@ -58,11 +59,12 @@ def _new_figure(nrows: int, ncols: int):
 
 
 def _save(figure, out: Path, name: str, formats: Sequence[str]) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     paths = []
     for fmt in formats:
         path = out / f"{name}.{fmt}"
-        figure.savefig(path, dpi=150)
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=150, format=fmt)
         paths.append(path)
     return paths
 

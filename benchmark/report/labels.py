@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from benchmark.paper.axes import MALIGNANT, PAPER_SUPERVISION
+from benchmark.raw_data import short
 
 # Configuration fields that identify a cell (or are the seed) rather than a setting.
 _CELL_FIELDS = {
@@ -84,9 +85,23 @@ def _settings(frame: pd.DataFrame) -> list[str]:
                 config.pop("validation_fraction", None)  # no validation split: the fraction has no effect
             config.update({k: v for k, v in row["params"].items() if k not in _TABLE_PARAMS})
             records.append(config)
+        _raw_data_apart(frame, index, records)
         for i, label in zip(index, _varying_label(records)):
             out[i] = label
     return out
+
+
+def _raw_data_apart(frame: pd.DataFrame, index: Iterable[int], records: list[dict[str, Any]]) -> None:
+    """Trials of a dataset trained on different raw data (two known fingerprints: a partial and the
+    full CIFAR-10, a folder replaced in place) are never pooled: the fingerprint joins their setting.
+    A trial stored before fingerprints existed ("unknown") pools with the others while they agree."""
+    if "raw_data" not in frame:
+        return
+    values = [frame["raw_data"].iloc[i] for i in index]
+    known = {v for v in values if isinstance(v, str) and v}
+    if len(known) > 1:
+        for record, value in zip(records, values):
+            record["raw data"] = short(value if isinstance(value, str) else None)
 
 
 def _method_variants(frame: pd.DataFrame) -> list[str]:

@@ -31,14 +31,17 @@ class StoreData:
 
 
 def _valid_files(store: ResultStore) -> list[str]:
-    # The store's own file check (schema version, foreign/corrupt files) applies to the report too.
-    return list(store.valid_files())
+    # The store's own file check (schema version, foreign/corrupt files, one file per trial key)
+    # applies to the report too.
+    return list(store.unique_files())
 
 
 def _first_row(store: ResultStore, path: str) -> dict[str, Any]:
     with store.fs.open_input_file(path) as handle:
-        batch = next(pq.ParquetFile(handle).iter_batches(batch_size=1, columns=list(TRIAL_FIELDS)))
-        return batch.to_pylist()[0]
+        parquet = pq.ParquetFile(handle)
+        present = [name for name in TRIAL_FIELDS if name in parquet.schema_arrow.names]
+        row = next(parquet.iter_batches(batch_size=1, columns=present)).to_pylist()[0]
+    return {name: row.get(name) for name in TRIAL_FIELDS}  # raw_data: None in files written before it existed
 
 
 def scan(

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.report.compare import PAPER_SEEDS, SE_FACTOR
+from benchmark.report.output import write_text
 from benchmark.report.page_format import beyond_2se
 from benchmark.report.page_sections import data_uri, diagnostics_view, failed_view, groups_view, provenance_view
 from benchmark.report.page_tables import table_files, table_view
@@ -93,7 +94,5 @@ def write_index_html(report_dir: Path, provenance: Mapping[str, Any] | None = No
     report_dir = Path(report_dir)
     page = report_dir / PAGE
     text = render_page(report_dir, provenance)
-    tmp = page.with_name(f".{PAGE}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(page)
+    write_text(page, text)  # atomically; a full disk or read-only folder: one line naming --out
     return page

@@ -33,7 +33,7 @@ def provenance_from_store(results: str | Path) -> dict[str, Any]:
     values: dict[str, Counter] = {name: Counter() for name in _PROVENANCE_FIELDS}
     statuses: Counter = Counter()
     finished = []
-    for path in store.valid_files():
+    for path in store.unique_files():
         with store.fs.open_input_file(path) as handle:
             batch = next(pq.ParquetFile(handle).iter_batches(batch_size=1, columns=["status", *_PROVENANCE_FIELDS]))
         row = batch.to_pylist()[0]

@@ -37,11 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(
         f"copied {len(report.copied)}, dropped {len(report.duplicates)} identical duplicate(s), "
-        f"upgraded {len(report.upgraded)} failed record(s), {len(report.conflicts)} conflict(s)"
+        f"upgraded {len(report.upgraded)} failed record(s), {len(report.conflict_lines)} conflict(s)"
     )
-    for key in report.conflicts:
-        print(f"  conflict: trial {key} differs between stores; kept the first copy")
-    return 1 if report.conflicts else 0
+    for line in report.conflict_lines:
+        print(f"  conflict: {line}")
+    return 1 if report.conflict_lines else 0
 
 
 if __name__ == "__main__":

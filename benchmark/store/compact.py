@@ -34,7 +34,7 @@ def compact_store(source: str, into: str, statuses: tuple[str, ...] = ("complete
     tables and figures need (see the module docstring)."""
     src, dst = ResultStore(source), ResultStore(into)
     src.require_exists()  # before anything is created at the destination
-    dst.ensure_writable()
+    dst.ensure_writable(option="--into")
     report = CompactReport()
     for path, meta in src.valid_files().items():
         status = meta[_META_STATUS].decode()
@@ -57,7 +57,7 @@ def compact_store(source: str, into: str, statuses: tuple[str, ...] = ("complete
                 status=status,
                 metrics=metrics,
                 error=first["error"],
-                info={name: first[name] for name in _RUN_INFO},
+                info={name: first.get(name) for name in _RUN_INFO},  # raw_data: absent in old files
             )
         )
         report.written.append(key)

@@ -4,34 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import pandas as pd
-import pyarrow as pa
 import pyarrow.fs as pafs
 
+from benchmark.raw_data import differ, short
+from benchmark.store.duplicates import comparable, one_file_per_key, raw_data_of
 from benchmark.store.schema import _META_KEY, _META_STATUS
 from benchmark.store.store import ResultStore
-
-# Columns that legitimately differ between two runs of the same trial.
-_RUN_SPECIFIC = (
-    "wall_time_s",
-    "seconds_per_epoch",
-    "peak_memory_mb",
-    "device",
-    "hostname",
-    "ray_node_id",
-    "finished_at",
-    "code_version",
-    "torch_version",
-    "cuda_version",
-)
-
-
-def _comparable(table: pa.Table) -> pd.DataFrame:
-    frame = table.to_pandas()
-    frame = frame[frame["metric"] != "seconds"].drop(columns=[c for c in _RUN_SPECIFIC if c in frame])
-    return frame.sort_values(
-        ["epoch", "role", "split", "subset", "target", "bias", "metric"], na_position="first", ignore_index=True
-    )
 
 
 @dataclass
@@ -39,6 +17,8 @@ class MergeReport:
     copied: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)  # same key, same results: dropped
     conflicts: list[str] = field(default_factory=list)  # same key, different results: first kept
+    # One line per conflict: the key, both files, and why (other raw data, or other results).
+    conflict_lines: list[str] = field(default_factory=list)
     upgraded: list[str] = field(default_factory=list)  # a failed/partial record replaced by a finished one
 
 
@@ -51,24 +31,39 @@ def merge_stores(sources: list[str], into: str) -> MergeReport:
     for source in stores:
         source.require_exists()  # a mistyped source is an error, not "copied 0"
     target = ResultStore(into)
-    target.ensure_writable()
+    target.ensure_writable(option="--into")
     report = MergeReport()
     present: dict[str, tuple[str, str]] = {}  # key -> (status, path) already in the target
-    for path, meta in target.valid_files().items():
+    files, conflicts = one_file_per_key(target, target.valid_files())  # two files, one key: merge's rule
+    report.conflict_lines += conflicts
+    for path, meta in files.items():
         present[meta[_META_KEY].decode()] = (meta[_META_STATUS].decode(), path)
     for source in stores:
-        for path, meta in source.valid_files().items():
+        for path, meta in source.valid_files().items():  # a source's own duplicates meet the rule below
             key, status = meta[_META_KEY].decode(), meta[_META_STATUS].decode()
             table = source.read_file(path)
             if key in present:
                 old_status, old_path = present[key]
+                old_raw, new_raw = raw_data_of(target.read_file(old_path)), raw_data_of(table)
                 if old_status in ("failed", "partial") and status in ("completed", "stopped"):
                     report.upgraded.append(key)
-                elif _comparable(table).equals(_comparable(target.read_file(old_path))):
+                elif differ(old_raw, new_raw):
+                    # Never pooled: one key, one file, and these were trained on different raw data.
+                    report.conflicts.append(key)
+                    report.conflict_lines.append(
+                        f"trial {key}: {path} was trained on other raw data (fingerprint {short(new_raw)}) than "
+                        f"{old_path} ({short(old_raw)}); kept {old_path}. Merge the other into a store of its own "
+                        "to keep both"
+                    )
+                    continue
+                elif comparable(table).equals(comparable(target.read_file(old_path))):
                     report.duplicates.append(key)
                     continue
                 else:
                     report.conflicts.append(key)
+                    report.conflict_lines.append(
+                        f"trial {key}: {path} and {old_path} hold different results; kept {old_path}"
+                    )
                     continue
             else:
                 report.copied.append(key)

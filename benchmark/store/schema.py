@@ -16,6 +16,9 @@ _META_STATUS = b"debiasbench.status"
 _META_KEY = b"debiasbench.trial_key"
 # "<algorithm>:<hex>" of the file's bytes before the Parquet footer (the data pages).
 _META_CHECKSUM = b"debiasbench.checksum"
+# The fingerprint of the raw data the trial was trained on (benchmark/raw_data.py), also a column;
+# absent in files written before fingerprints existed ("unknown").
+_META_RAW = b"debiasbench.raw_data"
 _FINAL_STATUSES = ("completed", "stopped")  # records no run rewrites (safe to stamp in place)
 
 TRIAL_FIELDS: dict[str, pa.DataType] = {
@@ -37,6 +40,7 @@ TRIAL_FIELDS: dict[str, pa.DataType] = {
     "selection_protocol": pa.string(),
     "code_version": pa.string(),
     "data_generator_version": pa.string(),
+    "raw_data": pa.string(),  # fingerprint of the raw data (null: unknown, written before it existed)
     "wall_time_s": pa.float64(),
     "seconds_per_epoch": pa.float64(),
     "peak_memory_mb": pa.float64(),

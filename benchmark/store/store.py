@@ -21,7 +21,8 @@ Schema version 1, one row per (trial, epoch, role, split, subset, target, bias, 
                    the resolved trial), trial_seed, data_seed, hparams_seed, epochs,
                    selection_protocol, code_version, data_generator_version, wall_time_s,
                    seconds_per_epoch, peak_memory_mb, device, hostname, ray_node_id,
-                   torch_version, cuda_version, finished_at (ISO 8601, UTC)
+                   torch_version, cuda_version, finished_at (ISO 8601, UTC), raw_data (fingerprint
+                   of the raw data, benchmark/raw_data.py; null when unknown: written before it)
     metric columns epoch (1-based), role, split ("train"/"test"/"valid"), subset ("all",
                    "aligned", "conflicting", "group", "class", or "method" for a method's own
                    per-epoch diagnostics, role "-"), target, bias (cell of a "group"/"class"
@@ -52,9 +53,11 @@ import pyarrow.parquet as pq
 from benchmark.integrity import disk_error_message
 from benchmark.store import trial_files
 from benchmark.store.checksummed_parquet import first_line, parquet_bytes, verify_parquet_bytes
+from benchmark.store.duplicates import unique_files
 from benchmark.store.schema import (
     _FINAL_STATUSES,
     _META_KEY,
+    _META_RAW,
     _META_STATUS,
     _META_VERSION,
     METRIC_FIELDS,
@@ -100,8 +103,9 @@ class ResultStore:
         return "/".join([self.root.rstrip("/"), *parts])
 
     # -- writing ---------------------------------------------------------------------------
-    def ensure_writable(self) -> None:
-        """Create the store layout and prove it is writable, or fail with the fix."""
+    def ensure_writable(self, option: str = "--results") -> None:
+        """Create the store layout and prove it is writable, or fail with the fix (`option`: the
+        command's flag that names this store, e.g. merge's --into)."""
         probe = self._path("trials", f".write-probe-{uuid.uuid4().hex}")
         try:
             self.fs.create_dir(self._path("trials"), recursive=True)
@@ -111,7 +115,7 @@ class ResultStore:
             self.fs.delete_file(probe)
         except Exception as error:
             raise StoreNotWritableError(
-                f"results path {self.location!r} is not writable ({error}); pass --results with a "
+                f"results path {self.location!r} is not writable ({error}); pass {option} with a "
                 "directory you can write to"
             ) from None
 
@@ -186,13 +190,14 @@ class ResultStore:
             data = record.metrics.get(name) if record.metrics else None
             columns[name] = pa.array(data if data is not None else [None] * n, type=dtype)
         table = pa.table(columns, schema=SCHEMA)
-        return table.replace_schema_metadata(
-            {
-                _META_VERSION: str(SCHEMA_VERSION).encode(),
-                _META_STATUS: record.status.encode(),
-                _META_KEY: record.key.encode(),
-            }
-        )
+        metadata = {
+            _META_VERSION: str(SCHEMA_VERSION).encode(),
+            _META_STATUS: record.status.encode(),
+            _META_KEY: record.key.encode(),
+        }
+        if values["raw_data"]:  # beside the key, so the runner's scan reads it without the rows
+            metadata[_META_RAW] = str(values["raw_data"]).encode()
+        return table.replace_schema_metadata(metadata)
 
     # -- reading ---------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -272,6 +277,8 @@ class ResultStore:
                 inspected = list(pool.map(self._inspect, files))
         else:
             inspected = [self._inspect(path) for path in files]
+        for problem in trial_files.odd_entries(self._path("trials")) if self.is_local else []:
+            warnings.warn(problem, stacklevel=2)
         valid = {}
         for path, (metadata, problem) in zip(files, inspected):
             if problem is not None:
@@ -294,9 +301,25 @@ class ResultStore:
             raise DamagedFileError(f"{path} is damaged: {problem}; delete it and rerun its trial")
         return pq.read_table(pa.BufferReader(data), columns=columns)
 
+    def unique_files(self) -> dict[str, dict[bytes, bytes]]:
+        """`valid_files()` with one file per trial key (duplicates.py): of identical copies one is kept
+        with a warning naming both; copies that differ raise DuplicateTrialError naming both and the fix."""
+        return unique_files(self, self.valid_files())
+
     def statuses(self) -> dict[str, str]:
         """Trial key -> stored status, from the files' metadata (no row is read)."""
-        return {meta[_META_KEY].decode(): meta.get(_META_STATUS, b"").decode() for meta in self.valid_files().values()}
+        return {key: status for key, (status, _) in self.finished().items()}
+
+    def finished(self) -> dict[str, tuple[str, str | None]]:
+        """Trial key -> (stored status, fingerprint of the raw data it was trained on or None), from
+        the files' metadata."""
+        return {
+            meta[_META_KEY].decode(): (
+                meta.get(_META_STATUS, b"").decode(),
+                meta[_META_RAW].decode() if meta.get(_META_RAW) else None,
+            )
+            for meta in self.unique_files().values()
+        }
 
     def keys_with_status(self, *statuses: str) -> set[str]:
         return {key for key, status in self.statuses().items() if status in statuses}
@@ -322,7 +345,7 @@ class ResultStore:
         """Every stored row as one DataFrame (one pyarrow dataset scan over the valid files)."""
         import pyarrow.dataset as pads
 
-        files = list(self.valid_files())
+        files = list(self.unique_files())
         if not files:
             empty = SCHEMA.empty_table()
             return (empty if columns is None else empty.select(columns)).to_pandas()

@@ -58,6 +58,27 @@ def remember(path: str, stat: os.stat_result | None, metadata: Metadata) -> None
         _VERIFIED[_identity(path, stat)] = metadata
 
 
+def odd_entries(trials_dir: str) -> list[str]:
+    """Warnings for what a local `trials/` holds under a trial file's name but cannot be one: a
+    directory or a symbolic link to nothing (a listing of files alone skips them silently)."""
+    try:
+        entries = list(os.scandir(trials_dir))
+    except OSError:
+        return []
+    odd = []
+    for entry in entries:
+        if entry.name.endswith(".parquet") and not entry.name.startswith(".") and not entry.is_file():
+            if entry.is_symlink() and not os.path.exists(entry.path):
+                what = "a symbolic link to nothing"
+            else:
+                what = "a directory, not a file" if entry.is_dir() else "not a regular file"
+            odd.append(
+                f"skipping {entry.path}: {what}, so it holds no trial; remove it (its trial, if any, counts as "
+                "absent and a run reruns it)"
+            )
+    return odd
+
+
 def unreadable(path: str, error: BaseException) -> str:
     return (
         f"skipping unreadable Parquet file {path} ({first_line(error)}); it counts as absent, so a run reruns its trial"

@@ -51,6 +51,7 @@ from datasets.image_table.splits import (
     group_ids,
     stratified_test_rows,
     subsample_to_ratio,
+    warn_repeated_images,
 )
 from datasets.image_table.table import Table, _missing, encode_attribute, read_table
 
@@ -102,6 +103,10 @@ class ImageTable(BiasedDataset):
         )
 
     # -- files and labels ----------------------------------------------------------------------
+
+    @classmethod
+    def raw_paths(cls, params: ImageTableParams, paths: DataPaths) -> list[Path]:
+        return list(cls.locate(params, paths))  # the images (a folder: a sample is hashed) and the table
 
     @staticmethod
     def locate(params: ImageTableParams, paths: DataPaths) -> tuple[Path, Path]:
@@ -224,9 +229,7 @@ class ImageTable(BiasedDataset):
             source = array_source(table, params.path_column, root, params.resolution)
         else:
             source = folder_source(table, params.path_column, root, params.resolution)
-        shared = np.intersect1d(source.row_ref[train_rows], source.row_ref[test_rows])
-        if len(shared):
-            log.warning("image_table: %d image(s) appear in both the training and the test split", len(shared))
+        warn_repeated_images(table, source.row_ref, train_rows, test_rows, targets, biases, describe)
         cls._check_model_input(params, source)
         return Plan(
             root=root,

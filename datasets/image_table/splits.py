@@ -4,14 +4,17 @@
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
 from datasets.image_table.errors import ImageTableError
 
+log = logging.getLogger("datasets.image_table")
 SPLIT_VALUES = ("train", "test")
 _STREAM_SPLIT, _STREAM_RATIO, _STREAM_BALANCE = 0, 1, 2
 
@@ -134,3 +137,42 @@ def balance_groups(groups: np.ndarray, all_groups: Sequence[int], data_seed: int
     rng = np.random.default_rng([data_seed, _STREAM_BALANCE])
     keep = [np.flatnonzero(groups == g) for g in all_groups]
     return np.sort(np.concatenate([rows[np.sort(rng.permutation(len(rows))[:smallest])] for rows in keep]))
+
+
+def warn_repeated_images(
+    table: Any,
+    row_ref: np.ndarray,
+    train_rows: np.ndarray,
+    test_rows: np.ndarray,
+    targets: np.ndarray,
+    biases: np.ndarray | None,
+    describe: Callable[[int | None, int | None], str],
+) -> None:
+    """Warn about images the table lists more than once: in both splits, and (naming the rows) with
+    contradictory labels, which no model can fit and which a fix of the table removes."""
+    shared = np.intersect1d(row_ref[train_rows], row_ref[test_rows])
+    if len(shared):
+        log.warning("image_table: %d image(s) appear in both the training and the test split", len(shared))
+    first = np.full(int(row_ref.max()) + 1 if len(row_ref) else 0, -1, dtype=np.int64)
+    clashes = []
+    for i, ref in enumerate(row_ref.tolist()):
+        if first[ref] < 0:
+            first[ref] = i
+            continue
+        j = int(first[ref])
+        if targets[i] != targets[j] or (biases is not None and biases[i] != biases[j]):
+            clashes.append((j, i))
+    if clashes:
+        shown = "; ".join(
+            f"{table.row(j)} {describe(int(targets[j]), None if biases is None else int(biases[j]))} and "
+            f"{table.row(i)} {describe(int(targets[i]), None if biases is None else int(biases[i]))}"
+            for j, i in clashes[:3]
+        )
+        log.warning(
+            "image_table: %d row(s) of %s list an image already listed with other labels (%s%s); both rows are "
+            "trained on as they are: correct the labels or remove one row of each pair",
+            len(clashes),
+            table.path,
+            shown,
+            f"; and {len(clashes) - 3} more" if len(clashes) > 3 else "",
+        )

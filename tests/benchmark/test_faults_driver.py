@@ -248,3 +248,30 @@ def test_a_failed_trial_is_one_console_line_and_its_tracebacks_go_to_its_log(tmp
     assert line == f"RuntimeError: this method always fails (test fixture) (full error in {log_file})"
     log_text = log_file.read_text()
     assert log_text.count("Traceback") >= 2 and "failed after Tune's retries" in log_text
+
+
+# -- ISSUE 29, item 6: a claim file that is not valid JSON --------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b'{"run": "x", "ho', b"\x00\x00\x00\x00", b""])
+def test_a_claim_file_that_is_not_valid_json_is_broken_at_once_naming_it(tmp_path, caplog, content):
+    claim = tmp_path / "claims" / "trials" / "k.claim"
+    claim.parent.mkdir(parents=True)
+    claim.write_bytes(content)  # garbled by a crash or a full disk; was: "pid 0 on ? since ?" for 180 s
+    if not content:  # an empty one may be a claim being written right now: only once it has stayed empty
+        old = time.time() - 60
+        os.utime(claim, (old, old))
+    with caplog.at_level("WARNING", logger="benchmark.experiments.store_lock"):
+        with TrialClaims(tmp_path) as claims:
+            mine, others = claims.claim(["k"])
+    assert mine == ["k"] and others == {}
+    assert f"its claim file {claim} was not valid JSON; the trial runs here" in caplog.text
+
+
+def test_a_claim_file_being_written_this_moment_is_respected(tmp_path):
+    claim = tmp_path / "claims" / "trials" / "k.claim"
+    claim.parent.mkdir(parents=True)
+    claim.write_bytes(b"")  # created by another driver's O_EXCL, not yet filled
+    with TrialClaims(tmp_path) as claims:
+        mine, others = claims.claim(["k"])
+    assert mine == [] and others["k"].describe() == "a driver writing its claims this moment"

@@ -230,3 +230,64 @@ def test_the_driver_refuses_a_bad_weights_file_before_ray_starts(capsys, hub_dir
         "--no-report",
     )
     assert code == 2 and str(path) in err and "pretrained=false" in err and err.count("\n") == 1
+
+
+# -- ISSUE 29, item 10: the paper grid on a machine without weights, CelebA and the full CIFAR-10 -------------
+
+
+@pytest.fixture
+def machine_like_the_test_box(tmp_path, data_root, monkeypatch, hub_dir):
+    """A data root with MNIST, the partial CIFAR-10 copy and BAR but no CelebA, and no ImageNet weights."""
+    from models import resnet18
+    from models.resnet18 import PretrainedWeightsNotFoundError
+
+    if not (data_root / "CIFAR10-subset").is_dir() or not (data_root / "BAR").is_dir():
+        pytest.skip(f"the partial CIFAR-10 copy and BAR are not under {data_root}")
+    root = tmp_path / "data"
+    root.mkdir()
+    for name in ("MNIST", "CIFAR10-subset", "BAR"):
+        (root / name).symlink_to(data_root / name)
+
+    def offline():
+        raise PretrainedWeightsNotFoundError("ImageNet ResNet-18 weights not found (offline)")
+
+    monkeypatch.setattr(resnet18, "ensure_imagenet_weights", offline)
+    return root
+
+
+def test_the_paper_grid_says_at_once_all_it_lacks_and_the_filter_that_runs_the_rest(
+    capsys, tmp_path, machine_like_the_test_box, ray_never_starts
+):
+    code, _, err = run(capsys, "--grid", "paper", "--data-root", str(machine_like_the_test_box), *_smoke(tmp_path)[2:])
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "this run lacks the ImageNet ResNet-18 weights" in err and "needed by 27 trial(s) of bar, celeba" in err
+    assert f"the raw data of celeba ({machine_like_the_test_box / 'celeba'}" in err
+    assert "is a partial copy (about 5," in err  # the partial CIFAR-10, said now rather than after hours
+    assert "552 of its 579 trial(s) can run as they are: add --datasets cmnist,ccifar1,ccifar2" in err
+    assert "pretrained=false" not in err  # it would change the paper's protocol for CelebA and BAR
+
+
+def test_a_run_lacking_only_the_weights_keeps_their_own_message(
+    capsys, tmp_path, machine_like_the_test_box, ray_never_starts
+):
+    code, _, err = run(
+        capsys,
+        "--grid",
+        "paper",
+        "--datasets",
+        "bar",
+        "--data-root",
+        str(machine_like_the_test_box),
+        *_smoke(tmp_path)[2:],
+    )
+    assert code == 2 and "ImageNet ResNet-18 weights not found (offline)" in err and "lacks" not in err
+
+
+def test_a_run_of_trials_that_all_lack_two_things_names_both(
+    capsys, tmp_path, machine_like_the_test_box, ray_never_starts
+):
+    root = str(machine_like_the_test_box)
+    code, _, err = run(capsys, "--grid", "paper", "--datasets", "celeba", "--data-root", root, *_smoke(tmp_path)[2:])
+    assert code == 2 and err.count("\n") == 1
+    assert "lacks the ImageNet ResNet-18 weights" in err and "the raw data of celeba" in err
+    assert "none of its 18 trial(s) can run without it" in err

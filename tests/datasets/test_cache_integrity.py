@@ -112,3 +112,115 @@ def test_colored_mnist_entry_damaged_in_pixels_or_labels_is_rebuilt_not_trained_
     assert "train_images.npy does not match its checksum" in caplog.text
     np.testing.assert_array_equal(data.train.images.numpy(), pristine["train_images"])
     assert int(data.train.targets.max()) == 9
+
+
+# -- ISSUE 29, item 2: labels out of range in an entry from before checksums ------------------------
+
+
+def _strip_checksums(entry) -> None:
+    meta = json.loads((entry / "meta.json").read_text())
+    for spec in meta["arrays"].values():
+        del spec["checksum"]  # what an entry of the release before checksums looks like
+    (entry / "meta.json").write_text(json.dumps(meta))
+
+
+def test_a_legacy_entry_with_an_out_of_range_label_is_rebuilt_not_stamped(tmp_path, caplog):
+    ranges = {"labels": 10}
+    load_or_build(tmp_path, "fam", {"x": 1}, _arrays, label_ranges=ranges)
+    entry = tmp_path / "fam" / cache_key({"x": 1})
+    _strip_checksums(entry)
+    labels = entry / "labels.npy"
+    faultkit.flip(labels, _header_size(labels), value=np.array([12], dtype=np.int64).tobytes())  # decodes fine
+
+    with caplog.at_level(logging.WARNING, logger="datasets._cache"):
+        arrays = load_or_build(tmp_path, "fam", {"x": 1}, _arrays, label_ranges=ranges)
+    assert f"dataset cache entry {entry}" in caplog.text
+    assert "labels.npy holds the value 12, outside 0..9" in caplog.text and "rebuilding" in caplog.text
+    assert int(arrays["labels"].max()) == 9 and int(np.load(labels).max()) == 9  # rebuilt, not stamped
+
+
+def test_labels_out_of_range_in_a_stamped_entry_are_caught_too(tmp_path, caplog):
+    """An entry stamped by the previous release with checksums of its damaged labels."""
+    ranges = {"labels": 10}
+    bad = {**_arrays(), "labels": np.append(np.arange(49) % 10, -1)}
+    load_or_build(tmp_path, "fam", {"x": 1}, lambda: bad)  # stamped as the previous release did: no range check
+    with caplog.at_level(logging.WARNING, logger="datasets._cache"):
+        arrays = load_or_build(tmp_path, "fam", {"x": 1}, _arrays, label_ranges=ranges)
+    assert "labels.npy holds the value -1, outside 0..9" in caplog.text
+    assert int(arrays["labels"].min()) == 0
+
+
+def test_raw_data_that_gives_bad_labels_is_one_error_naming_the_entry(tmp_path):
+    bad = {**_arrays(), "labels": np.arange(50)}
+    with pytest.raises(ValueError, match=r"labels\.npy holds the value 49.*raw files are damaged.*was not written"):
+        load_or_build(tmp_path, "fam", {"x": 1}, lambda: bad, label_ranges={"labels": 10})
+    assert not (tmp_path / "fam" / cache_key({"x": 1})).exists()
+
+
+def test_colored_mnist_legacy_entry_with_an_out_of_range_label_is_rebuilt(mnist_paths, tmp_path, caplog):
+    """The reported case: the trial failed on every run with an IndexError that never named the cache."""
+    from datasets.base import DataPaths
+    from datasets.cmnist import CMNISTParams, ColoredMNIST
+
+    paths = DataPaths(mnist_paths.data_root, tmp_path / "cache", allow_download=False)
+    params = ColoredMNIST.canonical(CMNISTParams(ratio=99.0, difficulty=4))
+    ColoredMNIST.arrays(params, paths, 0)
+    (entry,) = (tmp_path / "cache" / "cmnist").iterdir()
+    _strip_checksums(entry)
+    colors = entry / "train_colors.npy"
+    faultkit.flip(colors, _header_size(colors), value=np.array([10], dtype=np.int64).tobytes())  # colour 10 of 0..9
+
+    with caplog.at_level(logging.WARNING, logger="datasets._cache"):
+        data = ColoredMNIST.load(params, paths, 0)
+    assert f"dataset cache entry {entry}" in caplog.text and "train_colors.npy holds the value 10" in caplog.text
+    assert int(data.train.biases.max()) == 9
+
+
+# -- ISSUE 29, item 0: the cache records the raw data it was generated from ------------------------
+
+
+def test_an_entry_generated_from_other_raw_data_is_regenerated(tmp_path, caplog):
+    calls = []
+    load_or_build(tmp_path, "fam", {"x": 1}, lambda: calls.append(1) or _arrays(), raw="raw-v1:aaaaaaaa00")
+    entry = tmp_path / "fam" / cache_key({"x": 1})
+    assert json.loads((entry / "meta.json").read_text())["raw_data"] == "raw-v1:aaaaaaaa00"
+    load_or_build(tmp_path, "fam", {"x": 1}, lambda: calls.append(1) or _arrays(), raw="raw-v1:aaaaaaaa00")
+    assert len(calls) == 1
+    with caplog.at_level(logging.WARNING, logger="datasets._cache"):
+        load_or_build(tmp_path, "fam", {"x": 1}, lambda: calls.append(1) or _arrays(), raw="raw-v1:bbbbbbbb00")
+    assert len(calls) == 2
+    assert "generated from other raw data (fingerprint aaaaaaaa, the raw data's is now bbbbbbbb)" in caplog.text
+    assert "regenerating it" in caplog.text
+    assert json.loads((entry / "meta.json").read_text())["raw_data"] == "raw-v1:bbbbbbbb00"
+
+
+def test_an_entry_from_before_fingerprints_is_kept_and_stamped(tmp_path):
+    load_or_build(tmp_path, "fam", {"x": 1}, _arrays)  # no fingerprint recorded: unknown
+    entry = tmp_path / "fam" / cache_key({"x": 1})
+    calls = []
+    load_or_build(tmp_path, "fam", {"x": 1}, lambda: calls.append(1) or _arrays(), raw="raw-v1:aaaaaaaa00")
+    assert calls == [] and json.loads((entry / "meta.json").read_text())["raw_data"] == "raw-v1:aaaaaaaa00"
+
+
+def test_colored_mnist_from_replaced_raw_files_is_regenerated(mnist_paths, tmp_path, caplog):
+    """MNIST's label file replaced in place under the same data root: the entry is not served."""
+    from datasets.base import DataPaths
+    from datasets.cmnist import MNIST_FILES, CMNISTParams, ColoredMNIST
+
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in MNIST_FILES:
+        (raw / name).symlink_to(mnist_paths.data_root / "MNIST" / "raw" / name)
+    paths = DataPaths(tmp_path / "data", tmp_path / "cache", allow_download=False)
+    params = ColoredMNIST.canonical(CMNISTParams(ratio=99.0, difficulty=4))
+    before = ColoredMNIST.arrays(params, paths, 0)["train_digits"].copy()
+
+    labels = raw / "train-labels-idx1-ubyte"
+    data = bytearray(labels.read_bytes())
+    labels.unlink()
+    data[8] = (data[8] + 1) % 10  # the first training image now has another digit
+    labels.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="datasets._cache"):
+        after = ColoredMNIST.arrays(params, paths, 0)["train_digits"]
+    assert "generated from other raw data" in caplog.text and "regenerating" in caplog.text
+    assert (before != after).sum() >= 1

@@ -1,0 +1,107 @@
+"""One trial key, one file: the rule for two files of a store that hold the same trial key (a hand
+copy, a `cp` instead of `store merge`), shared by the report, the runner and merge
+(docs/faults.md). Identical copies (the same results; run-specific columns such as timings may
+differ): one is read, with a warning naming both. Differing copies: a conflict naming both and the
+command that resolves it; nothing is chosen silently."""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pyarrow as pa
+
+from benchmark.raw_data import differ
+from benchmark.store.schema import _META_KEY, _META_RAW, StoreError
+
+if TYPE_CHECKING:
+    from benchmark.store.store import ResultStore
+
+Metadata = dict[bytes, bytes]
+
+# Columns that legitimately differ between two runs of the same trial.
+RUN_SPECIFIC = (
+    "wall_time_s",
+    "seconds_per_epoch",
+    "peak_memory_mb",
+    "device",
+    "hostname",
+    "ray_node_id",
+    "finished_at",
+    "code_version",
+    "torch_version",
+    "cuda_version",
+)
+
+
+class DuplicateTrialError(StoreError):
+    """Two files of one store hold the same trial key with different results."""
+
+
+def comparable(table: pa.Table) -> pd.DataFrame:
+    """A trial's rows without what legitimately differs between two runs (timings, host, versions)."""
+    frame = table.to_pandas()
+    # raw_data is compared on its own (an unknown fingerprint proves nothing): see same_results, merge.
+    dropped = [c for c in (*RUN_SPECIFIC, "raw_data") if c in frame]
+    frame = frame[frame["metric"] != "seconds"].drop(columns=dropped)
+    return frame.sort_values(
+        ["epoch", "role", "split", "subset", "target", "bias", "metric"], na_position="first", ignore_index=True
+    )
+
+
+def raw_data_of(table: pa.Table) -> str | None:
+    """The fingerprint of the raw data a trial file was trained on (None: unknown)."""
+    value = (table.schema.metadata or {}).get(_META_RAW)
+    return value.decode() if value else None
+
+
+def difference(store: ResultStore, first: str, second: str) -> str | None:
+    """How two files of one trial differ ("with different results", "trained on different raw data"),
+    or None when they hold the same results from the same (or unknown) raw data."""
+    one, other = store.read_file(first), store.read_file(second)
+    if differ(raw_data_of(one), raw_data_of(other)):
+        return "trained on different raw data"
+    return None if comparable(one).equals(comparable(other)) else "with different results"
+
+
+def conflict_line(key: str, first: str, second: str, store: str, how: str = "with different results") -> str:
+    return (
+        f"trial {key} is held by two files {how}, {first} and {second}; keep one: move the "
+        f"other into a directory of its own (OTHER/trials/) and run `python -m benchmark.store merge OTHER --into "
+        f"{store}`, which keeps the copy already in {store} and reports the conflict"
+    )
+
+
+def one_file_per_key(store: ResultStore, files: dict[str, Metadata]) -> tuple[dict[str, Metadata], list[str]]:
+    """(the files to read, one per trial key; the conflicts, one line each). Of identical copies the
+    file named `<key>.parquet` (else the first by name) is kept, with a warning naming both."""
+    by_key: dict[str, list[str]] = {}
+    for path in sorted(files):
+        by_key.setdefault(files[path][_META_KEY].decode(), []).append(path)
+    kept: dict[str, Metadata] = {}
+    conflicts: list[str] = []
+    for key, paths in by_key.items():
+        paths.sort(key=lambda p: (not p.endswith(f"/{key}.parquet"), p))
+        first = paths[0]
+        kept[first] = files[first]
+        for other in paths[1:]:
+            how = difference(store, first, other)
+            if how is None:
+                warnings.warn(
+                    f"trial {key} is held by two identical files, {first} and {other}; reading {first} only "
+                    f"(delete {other}: `python -m benchmark.store merge` copies a store without duplicates)",
+                    stacklevel=3,
+                )
+            else:
+                conflicts.append(conflict_line(key, first, other, store.location, how))
+    return kept, conflicts
+
+
+def unique_files(store: ResultStore, files: dict[str, Metadata]) -> dict[str, Metadata]:
+    """One file per trial key; DuplicateTrialError (the first conflict, one line) if copies differ."""
+    kept, conflicts = one_file_per_key(store, files)
+    if conflicts:
+        more = f" ({len(conflicts) - 1} more such trial(s))" if len(conflicts) > 1 else ""
+        raise DuplicateTrialError(conflicts[0] + more)
+    return kept
