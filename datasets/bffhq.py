@@ -280,6 +280,12 @@ class BFFHQ(BiasedDataset):
         return arrays
 
     @classmethod
+    def raw_paths(cls, params: BFFHQParams, paths: DataPaths) -> list[Path]:
+        """The image folders a trial reads (a sample of each is hashed for the raw-data fingerprint)."""
+        root = bffhq_dir(paths)
+        return [root / pct_folder(params.pct) / "align", root / pct_folder(params.pct) / "conflict", root / "test"]
+
+    @classmethod
     def prepare(cls, params: BFFHQParams, paths: DataPaths, data_seed: int = 0) -> None:
         params = cls.canonical(params)
         cls.images(params, paths, read_index(paths, params.pct))

@@ -247,3 +247,14 @@ def test_trial_end_to_end(bffhq_paths):
     subsets = {r[1] for r in test_rows if r[4] == "accuracy"}
     assert {"all", "conflicting", "group"} <= subsets and "aligned" not in subsets
     assert output.predictions["prediction"].shape == (5,)
+
+
+def test_the_raw_data_fingerprint_covers_the_folders_a_trial_reads(tmp_path):
+    root = make_bffhq(tmp_path)
+    paths = DataPaths(tmp_path, tmp_path / "cache", allow_download=False)
+    params = BFFHQ.make_params({"resolution": 16})
+    before = BFFHQ.raw_fingerprint(params, paths)
+    assert before is not None
+    extra = next((root / "test").rglob("*.png"))
+    (extra.parent / "99999_1_0.png").write_bytes(extra.read_bytes())  # another copy of the test folder
+    assert BFFHQ.raw_fingerprint(params, paths) != before
