@@ -41,6 +41,9 @@ EXTENDED_METHODS = (
     "smote",
     "occamnets",
     "adversarial",
+    # The LfF family (docs/successors/): each selected on the test set in its own paper, never here.
+    "pgd",
+    "lc",
 )
 # The supervision of the paper's methods, for stores that predate the stored supervision column.
 PAPER_SUPERVISION = {
