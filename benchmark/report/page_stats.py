@@ -1,0 +1,115 @@
+"""The report page's comparison tables (comparison_*.csv) and statistics (ranking.csv, pairwise.csv,
+resolution.csv, critical_difference.png), read from the report directory (torch-free)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmark.report.page_format import fmt_value
+from benchmark.report.page_sections import data_uri
+from benchmark.report.page_tables import table_view
+from benchmark.report.stats_files import STATS_NOTE
+from benchmark.report.stats_report import method_name
+
+
+def _caption(md: Path) -> tuple[str, str]:
+    """(heading, caption) of a comparison table's Markdown."""
+    if not md.is_file():
+        return "", ""
+    lines = [line.strip() for line in md.read_text(encoding="utf-8").splitlines()]
+    caption = next((line for line in lines[1:] if line and not line.startswith(("#", "|"))), "")
+    return caption.split(":", 1)[1].split(".", 1)[0].strip() if ":" in caption else "", caption
+
+
+def comparison_views(report_dir: Path) -> list[dict[str, Any]]:
+    """Each comparison_*.csv as the page's table view: condition and method as row labels."""
+    views = []
+    for path in sorted(report_dir.glob("comparison_*.csv")):
+        view = table_view(report_dir, 0, path)
+        title, caption = _caption(path.with_suffix(".md"))
+        view.update(anchor=path.stem, label=f"Comparison table: {title}" if title else path.stem, caption=caption)
+        if view["empty"]:
+            views.append(view)
+            continue
+        tidy = pd.read_csv(path, dtype=str, keep_default_na=False)
+        first = tidy.drop_duplicates("row_id").set_index("row_id")
+        with_condition = any(first["row"] != "")
+        headers = (["Condition"] if with_condition else []) + ["Method"]
+        for row in view["rows"]:
+            record = first.loc[row["row_id"]]
+            method = method_name(record["method"], record["method_variant"])
+            row["labels"] = ([record["row"]] if with_condition else []) + [method]
+        for variant in view["variants"]:
+            record = first.loc[variant["row_id"]]
+            variant["labels"] = ([record["row"]] if with_condition else []) + [record["method"]]
+        view["headers"] = headers + view["headers"][view["n_labels"] :]
+        view["variant_headers"] = headers + view["variant_headers"][view["n_labels"] :]
+        view["n_labels"] = len(headers)
+        views.append(view)
+    return views
+
+
+def _pair(a: float, b: float) -> str:
+    return f"[{fmt_value(a)}, {fmt_value(b)}]" if fmt_value(a) else "—"
+
+
+def _rows(frame: pd.DataFrame, columns: list[str]) -> list[list[str]]:
+    out = []
+    for record in frame[columns].to_dict("records"):
+        out.append([(fmt_value(v) or "—") if isinstance(v, float) else str(v) for v in record.values()])
+    return out
+
+
+def statistics_view(report_dir: Path) -> dict[str, Any] | None:
+    ranking, pairwise, resolution = (report_dir / f"{n}.csv" for n in ("ranking", "pairwise", "resolution"))
+    if not (ranking.is_file() or pairwise.is_file()):
+        return None
+    view: dict[str, Any] = {"note": STATS_NOTE + ".", "ranking": [], "pairwise": [], "resolution": []}
+    view["ranking_text"] = _ranking_text(report_dir / "report.md")
+    if ranking.is_file():
+        frame = pd.read_csv(ranking)
+        frame["interval"] = [_pair(lo, hi) for lo, hi in zip(frame["rank_low"], frame["rank_high"])]
+        view["ranking"] = _rows(frame, ["method", "cells", "mean_rank", "interval"])
+        view["ranking_headers"] = ["Method", "Cells", "Mean rank", "95% interval"]
+    png = report_dir / "critical_difference.png"
+    view["cd_image"] = data_uri(png) if png.is_file() else ""
+    if pairwise.is_file():
+        frame = pd.read_csv(pairwise)
+        frame = frame[frame["scope"] == "aggregate"].sort_values("difference", ascending=False)
+        frame["diff_ci"] = [_pair(a, b) for a, b in zip(frame["difference_low"], frame["difference_high"])]
+        frame["p_ci"] = [_pair(a, b) for a, b in zip(frame["p_a_better_low"], frame["p_a_better_high"])]
+        frame["resolved"] = ["yes" if str(r) == "True" else "no" for r in frame["resolved"]]
+        columns = ["method_a", "method_b", "difference", "diff_ci", "p_a_better", "p_ci", "cells", "resolved"]
+        view["pairwise"] = _rows(frame, columns)
+        view["pairwise_headers"] = ["A", "B", "A − B", "95% interval", "P(A > B)", "95% interval", "Cells", "Resolved"]
+    if resolution.is_file():
+        frame = pd.read_csv(resolution)
+        frame["ci"] = [_pair(a, b) for a, b in zip(frame["difference_low"], frame["difference_high"])]
+        frame["seeds"] = [f"{a} / {b}" for a, b in zip(frame["n_a"], frame["n_b"])]
+        frame["resolved"] = ["yes" if str(r) == "True" else "no" for r in frame["resolved"]]
+        columns = ["dataset", "condition", "metric", "method_a", "method_b", "difference", "ci", "seeds", "resolved"]
+        frame["method_a"] = frame["method_a"] + " vs " + frame["method_b"]
+        view["resolution"] = _rows(frame, [c for c in columns if c != "method_b"])
+        view["resolution_headers"] = [
+            "Dataset",
+            "Condition",
+            "Metric",
+            "Comparison",
+            "A − B",
+            "95% interval",
+            "Seeds",
+            "Resolved",
+        ]
+    return view
+
+
+def _ranking_text(report_md: Path) -> str:
+    if not report_md.is_file():
+        return ""
+    for line in report_md.read_text(encoding="utf-8").splitlines():
+        if line.startswith("Ranking (ranking.csv)"):
+            return line
+    return ""
