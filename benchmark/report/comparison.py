@@ -21,7 +21,7 @@ import pandas as pd
 from benchmark.paper.axes import DATASET_LABELS, METHOD_LABELS, METRIC_LABELS
 from benchmark.report.cells import _cell_stats, _repair_cell
 from benchmark.report.labels import _TABLE_PARAMS, _method_order, _method_variants, _settings, _varying_label
-from benchmark.report.latex import latex_escape
+from benchmark.report.latex import latex_escape, markdown_escape
 from benchmark.report.selection import Selection
 from benchmark.report.specs import TIDY_COLUMNS, ColumnSpec, RowSpec, TableResult
 
@@ -108,7 +108,16 @@ def _table(
         for m in metrics
     ]
     columns += [
-        ColumnSpec(f"class|{name}", "class", name, None, f"class:{name}", "Per class", name, latex_escape(name))
+        ColumnSpec(
+            f"class|{name}",
+            "class",
+            name,
+            None,
+            f"class:{name}",
+            "Per class",
+            markdown_escape(name),
+            latex_escape(name),
+        )
         for name in class_names.values()
     ]
     methods = _method_order(set(trials["method"]), ())

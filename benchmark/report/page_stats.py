@@ -45,7 +45,11 @@ def comparison_views(report_dir: Path) -> list[dict[str, Any]]:
         for variant in view["variants"]:
             record = first.loc[variant["row_id"]]
             variant["labels"] = ([record["row"]] if with_condition else []) + [record["method"]]
-        view["headers"] = headers + view["headers"][view["n_labels"] :]
+        columns = list(dict.fromkeys(tidy.loc[tidy["kind"] == "cell", "col_id"]))
+        # A class column is headed by the user's class name as written (the template escapes it).
+        names = [c.split("|", 1)[1] if c.startswith("class|") else None for c in columns]
+        rest = view["headers"][view["n_labels"] :]
+        view["headers"] = headers + [name if name is not None else label for name, label in zip(names, rest)]
         view["variant_headers"] = headers + view["variant_headers"][view["n_labels"] :]
         view["n_labels"] = len(headers)
         views.append(view)
