@@ -20,6 +20,7 @@ whose current release does not import under pandas 3 (deprecate_kwarg's signatur
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -52,7 +53,9 @@ def difference_interval(
         return difference, math.nan, math.nan
     if a.std() == 0.0 and b.std() == 0.0:
         return difference, difference, difference
-    interval = stats.ttest_ind(a, b, equal_var=False).confidence_interval(confidence)
+    with warnings.catch_warnings():  # near-identical seeds: scipy warns of precision loss, the interval stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        interval = stats.ttest_ind(a, b, equal_var=False).confidence_interval(confidence)
     return difference, float(interval.low), float(interval.high)
 
 
