@@ -47,6 +47,7 @@ class CellValues:
     """Every cell's seeds per method: cells[(dataset, setting, condition, metric)][method] = values."""
 
     cells: dict[tuple[str, str, str, str], dict[str, list[float]]] = field(default_factory=dict)
+    keys: dict[tuple[str, str, str, str], dict[str, list[str]]] = field(default_factory=dict)  # their trials
 
 
 def method_name(method: str, variant: str) -> str:
@@ -63,11 +64,13 @@ def cell_values(tables: Sequence[TableResult], summaries: pd.DataFrame) -> CellV
             continue
         for record in cells[(cells["n"] > 0) & (cells["metric"] != "class")].to_dict("records"):
             keys = [k for k in str(record["trial_keys"]).split(";") if k]
-            values = [100.0 * float(by_key.loc[k, record["metric"]]) for k in keys]
-            values = [v for v in values if not math.isnan(v)]
-            if values:
+            pairs = [(k, 100.0 * float(by_key.loc[k, record["metric"]])) for k in keys]
+            pairs = [(k, v) for k, v in pairs if not math.isnan(v)]
+            if pairs:
                 cell = (record["dataset"], record["setting"], record["row"], record["metric"])
-                out.cells.setdefault(cell, {})[method_name(record["method"], record["method_variant"])] = values
+                method = method_name(record["method"], record["method_variant"])
+                out.cells.setdefault(cell, {})[method] = [v for _, v in pairs]
+                out.keys.setdefault(cell, {})[method] = [k for k, _ in pairs]
     return out
 
 
@@ -284,6 +287,8 @@ def leading_comparisons(values: CellValues, options: StatsOptions) -> pd.DataFra
                 "difference_low": low,
                 "difference_high": high,
                 "resolved": resolved(low, high, options.precision),
+                "trial_keys_a": ";".join(values.keys.get(cell, {}).get(a, [])),
+                "trial_keys_b": ";".join(values.keys.get(cell, {}).get(b, [])),
             }
         )
     return pd.DataFrame(rows)
