@@ -114,6 +114,9 @@ def _build_report(results: str, out: Path | None, options: ReportOptions | None)
     from benchmark.report.stats_files import write_statistics
 
     lines += write_statistics(sel, out, options.stats or StatsOptions(), options.data_root)
+    from benchmark.report.selection_compare import write_selection_comparison
+
+    lines += write_selection_comparison(data, out)  # only for a store holding validation-protocol trials
     if options.figures:
         lines += ["", "### Figures", ""] + _figures(sel, out / "figures", options)
     failed_all = data.trials[data.trials["status"] == "failed"] if len(data.trials) else data.trials
@@ -157,7 +160,7 @@ def _build_report(results: str, out: Path | None, options: ReportOptions | None)
 def _statistics_files(out: Path) -> list[str]:
     names = sorted({p.stem for p in out.glob("comparison_*.csv")})
     names = [f"{n}.{{csv,tex,md}}" for n in names]
-    for name in ("pairwise.csv", "ranking.csv", "resolution.csv", "critical_difference.png"):
+    for name in ("pairwise.csv", "ranking.csv", "resolution.csv", "critical_difference.png", "selection.csv"):
         if (out / name).is_file():
             names.append(name)
     return names

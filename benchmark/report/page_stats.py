@@ -69,9 +69,11 @@ def _rows(frame: pd.DataFrame, columns: list[str]) -> list[list[str]]:
 
 def statistics_view(report_dir: Path) -> dict[str, Any] | None:
     ranking, pairwise, resolution = (report_dir / f"{n}.csv" for n in ("ranking", "pairwise", "resolution"))
-    if not (ranking.is_file() or pairwise.is_file()):
+    selection = report_dir / "selection.csv"
+    if not (ranking.is_file() or pairwise.is_file() or selection.is_file()):
         return None
     view: dict[str, Any] = {"note": STATS_NOTE + ".", "ranking": [], "pairwise": [], "resolution": []}
+    view.update(_selection(selection))
     view["ranking_text"] = _ranking_text(report_dir / "report.md")
     if ranking.is_file():
         frame = pd.read_csv(ranking)
@@ -117,3 +119,29 @@ def _ranking_text(report_md: Path) -> str:
         if line.startswith("Ranking (ranking.csv)"):
             return line
     return ""
+
+
+def _selection(path: Path) -> dict[str, Any]:
+    """selection.csv as rows (cell, method) x selectors, each "mean [interval] (#rank)"."""
+    if not path.is_file():
+        return {"selection": [], "selection_headers": [], "selection_caption": ""}
+    from benchmark.report.selection_compare import CAPTION, SELECTOR_HEADERS, SELECTOR_ORDER
+
+    frame = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in ("ci_low", "ci_high", "std")})
+    rows = []
+    for (condition, method), part in frame.groupby(["condition", "method"], sort=False):
+        by = part.set_index("selector")
+        cells = []
+        for selector in SELECTOR_ORDER:
+            if selector not in by.index:
+                cells.append("—")
+                continue
+            r = by.loc[selector]
+            cells.append(f"{fmt_value(r['mean'])} {_pair(r['ci_low'], r['ci_high'])} (#{float(r['rank']):g})")
+        rows.append([f"{part['dataset'].iloc[0]} {condition}".strip(), method, *cells])
+    metric = str(frame["metric"].iloc[0]) if len(frame) else "unbiased"
+    return {
+        "selection": rows,
+        "selection_headers": ["Cell", "Method", *(SELECTOR_HEADERS[s] for s in SELECTOR_ORDER)],
+        "selection_caption": CAPTION.format(metric=metric),
+    }
