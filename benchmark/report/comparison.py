@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.paper.axes import DATASET_LABELS, METHOD_LABELS, METRIC_LABELS
+from benchmark.paper.axes import DATASET_LABELS, METHOD_LABELS
 from benchmark.report.cells import _cell_stats, _repair_cell
 from benchmark.report.labels import _TABLE_PARAMS, _method_order, _method_variants, _settings, _varying_label
 from benchmark.report.latex import latex_escape, markdown_escape
@@ -26,6 +26,12 @@ from benchmark.report.selection import Selection
 from benchmark.report.specs import TIDY_COLUMNS, ColumnSpec, RowSpec, TableResult
 
 COMPARISON_METRICS = ("unbiased", "aligned", "conflicting", "worst_group")
+COMPARISON_LABELS = {
+    "unbiased": "Unbiased",
+    "aligned": "Bias-aligned",
+    "conflicting": "Bias-conflicting",
+    "worst_group": "Worst-group",
+}
 COMPARISON_TITLE = "comparison of methods"
 
 
@@ -103,10 +109,7 @@ def _table(
     has_bias = trials[["aligned", "conflicting"]].notna().to_numpy().any()
     metrics = [m for m in COMPARISON_METRICS if trials[m].notna().any()] if has_bias else ["unbiased"]
     class_names = {} if has_bias else _class_names(trials, data_root)
-    columns = [
-        ColumnSpec(f"{m}|{m}", m, m, None, m, "", METRIC_LABELS.get(m, m), latex_escape(METRIC_LABELS.get(m, m)))
-        for m in metrics
-    ]
+    columns = [ColumnSpec(f"{m}|{m}", m, m, None, m, "", COMPARISON_LABELS[m], COMPARISON_LABELS[m]) for m in metrics]
     columns += [
         ColumnSpec(
             f"class|{name}",

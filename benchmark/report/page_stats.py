@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmark.report.comparison import COMPARISON_LABELS
 from benchmark.report.page_format import fmt_value
 from benchmark.report.page_sections import data_uri
 from benchmark.report.page_tables import table_view
@@ -47,7 +48,9 @@ def comparison_views(report_dir: Path) -> list[dict[str, Any]]:
             variant["labels"] = ([record["row"]] if with_condition else []) + [record["method"]]
         columns = list(dict.fromkeys(tidy.loc[tidy["kind"] == "cell", "col_id"]))
         # A class column is headed by the user's class name as written (the template escapes it).
-        names = [c.split("|", 1)[1] if c.startswith("class|") else None for c in columns]
+        names = [
+            c.split("|", 1)[1] if c.startswith("class|") else COMPARISON_LABELS.get(c.split("|")[0]) for c in columns
+        ]
         rest = view["headers"][view["n_labels"] :]
         view["headers"] = headers + [name if name is not None else label for name, label in zip(names, rest)]
         view["variant_headers"] = headers + view["variant_headers"][view["n_labels"] :]
