@@ -270,7 +270,7 @@ def render_latex(result: TableResult, sel: Selection | None, show_paper: bool = 
         r"\centering",
         r"\small",
         rf"\caption{{{latex_escape(caption(result, sel, numbered=False))}}}",
-        rf"\label{{tab:debiasbench-{_stem(result).removeprefix('table').lstrip('_')}}}",
+        rf"\label{{tab:debiasbench-{_stem(result).removeprefix('table').lstrip('_').replace('_', '-')}}}",
         rf"\begin{{tabular}}{{{'l' * n_labels}{'c' * len(result.columns)}}}",
         r"\toprule",
     ]

@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 import pytest
-from report_kit import syn
+from report_kit import check_latex, syn
 
 from benchmark.report.build import ReportOptions, build_report
 from benchmark.report.cli import main
@@ -60,6 +60,7 @@ def test_own_data_store_gets_a_comparison_table_in_every_format(own_store, tmp_p
     assert r"\<b\>cat\|1\</b\>" in md and r"dog \$x\$" in md  # Markdown-escaped headers
     tex = (out / "comparison_image_table.tex").read_text()
     assert r"100\%\_owl" in tex and r"\textless" in tex and "<b>" not in tex
+    check_latex(tex, 5)  # compile-ready: Method + Unbiased + three classes
     page = (out / "index.html").read_text()
     assert "&lt;b&gt;cat|1&lt;/b&gt;" in page and "<b>cat" not in page  # HTML-escaped
     assert 'id="comparison_image_table"' in page

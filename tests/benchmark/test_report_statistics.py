@@ -156,3 +156,29 @@ def test_report_writes_the_statistics_files_and_the_page_shows_them(store, tmp_p
     assert 'id="statistics"' in page and 'id="comparison_cmnist"' in page and 'id="ranking"' in page
     assert "Critical-difference diagram" in page and "[47.03, 56.97]" in page
     assert not math.isnan(pd.read_csv(out / "table2.csv")["ci_low"].dropna().iloc[0])
+
+
+def test_cli_selects_the_ranked_cells_and_methods(store, tmp_path, capsys):
+    from benchmark.report.cli import main
+
+    out = tmp_path / "cli"
+    args = [
+        str(store),
+        "--out",
+        str(out),
+        "--no-figures",
+        "--rank-metrics",
+        "unbiased",
+        "--rank-methods",
+        "lff,vanilla",
+    ]
+    assert main(args + ["--rank-conditions", "ratio=95.0,ratio=98.0"]) == 0
+    ranking_csv = pd.read_csv(out / "ranking.csv")
+    # Two cells (95% and 98%, unbiased), LfF first in both.
+    assert ranking_csv.set_index("method")["mean_rank"].to_dict() == {"LfF": 1.0, "Vanilla": 2.0}
+    assert (ranking_csv["cells"] == 2).all()
+    assert "no Friedman test: 2 shared cell(s), autorank needs 5" in capsys.readouterr().out
+    assert main([str(store), "--out", str(out), "--rank-metrics", "accuracy"]) == 2
+    assert "unknown --rank-metrics ['accuracy']; choose from unbiased, aligned, conflicting, worst_group" in (
+        capsys.readouterr().err
+    )
