@@ -30,6 +30,11 @@ def _csv(kind):
     return parse
 
 
+def _seeds(text: str):
+    """argparse type of --seeds: a comma-separated list of integers, or "auto"."""
+    return "auto" if text.strip() == "auto" else _csv(int)(text)
+
+
 def key_value(text: str) -> tuple[str, object]:
     """argparse type of --dataset-param / --method-param: KEY=VALUE, the value read as JSON where it
     parses (numbers, true/false) and as a string otherwise."""
@@ -53,7 +58,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--methods", type=_csv(str), help="only these methods, e.g. vanilla,lff")
     p.add_argument("--ratios", type=_csv(float), help="only these bias-aligned ratios (percent), e.g. 95,99.5")
     p.add_argument("--difficulties", type=_csv(int), help="only these difficulties, e.g. 4")
-    p.add_argument("--seeds", type=_csv(int), help="trial seeds (default: the grid's; paper: 0,1,2)")
+    p.add_argument(
+        "--seeds",
+        type=_seeds,
+        help="trial seeds (default: the grid's; paper: 0,1,2), or auto: 0,1,2 and then more seeds, in rounds, "
+        "to cells whose leading comparison is not resolved (--max-seeds, --resolve, --pair)",
+    )
+    p.add_argument(
+        "--max-seeds", type=int, default=10, help="with --seeds auto: at most this many seeds per method and cell"
+    )
+    p.add_argument(
+        "--resolve",
+        type=float,
+        metavar="POINTS",
+        help="with --seeds auto: a comparison is also resolved when its 95%% interval lies within +-POINTS "
+        "(default: only when it excludes 0)",
+    )
+    p.add_argument(
+        "--pair",
+        type=_csv(str),
+        metavar="A,B",
+        help="with --seeds auto: the comparison to resolve in every cell (default: the best method vs the runner-up)",
+    )
     p.add_argument("--epochs", type=int, help="override every trial's epochs")
     p.add_argument(
         "--dataset-param",

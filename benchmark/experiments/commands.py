@@ -84,7 +84,11 @@ def run_grid_command(args: argparse.Namespace, DATASETS: Registry, METHODS: Regi
         "ratios": args.ratios,
         "difficulties": args.difficulties,
     }
-    configs = build_grid(args.grid, seeds=args.seeds, epochs=args.epochs, **filters)
+    auto = args.seeds == "auto"
+    if auto and args.search:
+        raise ValueError("--seeds auto adds seeds to a grid's comparisons; --search chooses its own seeds: use one")
+    # --seeds auto starts from seeds 0, 1, 2 (what --dry-run lists); later seeds depend on the results.
+    configs = build_grid(args.grid, seeds=(0, 1, 2) if auto else args.seeds, epochs=args.epochs, **filters)
     from benchmark.experiments.preflight import check_filters, check_options
 
     check_filters(args.grid, **filters)  # a filter matching nothing is an error listing the grid's values
@@ -138,7 +142,10 @@ def run_grid_command(args: argparse.Namespace, DATASETS: Registry, METHODS: Regi
         print(f"{len(todo)} trial(s) to run, {len(done)} already complete; {cost}")
         return 0
 
-    summary = run_grid(runnable, options)
+    if auto:
+        summary, stats = _auto_seeds(args, runnable, options)
+    else:
+        summary, stats = run_grid(runnable, options), None
     print(
         f"grid {args.grid!r}: {len(summary.completed)} trial(s) completed, {len(summary.failed)} failed, "
         f"{len(summary.stopped)} stopped early, "
@@ -160,12 +167,39 @@ def run_grid_command(args: argparse.Namespace, DATASETS: Registry, METHODS: Regi
         from benchmark.report.build import write_report
         from datasets.base import DataPaths
 
-        print(write_report(results, protocol=args.protocol, data_root=str(DataPaths.resolve(args.data_root).data_root)))
+        data_root = str(DataPaths.resolve(args.data_root).data_root)
+        print(write_report(results, protocol=args.protocol, data_root=data_root, stats=stats))
         from benchmark.report.build import default_out
         from benchmark.report.page import PAGE
 
         print(f"\nreport page: {(default_out(results) / PAGE).resolve().as_uri()}")
     return 1 if summary.failed or summary.unfinished else 0
+
+
+def _auto_seeds(args: argparse.Namespace, configs: list[TrialConfig], options: RunOptions):
+    """--seeds auto: the rounds of benchmark.experiments.auto_seeds, summed into one RunSummary, and
+    the report's statistics options matching the rounds' (the same precision and pair)."""
+    from benchmark.experiments.auto_seeds import AutoSeeds, run_auto_seeds
+    from benchmark.experiments.driver import RunSummary
+    from benchmark.report.stats_report import StatsOptions
+
+    if args.pair is not None and len(args.pair) != 2:
+        raise ValueError(f"--pair takes two method names like lff,group_dro, got {','.join(args.pair)!r}")
+    pair = tuple(args.pair) if args.pair else None
+    settings = AutoSeeds(max_seeds=args.max_seeds, precision=args.resolve, pair=pair, protocol=args.protocol)
+    outcome = run_auto_seeds(configs, options, settings)
+    total = RunSummary()
+    for r in outcome.rounds:
+        total.scheduled += r.scheduled
+        total.skipped += r.skipped
+        total.completed += r.completed
+        total.failed.update(r.failed)
+        total.stopped += r.stopped
+        total.unfinished += r.unfinished
+        total.running_elsewhere.update(r.running_elsewhere)
+        total.aborted = total.aborted or r.aborted
+    print(outcome.describe())
+    return total, StatsOptions(precision=args.resolve, pair=pair)
 
 
 def diagnose_command(args: argparse.Namespace) -> int:
@@ -178,6 +212,8 @@ def diagnose_command(args: argparse.Namespace) -> int:
     from benchmark.store import ResultStore
     from datasets.base import DataPaths
 
+    if args.seeds == "auto":
+        raise ValueError("--diagnose runs fixed seeds; give --seeds 0,1,2 (or leave it out), not auto")
     if not args.datasets or len(args.datasets) != 1:
         raise ValueError("--diagnose needs exactly one dataset: --datasets NAME (e.g. cmnist, celeba, image_table)")
     for flag, given in (("--tables", args.tables), ("--methods", args.methods), ("--search", args.search)):

@@ -18,6 +18,7 @@ from benchmark.report.provenance import provenance_from_store
 from benchmark.report.render import render_csv, render_latex, render_markdown
 from benchmark.report.selection import Selection, select
 from benchmark.report.selectors import DEFAULT_SELECTOR
+from benchmark.report.stats_report import StatsOptions
 from benchmark.report.tables import build_table
 from benchmark.store import ResultStore, verified_once
 
@@ -33,6 +34,7 @@ class ReportOptions:
     figure_difficulty: int = 4
     latex_paper_values: bool = False
     markdown_paper_values: bool = True
+    stats: StatsOptions | None = None  # cells, methods and pair of the statistics (None: defaults)
 
 
 def default_out(results: str) -> Path:
@@ -110,6 +112,12 @@ def _build_report(results: str, out: Path | None, options: ReportOptions | None)
         lines += ["", markdown]
     if skipped:
         lines += ["", "Not filled by this store: " + ", ".join(skipped) + "."]
+    from benchmark.report.stats_files import write_statistics
+
+    lines += write_statistics(sel, out, options.stats or StatsOptions(), options.data_root)
+    from benchmark.report.selection_compare import write_selection_comparison
+
+    lines += write_selection_comparison(data, out)  # only for a store holding validation-protocol trials
     if options.figures:
         lines += ["", "### Figures", ""] + _figures(sel, out / "figures", options)
     failed_all = data.trials[data.trials["status"] == "failed"] if len(data.trials) else data.trials
@@ -137,7 +145,8 @@ def _build_report(results: str, out: Path | None, options: ReportOptions | None)
         ]
     lines += [
         "",
-        f"Files under {out}: " + (", ".join(f"{table_stem(n)}.{{csv,tex,md}}" for n in written) or "no tables"),
+        f"Files under {out}: "
+        + (", ".join([f"{table_stem(n)}.{{csv,tex,md}}" for n in written] + _statistics_files(out)) or "no tables"),
     ]
     lines += [
         "",
@@ -147,6 +156,15 @@ def _build_report(results: str, out: Path | None, options: ReportOptions | None)
     write_text(out / "report.md", markdown + "\n")
     write_index_html(out, provenance_from_store(results))  # reads what was just written
     return markdown
+
+
+def _statistics_files(out: Path) -> list[str]:
+    names = sorted({p.stem for p in out.glob("comparison_*.csv")})
+    names = [f"{n}.{{csv,tex,md}}" for n in names]
+    for name in ("pairwise.csv", "ranking.csv", "resolution.csv", "critical_difference.png", "selection.csv"):
+        if (out / name).is_file():
+            names.append(name)
+    return names
 
 
 def method_diagnostics(results: str) -> pd.DataFrame:

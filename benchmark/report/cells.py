@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.paper.axes import METHOD_LABELS, METRIC_LABELS
+from benchmark.paper.protocol import protocol_departures
 from benchmark.paper.tables import PAPER_VALUES_FROM
 from benchmark.paper.values import paper_cell
 from benchmark.report.labels import (
@@ -30,7 +31,8 @@ from benchmark.report.labels import (
 )
 from benchmark.report.latex import latex_escape
 from benchmark.report.selection import Selection
-from benchmark.report.specs import TIDY_COLUMNS, ColumnSpec, RowSpec, TableResult, _Spec
+from benchmark.report.specs import TIDY_COLUMNS, TIDY_TEXT_COLUMNS, ColumnSpec, RowSpec, TableResult, _Spec
+from benchmark.report.statistics import t_interval
 from benchmark.supervision import SUPERVISION_SYMBOLS
 
 
@@ -211,27 +213,47 @@ def _cells(
     tidy["paper_mean"] = [p[0] if p else math.nan for p in paper]
     tidy["paper_std"] = [p[1] if p and p[1] is not None else math.nan for p in paper]
     tidy["difference"] = tidy["mean"] - tidy["paper_mean"]
-    tidy["selector"] = sel.selector.name
-    tidy["protocol"] = sel.protocol
     order = list(TIDY_COLUMNS)
     for name in order:
         if name not in tidy:
-            tidy[name] = "" if name in ("repair_variant", "seeds", "epochs", "trial_keys") else math.nan
+            tidy[name] = "" if name in TIDY_TEXT_COLUMNS else math.nan
+    tidy["departures"] = tidy["departures"].fillna("").astype(str)
+    # Trials off the paper's protocol are no reproduction: the paper's value stays for reference,
+    # but no difference is computed, so nothing is flagged against it.
+    tidy.loc[tidy["departures"] != "", "difference"] = math.nan
+    tidy["selector"] = sel.selector.name
+    tidy["protocol"] = sel.protocol
     return tidy[order]
 
 
 def _cell_stats(done: pd.DataFrame, col: ColumnSpec, class_names: dict[int, str]) -> dict[str, Any]:
+    done = done.sort_values("trial_seed", kind="mergesort") if "trial_seed" in done else done  # seeds in order
     values = [_value_of(t, col.value_key, class_names) for _, t in done.iterrows()]
     mean, std, n = _aggregate(values)
     kept = [t for (_, t), v in zip(done.iterrows(), values) if not math.isnan(v)]
+    ci_low, ci_high = t_interval(values)
     return {
         "mean": mean,
         "std": std,
+        "ci_low": ci_low,
+        "ci_high": ci_high,
         "n": n,
+        "departures": trial_departures(kept),
         "seeds": ";".join(str(int(t["trial_seed"])) for t in kept),
         "epochs": ";".join(str(int(t["epoch"])) for t in kept),
         "trial_keys": ";".join(t["trial_key"] for t in kept),
     }
+
+
+def trial_departures(trials: list[pd.Series]) -> str:
+    """'; '-joined departures from the paper's protocol of any of the trials ('' for none)."""
+    found: dict[str, None] = {}
+    for t in trials:
+        epochs = t.get("epochs")
+        epochs = int(epochs) if epochs is not None and not pd.isna(epochs) else None
+        for text in protocol_departures(t["dataset"], t["method"], epochs, t["params"], t["hparams"]):
+            found[text] = None
+    return "; ".join(found)
 
 
 def _repair_cell(

@@ -18,10 +18,12 @@ import pyarrow as pa
 from benchmark.integrity import os_errno
 from benchmark.paper.axes import REPORT_TABLES
 from benchmark.report.build import ReportOptions, build_report
+from benchmark.report.comparison import COMPARISON_METRICS
 from benchmark.report.groups import group_view
 from benchmark.report.loading import ReportError
 from benchmark.report.output import WRITE_ERRNOS, write_error
 from benchmark.report.selectors import DEFAULT_SELECTOR, SELECTORS, SelectorError
+from benchmark.report.stats_report import RANK_METRICS, StatsOptions
 from benchmark.store import ResultStore, StoreError
 
 
@@ -79,7 +81,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare RESULTS with a reference store cell by cell "
         "(e.g. results/reference/cmnist); flags cells more than 2 standard errors apart",
     )
+    stats = p.add_argument_group("statistics (pairwise.csv, ranking.csv, critical_difference.png)")
+    stats.add_argument(
+        "--rank-metrics",
+        type=_list_arg,
+        default=list(RANK_METRICS),
+        help="metrics whose cells are ranked and compared: unbiased,aligned,conflicting,worst_group "
+        "(default: unbiased,conflicting)",
+    )
+    stats.add_argument("--rank-datasets", type=_list_arg, help="only these datasets' cells (default: all)")
+    stats.add_argument(
+        "--rank-conditions", type=_list_arg, help="only cells whose condition contains one of these, e.g. ratio=99.5"
+    )
+    stats.add_argument("--rank-methods", type=_list_arg, help="only these methods, e.g. vanilla,lff,group_dro")
+    stats.add_argument(
+        "--resolve",
+        type=float,
+        metavar="POINTS",
+        help="a comparison also counts as resolved when its 95%% interval lies within +-POINTS",
+    )
+    stats.add_argument(
+        "--pair",
+        type=_pair_arg,
+        help="the leading comparison of every cell, e.g. lff,group_dro (default: best vs runner-up)",
+    )
     return p
+
+
+def _list_arg(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _pair_arg(text: str) -> tuple[str, str]:
+    names = _list_arg(text)
+    if len(names) != 2:
+        raise argparse.ArgumentTypeError(f"--pair takes two method names like lff,group_dro, got {text!r}")
+    return names[0], names[1]
+
+
+def stats_options(args: argparse.Namespace) -> StatsOptions:
+    unknown = sorted(set(args.rank_metrics) - set(COMPARISON_METRICS))
+    if unknown:
+        raise ReportError(f"unknown --rank-metrics {unknown}; choose from {', '.join(COMPARISON_METRICS)}")
+    return StatsOptions(
+        metrics=tuple(args.rank_metrics),
+        datasets=args.rank_datasets,
+        conditions=args.rank_conditions,
+        methods=args.rank_methods,
+        precision=args.resolve,
+        pair=args.pair,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             figure_ratio=args.figure_ratio,
             figure_difficulty=args.figure_difficulty,
             latex_paper_values=args.latex_paper_values,
+            stats=stats_options(args),
         )
         print(build_report(args.results, args.out, options))
         return 0

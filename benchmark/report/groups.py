@@ -11,6 +11,8 @@ import pyarrow.compute as pc
 
 from benchmark.paper.axes import table_stem
 from benchmark.report.build import default_out
+from benchmark.report.comparison import read_class_names
+from benchmark.report.latex import markdown_escape, mathtext_escape
 from benchmark.report.loading import ReportError, load_store, scan
 from benchmark.report.selection import Selection, select
 from benchmark.report.selectors import DEFAULT_SELECTOR
@@ -107,11 +109,18 @@ def group_view(
             "; the roles stored are in tableN.csv's trials (e.g. main, debiased, biased)"
         )
     out.mkdir(parents=True, exist_ok=True)
+    first = trials.iloc[0]
+    # Own data: the table's class names instead of indices (untrusted text: escaped where rendered).
+    class_names = read_class_names(first["dataset"], first["params"], data_root)
+    if class_names:
+        long.insert(1, "target_name", [class_names.get(int(t), f"class {int(t)}") for t in long["target"]])
+        matrix.index = [class_names.get(int(t), f"class {int(t)}") for t in matrix.index]
+        matrix.index.name = "target"
     long.to_csv(out / f"groups_{name}.csv", index=False)
     matrix.to_csv(out / f"groups_{name}_matrix.csv")
-    first = trials.iloc[0]
     title = f"{first['dataset']}/{first['method']} role {'/'.join(sorted(set(roles.values())))}, n={len(keys)}"
-    figure_paths = group_heatmap(matrix, out, f"groups_{name}", title)
+    shown = matrix.rename(index=lambda t: mathtext_escape(str(t)))
+    figure_paths = group_heatmap(shown, out, f"groups_{name}", title)
 
     metrics = data.metrics[data.metrics["trial_key"].isin(keys) & (data.metrics["split"] == "test")]
     metrics = metrics[
@@ -146,7 +155,7 @@ def group_view(
         "",
         "Worst groups (target, bias: accuracy %, test samples): "
         + "; ".join(
-            f"({int(t)}, {b}): {a:.1f} on {c:.0f}"
+            f"({markdown_escape(class_names.get(int(t), str(int(t))))}, {b}): {a:.1f} on {c:.0f}"
             for t, b, a, c in worst[["target", "bias", "accuracy_mean", "count"]].itertuples(index=False)
         )
         + ".",

@@ -45,3 +45,18 @@ LATEX_MARKERS = {"○": r"\SupNone", "◐": r"\SupTailored", "●": r"\SupLabels
 
 def dataset_latex(dataset: str) -> str:
     return DATASET_LATEX.get(dataset) or latex_escape(DATASET_LABELS.get(dataset, dataset))
+
+
+_MARKDOWN_SPECIAL = "\\`*_{}[]<>()#+-!|$"
+
+
+def markdown_escape(text: str) -> str:
+    """Untrusted text (a user's class name) as literal Markdown: every character Markdown or a
+    table could read as syntax backslash-escaped, line breaks flattened."""
+    flat = " ".join(str(text).splitlines())
+    return "".join("\\" + c if c in _MARKDOWN_SPECIAL else c for c in flat)
+
+
+def mathtext_escape(text: str) -> str:
+    """Untrusted text as a literal matplotlib label ('$' would start mathtext)."""
+    return str(text).replace("$", r"\$")

@@ -27,6 +27,7 @@ from benchmark.report.compare import PAPER_SEEDS, SE_FACTOR
 from benchmark.report.output import write_text
 from benchmark.report.page_format import beyond_2se
 from benchmark.report.page_sections import data_uri, diagnostics_view, failed_view, groups_view, provenance_view
+from benchmark.report.page_stats import comparison_views, statistics_view
 from benchmark.report.page_tables import table_files, table_view
 
 # beyond_2se is re-exported: tools/results_page.py and the page tests read it from here.
@@ -47,6 +48,7 @@ def page_context(report_dir: Path, provenance: Mapping[str, Any] | None = None) 
     """Everything the template shows, read from the report directory."""
     report_dir = Path(report_dir)
     tables = [table_view(report_dir, number, path) for number, path in table_files(report_dir)]
+    tables += comparison_views(report_dir)
     figures = []
     for number in (2, 4):
         png = report_dir / "figures" / f"figure{number}.png"
@@ -68,6 +70,7 @@ def page_context(report_dir: Path, provenance: Mapping[str, Any] | None = None) 
         "diagnostics": diagnostics_view(report_dir),
         "provenance": provenance_view(provenance),
         "se_rule": SE_RULE,
+        "statistics": statistics_view(report_dir),
         "files": files,
     }
 

@@ -39,9 +39,12 @@ def read_table_csv(path: Path) -> pd.DataFrame:
         path,
         dtype={c: str for c in TIDY_TEXT_COLUMNS},
         keep_default_na=False,
-        na_values={c: [""] for c in ("mean", "std", "n", "n_failed", "paper_mean", "paper_std", "difference")},
+        na_values={
+            c: [""]
+            for c in ("mean", "std", "ci_low", "ci_high", "n", "n_failed", "paper_mean", "paper_std", "difference")
+        },
     )
-    for column in ("mean", "std", "n", "n_failed", "paper_mean", "paper_std", "difference"):
+    for column in ("mean", "std", "ci_low", "ci_high", "n", "n_failed", "paper_mean", "paper_std", "difference"):
         if column in frame:
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
     for column in ("n", "n_failed"):
@@ -122,10 +125,14 @@ def _cell_view(cell: Mapping[str, Any], best: bool) -> dict[str, Any]:
         mean=fmt_value(cell["mean"], metric),
         unit="%" if metric == "relative_drop" else "",
         std=fmt_value(cell["std"]) if finite(cell["std"]) else "",
+        ci=f"[{fmt_value(cell['ci_low'])}, {fmt_value(cell['ci_high'])}]"
+        if finite(cell.get("ci_low")) and finite(cell.get("ci_high"))
+        else "",
         variant=str(cell.get("repair_variant") or ""),
         paper=fmt_value(cell["paper_mean"], metric),
         paper_std=fmt_value(cell["paper_std"]),
-        diff=fmt_diff(cell["difference"]),
+        diff=fmt_diff(cell["difference"])
+        or ("not comparable: off the paper's protocol" if cell.get("departures") else ""),
         se=f"{SE_FACTOR:g} SE = {SE_FACTOR * se:.2f}" if beyond is not None else "no SE on either side",
         title="; ".join(
             x
@@ -145,6 +152,7 @@ def table_view(report_dir: Path, number: int, path: Path) -> dict[str, Any]:
     tidy = read_table_csv(path)
     view: dict[str, Any] = {
         "number": number,
+        "anchor": f"table{number}",
         "label": table_label(number),
         "caption": _caption(report_dir, number),
         "file": path.name,

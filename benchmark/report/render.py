@@ -70,17 +70,32 @@ def _seeds(result: TableResult) -> list[int]:
     return sorted({int(s) for s in used["trial_seed"]}) if len(used) else []
 
 
+def _label(result: TableResult) -> str:
+    return result.label or table_label(result.number)
+
+
+def _stem(result: TableResult) -> str:
+    return result.stem or table_stem(result.number)
+
+
 def caption(result: TableResult, sel: Selection | None, numbered: bool = True) -> str:
     """Plain-text caption (Markdown as is; LaTeX after escaping, where \\caption numbers it)."""
-    parts = [f"{table_label(result.number)}: {result.title}." if numbered else f"{result.title}."]
+    parts = [f"{_label(result)}: {result.title}." if numbered else f"{result.title}."]
     if result.value_kind != "count" and sel is not None:
         rule = sel.selector
         parts.append(f"Selection protocol: {sel.protocol}; epoch selector: {rule.name} ({rule.description}).")
         seeds = _seeds(result)
         n = _modal_n(result)
         parts.append(
-            f"Mean ± std over seeds: n = {n} per cell unless marked (seeds {', '.join(map(str, seeds)) or 'none'})."
+            f"Mean ± std over seeds: n = {n} per cell unless marked (seeds {', '.join(map(str, seeds)) or 'none'}); "
+            "[low, high]: 95% confidence interval of the mean, Student t with n - 1 degrees of freedom."
         )
+        departures = _departures(result)
+        if departures:
+            parts.append(
+                "NOT THE PAPER'S PROTOCOL: " + "; ".join(departures) + ". These cells are no reproduction: "
+                "the paper's value is shown for reference only, with no difference and no flag."
+            )
         versions = (
             sorted({str(v) for v in result.trials_used.get("code_version", []) if v}) if len(result.trials_used) else []
         )
@@ -93,7 +108,7 @@ def caption(result: TableResult, sel: Selection | None, numbered: bool = True) -
         )
         parts.append(
             f"REPAIR: best of its variants (T/R/C/S) per cell, chosen {how}; the chosen variant is shown "
-            f"beside the value and every variant's numbers are in {table_stem(result.number)}.csv."
+            f"beside the value and every variant's numbers are in {_stem(result)}.csv."
         )
     hex_used = result.trials_used[result.trials_used["method"] == "hex"] if len(result.trials_used) else None
     if hex_used is not None and len(hex_used) and "method_hparams" in hex_used:
@@ -123,6 +138,21 @@ def caption(result: TableResult, sel: Selection | None, numbered: bool = True) -
     return " ".join(parts)
 
 
+def _departures(result: TableResult) -> list[str]:
+    cells = result.cells
+    if not len(cells) or "departures" not in cells:
+        return []
+    found = dict.fromkeys(t for text in cells["departures"] if isinstance(text, str) for t in text.split("; ") if t)
+    return list(found)
+
+
+def _interval(cell: pd.Series, latex: bool) -> str:
+    low, high = cell.get("ci_low", math.nan), cell.get("ci_high", math.nan)
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return ""
+    return rf" {{\scriptsize[{low:.2f}, {high:.2f}]}}" if latex else f" [{low:.2f}, {high:.2f}]"
+
+
 def _marker(result: TableResult, col_marker: str, sel: Selection | None) -> str:
     if col_marker and sel is not None and sel.selector.uses_validation_bias_labels and col_marker != "●":
         return col_marker + "‡"
@@ -145,6 +175,7 @@ def _cell_text(
     text = (rf"\textbf{{{value}}}" if latex else f"**{value}**") if bold else value
     if not math.isnan(cell["std"]):
         text += (r" \ensuremath{\pm} " if latex else " ± ") + f"{cell['std']:.2f}"
+        text += _interval(cell, latex)
     if isinstance(cell.get("repair_variant"), str) and cell["repair_variant"]:
         variant = latex_escape(cell["repair_variant"]) if latex else cell["repair_variant"]
         text += rf"\textsubscript{{{variant}}}" if latex else f" ({variant})"
@@ -155,6 +186,8 @@ def _cell_text(
         if latex:
             paper = latex_escape(paper)
             text += rf" {{\scriptsize({paper})}}"
+        elif math.isnan(cell["difference"]):
+            text += f" [paper {paper}; not comparable]"
         else:
             text += f" [paper {paper}; Δ {cell['difference']:+.2f}]"
     return text
@@ -173,7 +206,7 @@ def _column_headers(result: TableResult, sel: Selection | None) -> list[str]:
 
 
 def render_markdown(result: TableResult, sel: Selection | None, show_paper: bool = True) -> str:
-    lines = [f"### {table_label(result.number)}", "", caption(result, sel), ""]
+    lines = [f"### {_label(result)}", "", caption(result, sel), ""]
     if not result.fillable:
         lines.append(f"No data: {result.missing_reason or 'the store has no trials for this table'}.")
         return "\n".join(lines)
@@ -237,7 +270,7 @@ def render_latex(result: TableResult, sel: Selection | None, show_paper: bool = 
         r"\centering",
         r"\small",
         rf"\caption{{{latex_escape(caption(result, sel, numbered=False))}}}",
-        rf"\label{{tab:debiasbench-{table_stem(result.number).removeprefix('table').lstrip('_')}}}",
+        rf"\label{{tab:debiasbench-{_stem(result).removeprefix('table').lstrip('_').replace('_', '-')}}}",
         rf"\begin{{tabular}}{{{'l' * n_labels}{'c' * len(result.columns)}}}",
         r"\toprule",
     ]

@@ -51,6 +51,8 @@ class TableResult:
     failed: list[str] = field(default_factory=list)
     trials_used: pd.DataFrame = field(default_factory=pd.DataFrame)
     missing_reason: str = ""  # why a table has no data at all
+    stem: str = ""  # file stem and heading where the number names no paper table (comparison tables)
+    label: str = ""
 
     @property
     def cells(self) -> pd.DataFrame:
@@ -106,6 +108,8 @@ TIDY_COLUMNS = (
     "kind",
     "mean",
     "std",
+    "ci_low",
+    "ci_high",
     "n",
     "n_failed",
     "paper_mean",
@@ -118,6 +122,18 @@ TIDY_COLUMNS = (
     "trial_keys",
     "row_id",
     "col_id",
+    "departures",
 )
-TIDY_NUMBER_COLUMNS = ("table", "mean", "std", "n", "n_failed", "paper_mean", "paper_std", "difference")
+TIDY_NUMBER_COLUMNS = (
+    "table",
+    "mean",
+    "std",
+    "ci_low",
+    "ci_high",
+    "n",
+    "n_failed",
+    "paper_mean",
+    "paper_std",
+    "difference",
+)
 TIDY_TEXT_COLUMNS = tuple(c for c in TIDY_COLUMNS if c not in TIDY_NUMBER_COLUMNS)

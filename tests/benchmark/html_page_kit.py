@@ -172,7 +172,9 @@ def _numbers_of(row: pd.Series) -> dict[str, str]:
     if not math.isnan(row["std"]):
         out["std"] = f"{row['std']:.2f}"
     if not math.isnan(row["paper_mean"]):
-        out["paper"], out["diff"] = f"{row['paper_mean']:.2f}", f"{row['difference']:+.2f}"
+        off = math.isnan(row["difference"]) and bool(row.get("departures"))  # off protocol: no difference
+        diff = "not comparable: off the paper's protocol" if off else f"{row['difference']:+.2f}"
+        out["paper"], out["diff"] = f"{row['paper_mean']:.2f}", diff
     if not math.isnan(row["paper_std"]):
         out["paper-std"] = f"{row['paper_std']:.2f}"
     return out

@@ -155,7 +155,10 @@ def test_report_lists_missing_cells_failed_trials_and_other_protocols(golden_sto
     assert "| failed |" in table2 and "| — |" in table2
     assert "Colored MNIST / 95.0: HEX, Group DRO (failed)" in table2
     assert "Corrupted CIFAR-10¹ / 95.0: all columns" in table2
-    assert "**82.00** ± 2.83" in table2 and "76.00 ± 1.41 (C)" in table2 and "**30.00** (n=1)" in table2
+    # 95% t intervals by hand (t(0.975, 1 df) = 12.706): LfF 80, 84 -> sem 2.83 / sqrt(2) = 2, so
+    # 82 +- 25.41; REPAIR-C 75, 77 -> sem 1, so 76 +- 12.71. One seed (n=1) has no interval.
+    assert "**82.00** ± 2.83 [56.59, 107.41]" in table2 and "76.00 ± 1.41 [63.29, 88.71] (C)" in table2
+    assert "**30.00** (n=1)" in table2
     failed = pd.read_csv(tmp_path / "failed_trials.csv")
     assert failed["method"].tolist() == ["group_dro"]
     # Tables 2, 3 and 10 have data (Vanilla and LfF at difficulty 4 fill Table 10's columns too);
