@@ -42,6 +42,8 @@ EXTENDED_METHODS = (
     "occamnets",
     "adversarial",
     # The LfF family (docs/successors/): each selected on the test set in its own paper, never here.
+    "disent",
+    "lff_be",
     "pgd",
     "lc",
 )
