@@ -36,7 +36,7 @@ class DataPaths:
         cls, data_root: str | os.PathLike | None = None, cache_dir: str | os.PathLike | None = None
     ) -> DataPaths:
         """--data-root, else $DEBIAS_DATA_ROOT, else ./data; cache: --cache-dir, else
-        $DEBIAS_CACHE_DIR, else ./data/cache (never inside a read-only data root)."""
+        $DEBIAS_CACHE_DIR, else the user's cache folder (~/.cache/debiasbench)."""
         return cls(data_root=resolve_data_root(data_root), cache_dir=resolve_cache_dir(cache_dir))
 
 

@@ -33,13 +33,14 @@ from benchmark.experiments.store_lock import claim_trials, trial_claims
 from benchmark.experiments.trackers import tracker_callbacks
 from benchmark.experiments.worker import WorkerSpec, trial_checkpoint_dir
 from benchmark.metric_names import VALID_ACCURACY
+from benchmark.paths import checkout_root
 from benchmark.plugins import load_plugins
 from benchmark.store import ResultStore
 from benchmark.trial import ResolvedTrial, TrialConfig
 from datasets.base import DataPaths
 
 log = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parents[2]  # the repository root (for the git commit)
+REPO_ROOT = checkout_root()  # the checkout's root (for the git commit), None when installed
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,12 @@ class RunSummary:
 
 
 def code_version() -> str:
-    """Package version plus the git commit (and '+dirty' for uncommitted changes), if known."""
+    """The package's version, plus the git commit (and '-dirty' for uncommitted changes) when the
+    code runs from a checkout of this project; an installed package never reports the commit of
+    whatever repository its environment sits in."""
+    version = benchmark.__version__  # the one version source; the package metadata is built from it
+    if REPO_ROOT is None:
+        return version
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=5
@@ -90,7 +96,7 @@ def code_version() -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", ""
-    return benchmark.__version__ + (f"+{commit}" if commit else "") + ("-dirty" if dirty else "")
+    return version + (f"+{commit}" if commit else "") + ("-dirty" if dirty else "")
 
 
 def run_grid(configs: list[TrialConfig], options: RunOptions) -> RunSummary:

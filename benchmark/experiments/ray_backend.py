@@ -7,15 +7,15 @@ import logging
 import os
 import socket
 import time
-from pathlib import Path
 from typing import Any
 
 from benchmark.experiments.progress import GridProgress, LiveView
 from benchmark.experiments.worker import WorkerSpec, run_one_trial
+from benchmark.paths import checkout_root
 from benchmark.plugins import load_plugins
 from benchmark.trial import ResolvedTrial
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = checkout_root()  # None when the suite runs as an installed package
 
 
 def check_cluster(address: str, timeout: float = 5.0) -> None:
@@ -61,24 +61,36 @@ def recording_asha() -> type:
     return RecordingASHA
 
 
+def cluster_runtime_env() -> dict:
+    """What a cluster's workers need to import the suite: the checkout (less results, data and
+    history) when running from one; otherwise the installed packages themselves (`py_modules`), not
+    the folder above them, which would be the whole site-packages."""
+    env = {"env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}}
+    if REPO_ROOT is not None:
+        env.update(working_dir=str(REPO_ROOT), excludes=["/results/", "/data/", "/.git/", "*.parquet", "*.pt"])
+    else:
+        import benchmark
+        import datasets
+        import methods
+        import models
+
+        env["py_modules"] = [benchmark, datasets, methods, models]
+    return env
+
+
 def ray_init(address: str | None, num_cpus: int | None) -> None:
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    env_vars = {
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "PYTHONPATH": os.pathsep.join(
+    env_vars = {"RAY_USAGE_STATS_ENABLED": "0"}
+    if REPO_ROOT is not None:  # workers import this checkout's code, not another installed copy
+        env_vars["PYTHONPATH"] = os.pathsep.join(
             [str(REPO_ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
-        ),
-    }
+        )
     if address:
         ray.init(
             address=address,
-            runtime_env={
-                "working_dir": str(REPO_ROOT),
-                "env_vars": {"RAY_USAGE_STATS_ENABLED": "0"},
-                "excludes": ["/results/", "/data/", "/.git/", "*.parquet", "*.pt"],
-            },
+            runtime_env=cluster_runtime_env(),
             log_to_driver=False,
             logging_level=logging.ERROR,
         )
