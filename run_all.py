@@ -98,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="set a method hyper-parameter on every trial, e.g. q=0.5",
     )
     p.add_argument("--data-root", help="raw data directory (default: $DEBIAS_DATA_ROOT, else ./data)")
-    p.add_argument("--cache-dir", help="generated-dataset cache (default: $DEBIAS_CACHE_DIR, else ~/.cache/debiasbench)")
+    p.add_argument(
+        "--cache-dir", help="generated-dataset cache (default: $DEBIAS_CACHE_DIR, else ~/.cache/debiasbench)"
+    )
     p.add_argument("--results", help="result store directory or URI (default: results/<grid>)")
     p.add_argument("--dry-run", action="store_true", help="list the trials still to run and their estimated cost")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)

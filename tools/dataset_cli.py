@@ -21,7 +21,9 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, param_example: str) -
         help=f"any other dataset parameter, e.g. {param_example}",
     )
     parser.add_argument("--data-root", help="raw data directory (default: $DEBIAS_DATA_ROOT, else ./data)")
-    parser.add_argument("--cache-dir", help="generated-dataset cache (default: $DEBIAS_CACHE_DIR, else ~/.cache/debiasbench)")
+    parser.add_argument(
+        "--cache-dir", help="generated-dataset cache (default: $DEBIAS_CACHE_DIR, else ~/.cache/debiasbench)"
+    )
 
 
 def dataset_values(args: argparse.Namespace) -> dict[str, Any]:

@@ -172,7 +172,15 @@ def check_filters(grid: str, **filters: Sequence | None) -> None:
     from benchmark.paper.grids import USER_GRID, build_grid
 
     given = {axis: list(values) for axis, values in filters.items() if values is not None}
-    if not given or grid == USER_GRID:  # the user grid is made of the filters themselves
+    if grid == USER_GRID:  # made of --datasets x --methods; its dataset parameters come from --dataset-param
+        for axis, param in (("ratios", "ratio"), ("difficulties", "difficulty")):
+            if axis in given:
+                raise PreflightError(
+                    f"--{axis} filters the trials of a named grid, but the user grid's trials take their dataset "
+                    f"parameters from --dataset-param: use --dataset-param {param}=VALUE instead of --{axis}"
+                )
+        return
+    if not given:
         return
     everything = build_grid(grid)
     for axis, flag, noun in _FILTERS:

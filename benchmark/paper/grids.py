@@ -129,31 +129,6 @@ def deduplicate(trials: Iterable[TrialConfig]) -> list[TrialConfig]:
     return list(merged.values())
 
 
-def _param(trial: TrialConfig, name: str) -> float | None:
-    value = trial.dataset_params.get(name)
-    return float(value) if value is not None else None
-
-
-def _narrow(grid: str, trials: list[TrialConfig], flag: str, wanted, keep, value_of) -> list[TrialConfig]:
-    """The trials `keep` accepts; a filter that leaves none is an error naming what the grid has
-    (an empty run that exits 0 reads like success)."""
-    kept = [t for t in trials if keep(t)]
-    if trials and not kept:
-        present = sorted({str(v) for v in map(value_of, trials) if v is not None})
-        if grid == USER_GRID and flag in ("--ratios", "--difficulties"):
-            param = "ratio" if flag == "--ratios" else "difficulty"
-            raise ValueError(
-                f"{flag} filters the trials of a named grid; the user grid's trials take their dataset "
-                f"parameters from --dataset-param, so set it there (e.g. --dataset-param {param}=VALUE) "
-                f"and drop {flag}"
-            )
-        has = ", ".join(present) if present else "none set"
-        raise ValueError(
-            f"{flag} {','.join(map(str, wanted))} leaves no trial of the {grid!r} grid; its values there: {has}"
-        )
-    return kept
-
-
 def build_grid(
     name: str,
     tables: Sequence[int] | None = None,
@@ -189,23 +164,13 @@ def build_grid(
             replace(t, tables=tuple(x for x in t.tables if x in tables)) for t in trials if set(t.tables) & set(tables)
         ]
     if datasets is not None:
-        trials = _narrow(name, trials, "--datasets", datasets, lambda t: t.dataset in datasets, lambda t: t.dataset)
+        trials = [t for t in trials if t.dataset in datasets]
     if methods is not None:
-        trials = _narrow(name, trials, "--methods", methods, lambda t: t.method in methods, lambda t: t.method)
+        trials = [t for t in trials if t.method in methods]
     if ratios is not None:
-        wanted = {float(r) for r in ratios}
-        trials = _narrow(
-            name, trials, "--ratios", ratios, lambda t: _param(t, "ratio") in wanted, lambda t: _param(t, "ratio")
-        )
+        trials = [t for t in trials if float(t.dataset_params.get("ratio", -1)) in {float(r) for r in ratios}]
     if difficulties is not None:
-        trials = _narrow(
-            name,
-            trials,
-            "--difficulties",
-            difficulties,
-            lambda t: t.dataset_params.get("difficulty") in set(difficulties),
-            lambda t: t.dataset_params.get("difficulty"),
-        )
+        trials = [t for t in trials if t.dataset_params.get("difficulty") in set(difficulties)]
     if epochs is not None:
         trials = [replace(t, epochs=epochs) for t in trials]
     seed_list = tuple(seeds) if seeds is not None else DEFAULT_GRID_SEEDS[name]

@@ -133,6 +133,14 @@ def test_filters_that_match_nothing_together_say_what_each_could_be(capsys, tmp_
     assert "--methods could be" in err and "vanilla" in err
 
 
+@pytest.mark.parametrize("flag, param", [("--ratios", "ratio"), ("--difficulties", "difficulty")])
+def test_a_ratio_or_difficulty_filter_on_the_user_grid_names_the_dataset_parameter(capsys, tmp_path, flag, param):
+    # The user grid's trials carry no ratio: the filter used to drop them all, run nothing and exit 0.
+    args = ("--grid", "user", "--datasets", "cmnist", "--methods", "vanilla", flag, "4", "--dry-run")
+    code, _, err = run(capsys, *args, "--results", str(tmp_path))
+    assert code == 2 and f"use --dataset-param {param}=VALUE instead of {flag}" in err
+
+
 def test_a_dataset_parameter_of_the_wrong_type_names_type_and_range(capsys, tmp_path):
     code, _, err = run(capsys, *_smoke(tmp_path, "--dataset-param", "ratio=abc", "--dry-run"))
     assert code == 2 and "'<' not supported" not in err

@@ -73,25 +73,3 @@ def test_the_user_grid_is_every_named_dataset_and_method():
     ]
     with pytest.raises(ValueError, match="--datasets x --methods"):
         build_grid("user", methods=["vanilla"])
-
-
-def test_a_filter_that_empties_the_user_grid_says_where_its_values_come_from():
-    # The user grid's trials carry no ratio; --ratios 99.5 used to run nothing and exit 0.
-    with pytest.raises(ValueError, match=r"--dataset-param ratio=VALUE"):
-        build_grid("user", datasets=["cmnist"], methods=["vanilla"], ratios=[99.5])
-    with pytest.raises(ValueError, match=r"--dataset-param difficulty=VALUE"):
-        build_grid("user", datasets=["cmnist"], methods=["vanilla"], difficulties=[4])
-
-
-def test_a_filter_that_empties_a_named_grid_names_the_values_it_has():
-    with pytest.raises(
-        ValueError,
-        match=r"--ratios 97 leaves no trial of the 'extended' grid; its values there: 95.0, 98.0, 99.0, 99.5",
-    ):
-        build_grid("extended", ratios=[97])
-    with pytest.raises(
-        ValueError,
-        match=r"--methods nope leaves no trial of the 'quick' grid; its values there: group_dro, lff, vanilla",
-    ):
-        build_grid("quick", methods=["nope"])
-    assert len(build_grid("extended", ratios=[95], methods=["smote"])) == 3  # a filter that keeps trials
