@@ -27,11 +27,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 CORE_MODULES = (
@@ -100,9 +101,8 @@ def covering_tests(module: str) -> list[str]:
 
 def _mutation_visitor():
     """mutmut's visitor, told to mutate decorated functions too (we rewrite source, no trampolines)."""
-    from mutmut.mutation.file_mutation import MutationVisitor
-
     import libcst as cst
+    from mutmut.mutation.file_mutation import MutationVisitor
 
     class Visitor(MutationVisitor):
         def _skip_node_and_children(self, node: cst.CSTNode) -> bool:

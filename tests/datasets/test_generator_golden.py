@@ -11,6 +11,7 @@ second); one Colored MNIST configuration also runs on the real MNIST under the d
 from __future__ import annotations
 
 import hashlib
+
 import numpy as np
 import pytest
 

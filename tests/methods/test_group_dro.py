@@ -168,7 +168,8 @@ def test_registered_datasets_resolve_to_the_right_supervision() -> None:
 #   group 2 (y=1, b=0): ln 2     group 3 (y=1, b=1): ln(4/3)
 # With eta = 1 and q uniform (1/4), q_g ∝ exp(L_g) = 2, 4, 2, 4/3, i.e. q = (3, 6, 3, 2) / 14.
 # d CE / d logits = p - onehot(y); d / dW = (p - onehot(y)) x^T, the same for every sample of a group:
-#   g0: [[0, -1/2], [0, 1/2]]   g1: [[-3/4, -3/4], [3/4, 3/4]]   g2: [[0, 1/2], [0, -1/2]]   g3: [[1/4, 1/4], [-1/4, -1/4]]
+#   g0: [[0, -1/2], [0, 1/2]]     g1: [[-3/4, -3/4], [3/4, 3/4]]
+#   g2: [[0, 1/2], [0, -1/2]]     g3: [[1/4, 1/4], [-1/4, -1/4]]
 # The robust loss sum_g q_g L_g has the gradient sum_g q_g dW_g = [[-2/7, -2/7], [2/7, 2/7]], so SGD
 # with lr 0.7 moves W = [[0, 0], [ln 3, 0]] to [[0.2, 0.2], [ln 3 - 0.2, -0.2]].
 
