@@ -3,6 +3,7 @@ sampler and the supervision it demands."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -261,3 +262,24 @@ def test_one_epoch_through_the_real_trainer(train_toy_epoch) -> None:
     # The toy dataset has 4 classes x 4 bias values: q spreads over at most 16 groups.
     diagnostics = [r for r in output.rows if r[4] == "q_max"]
     assert diagnostics and all(1 / 16 <= r[5] <= 1.0 for r in diagnostics)
+
+
+def test_search_draws_eta_log_uniformly_between_a_thousandth_and_a_tenth() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    draws = np.array([GroupDRO.search_space["eta"](rng) for _ in range(2000)])
+    assert draws.min() >= 1e-3 and draws.max() <= 1e-1
+    # log10(eta) uniform on [-3, -1]: mean -2, and a quarter of the draws below 10^-2.5.
+    assert abs(np.log10(draws).mean() + 2) < 0.05 and abs((draws < 10**-2.5).mean() - 0.25) < 0.03
+
+
+def test_without_bias_labels_the_method_refuses_to_start_or_step() -> None:
+    targets, biases, inputs = toy_data()
+    ctx = make_context(targets, biases, inputs)
+    for missing in ({"train_bias": None}, {"num_bias_values": None}):
+        with pytest.raises(ValueError, match="group_dro needs the bias label of every training sample"):
+            GroupDRO(GroupDROHparams(), dataclasses.replace(ctx, **missing))
+    method = GroupDRO(GroupDROHparams(), ctx)
+    with pytest.raises(ValueError, match="batch without bias labels"):
+        method.train_step(Batch(index=torch.arange(2), x=inputs[:2], y=targets[:2], bias=None))
