@@ -135,8 +135,11 @@ def test_q_is_checkpointed() -> None:
     index = torch.arange(len(targets))
     method.train_step(Batch(index=index, x=inputs, y=targets, bias=biases))
     restored = GroupDRO(GroupDROHparams(eta=1.0), make_context(targets, biases, inputs))
-    restored.load_checkpoint_state(method.checkpoint_state())
+    state = method.checkpoint_state()
+    restored.load_checkpoint_state(state)
     assert torch.equal(restored.q, method.q)
+    # Only state is saved: the group sizes come from the training set again on resume.
+    assert "q" in state["module"] and not {"group_counts", "populated"} & set(state["module"])
 
 
 def test_needs_bias_labels_everywhere() -> None:
@@ -220,12 +223,12 @@ def test_one_step_with_a_learning_rate_moves_q_and_the_weights_as_computed_by_ha
 
 
 def test_generalization_adjustment_adds_c_over_sqrt_group_size_to_every_populated_group() -> None:
-    # n_g = 4, 1, 9, 1 and C = 6: adjustments 3, 6, 2, 6; with zero losses and eta = 1,
-    # q_g ∝ exp(3), exp(6), exp(2), exp(6).
+    # n_g = 4, 1, 9, 1 and C = 0.6 (below 1, as in Sagawa et al.'s grid): adjustments 0.3, 0.6,
+    # 0.2, 0.6; with zero losses and eta = 5, q_g ∝ exp(1.5), exp(3), exp(1), exp(3).
     ctx, _ = two_feature_context((4, 1, 9, 1), lr=0.0)
-    method = GroupDRO(GroupDROHparams(eta=1.0, generalization_adjustment=6.0), ctx)
+    method = GroupDRO(GroupDROHparams(eta=5.0, generalization_adjustment=0.6), ctx)
     method.update_q(torch.zeros(4))
-    raw = [math.exp(3), math.exp(6), math.exp(2), math.exp(6)]
+    raw = [math.exp(1.5), math.exp(3), math.exp(1), math.exp(3)]
     assert method.q.tolist() == pytest.approx([v / sum(raw) for v in raw], rel=1e-5)
 
 
@@ -283,3 +286,14 @@ def test_without_bias_labels_the_method_refuses_to_start_or_step() -> None:
     method = GroupDRO(GroupDROHparams(), ctx)
     with pytest.raises(ValueError, match="batch without bias labels"):
         method.train_step(Batch(index=torch.arange(2), x=inputs[:2], y=targets[:2], bias=None))
+
+
+def test_the_defaults_are_the_reference_commands() -> None:
+    """Sagawa et al.'s defaults (robust step 0.01, no adjustment, no normalisation) with their
+    `--reweight_groups` sampling; the resolved values are part of every trial key."""
+    assert dataclasses.asdict(resolve_hparams(GroupDRO, "cmnist")) == {
+        "eta": 0.01,
+        "group_balanced_sampling": True,
+        "generalization_adjustment": 0.0,
+        "normalize_loss": False,
+    }
