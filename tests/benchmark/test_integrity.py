@@ -48,6 +48,7 @@ def test_an_unknown_algorithm_is_named():
         (OSError(errno.EIO, "I/O error"), errno.EIO),
         (RuntimeError("IOError: No space left on device"), errno.ENOSPC),
         (RuntimeError("write failed: [Errno 13] something"), errno.EACCES),
+        (RuntimeError("open: Permission denied"), errno.EACCES),
         (RuntimeError("Read-only file system"), errno.EROFS),
         (RuntimeError("Operation not permitted"), errno.EPERM),
         (RuntimeError("something else"), None),
@@ -78,7 +79,14 @@ def test_disk_full_names_the_free_space_in_readable_units(five_gib_free):
 
 @pytest.mark.parametrize(
     ("free", "text"),
-    [(512, "512 B"), (1536, "1.5 KB"), (3 * (1 << 20), "3.0 MB"), (5 * GIB, "5.0 GB"), (2048 * GIB, "2.0 TB")],
+    [
+        (512, "512 B"),
+        (1536, "1.5 KB"),
+        (1023 << 10, "1023.0 KB"),
+        (3 * (1 << 20), "3.0 MB"),
+        (5 * GIB, "5.0 GB"),
+        (2048 * GIB, "2.0 TB"),
+    ],
 )
 def test_free_space_units(monkeypatch, free, text):
     monkeypatch.setattr(integrity, "free_bytes", lambda path: free)
@@ -130,3 +138,15 @@ def test_no_errno_and_under_a_mebibyte_free_counts_as_a_full_disk(monkeypatch):
     assert "the disk is full" in disk_error_message(ValueError("write failed"), "/r/x", "it", "fix")
     monkeypatch.setattr(integrity, "free_bytes", lambda path: 1 << 20)
     assert "the disk is full" not in disk_error_message(ValueError("write failed"), "/r/x", "it", "fix")
+
+
+def test_the_free_space_is_read_where_the_file_goes(monkeypatch):
+    asked = []
+    monkeypatch.setattr(integrity, "free_bytes", lambda path: asked.append(str(path)) or 5 * GIB)
+    disk_error_message(OSError(errno.ENOSPC, "full"), "/r/store/a.parquet", "it", "fix")
+    assert asked == ["/r/store/a.parquet"]
+
+
+def test_a_known_errno_wins_over_a_message_that_mentions_written_bytes(five_gib_free):
+    message = disk_error_message(OSError(errno.EIO, "3 bytes written"), "/r/x", "it", "retry")
+    assert message == "cannot write it /r/x: Input/output error; retry"

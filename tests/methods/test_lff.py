@@ -174,3 +174,8 @@ def test_the_interval_ends_that_are_allowed():
 def test_class_max_of_an_empty_class_is_zero():
     values = torch.tensor([0.4, 0.2])
     torch.testing.assert_close(class_max(values, torch.tensor([0, 0]), 3), torch.tensor([0.4, 0.0, 0.0]))
+
+
+def test_the_tables_report_the_debiased_network():
+    assert LfF.roles == ("debiased", "biased") and LfF.predictor_role == "debiased"
+    assert LfFCE.predictor_role == "debiased"
