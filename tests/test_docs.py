@@ -101,6 +101,10 @@ def _program(tokens: tuple[str, ...]) -> tuple[str | None, list[str]]:
     """(the module whose parser reads the arguments, the arguments), or (None, []) for commands of
     other tools (pip, pytest)."""
     tokens = list(tokens)
+    for redirect in (">", ">>", "2>", "2>&1"):  # output redirections belong to the shell
+        while redirect in tokens:
+            at = tokens.index(redirect)
+            del tokens[at : at + (1 if redirect == "2>&1" else 2)]
     while tokens and (re.match(r"^[A-Z_]+=", tokens[0]) or tokens[0] == "nice"):
         tokens = tokens[3:] if tokens[0] == "nice" and len(tokens) > 1 and tokens[1] == "-n" else tokens[1:]
     if tokens[:2] == ["python", "run_all.py"] or tokens[:1] == ["debiasbench"]:

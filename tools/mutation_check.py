@@ -312,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # A plain `kill` ends the run cleanly: the scratch copy is removed.
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
+    os.chdir(REPO)  # mutmut reads its configuration from ./pyproject.toml
     modules = configured_modules() if args.all else (args.modules or list(CORE_MODULES))
     if args.list:
         for module in modules:
