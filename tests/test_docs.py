@@ -17,6 +17,7 @@ import re
 import runpy
 import shlex
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,7 +140,9 @@ def parser_of(module: str) -> argparse.ArgumentParser | None:
         patch.setattr(argparse.ArgumentParser, "parse_known_args", capture)
         sys.argv = [module]
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
+            # runpy warns when the module was imported before (by another command's check): harmless.
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
                 runpy.run_module(module, run_name="__main__", alter_sys=False)
         except _Captured as captured:
             return captured.parser
