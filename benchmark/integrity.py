@@ -65,13 +65,6 @@ def checksum_file(path: str | os.PathLike, like: str | None = None) -> str:
         return checksum_stream(stream, like)
 
 
-def is_checksum(value: object) -> bool:
-    if not isinstance(value, str) or ":" not in value:
-        return False
-    algorithm, _, digest = value.partition(":")
-    return algorithm in hashlib.algorithms_available and bool(digest) and all(c in "0123456789abcdef" for c in digest)
-
-
 # -- disk errors ------------------------------------------------------------------------------
 
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}

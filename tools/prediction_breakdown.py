@@ -6,10 +6,11 @@ aligned with. Read from the stored per-sample test predictions (final epoch) of 
 
 A model that leans on the bias predicts the bias's class often (Vanilla on Colored MNIST at 95%:
 about 12% of conflicting samples, chance 10%); a model that learned to predict *against* the bias
-almost never does, and loses accuracy on the aligned samples instead (docs/methods-beyond-the-
-paper.md#learned_mixin). Assumes, as the controlled datasets do, that bias value b is aligned with
-class b. Sample-level accuracies: they weight groups by their size, unlike the report's unbiased
-accuracy, which averages the groups.
+almost never does, and loses accuracy on the aligned samples instead
+(docs/methods-beyond-the-paper.md#learned_mixin-learned-mixin-h-clark-et-al-emnlp-2019).
+Assumes, as the controlled datasets do, that bias value b is aligned with class b. Sample-level
+accuracies: they weight groups by their size, unlike the report's unbiased accuracy, which averages
+the groups.
 """
 
 from __future__ import annotations

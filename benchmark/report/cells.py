@@ -90,12 +90,9 @@ def _build(spec: _Spec, sel: Selection, class_names: dict[int, str] | None = Non
         - known,
         key=lambda k: (k[0], _natural(k[1]), k[2]),
     )
-    datasets_order = [d for d, _ in spec.paper_rows]
     for key in extra:  # keep a dataset's extra rows right after its paper rows
         positions = [i for i, k in enumerate(row_keys) if k[0] == key[0]]
         row_keys.insert(positions[-1] + 1 if positions else len(row_keys), key)
-        if key[0] not in datasets_order:
-            datasets_order.append(key[0])
     any_setting = any(s for _, _, s in row_keys)
     rows = []
     for dataset, row, setting in row_keys:

@@ -3,6 +3,9 @@ sampler and the supervision it demands."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -132,8 +135,11 @@ def test_q_is_checkpointed() -> None:
     index = torch.arange(len(targets))
     method.train_step(Batch(index=index, x=inputs, y=targets, bias=biases))
     restored = GroupDRO(GroupDROHparams(eta=1.0), make_context(targets, biases, inputs))
-    restored.load_checkpoint_state(method.checkpoint_state())
+    state = method.checkpoint_state()
+    restored.load_checkpoint_state(state)
     assert torch.equal(restored.q, method.q)
+    # Only state is saved: the group sizes come from the training set again on resume.
+    assert "q" in state["module"] and not {"group_counts", "populated"} & set(state["module"])
 
 
 def test_needs_bias_labels_everywhere() -> None:
@@ -156,3 +162,138 @@ def test_registered_datasets_resolve_to_the_right_supervision() -> None:
         pytest.skip("BAR is not registered")
     with pytest.raises(InvalidTrialError, match="needs bias labels"):
         resolve_trial(TrialConfig("bar", "group_dro", method_hparams={}))
+
+
+# -- one step with a learning rate, by hand ---------------------------------------------------------
+#
+# Two features x = (b, 1), a bias-free linear model whose class-1 logit is ln(3) * b and class-0
+# logit is 0, so p(y=1 | x) = 1/2 for b = 0 and 3/4 for b = 1. Per-sample cross-entropy:
+#   group 0 (y=0, b=0): ln 2     group 1 (y=0, b=1): ln 4
+#   group 2 (y=1, b=0): ln 2     group 3 (y=1, b=1): ln(4/3)
+# With eta = 1 and q uniform (1/4), q_g ∝ exp(L_g) = 2, 4, 2, 4/3, i.e. q = (3, 6, 3, 2) / 14.
+# d CE / d logits = p - onehot(y); d / dW = (p - onehot(y)) x^T, the same for every sample of a group:
+#   g0: [[0, -1/2], [0, 1/2]]     g1: [[-3/4, -3/4], [3/4, 3/4]]
+#   g2: [[0, 1/2], [0, -1/2]]     g3: [[1/4, 1/4], [-1/4, -1/4]]
+# The robust loss sum_g q_g L_g has the gradient sum_g q_g dW_g = [[-2/7, -2/7], [2/7, 2/7]], so SGD
+# with lr 0.7 moves W = [[0, 0], [ln 3, 0]] to [[0.2, 0.2], [ln 3 - 0.2, -0.2]].
+
+LN3 = math.log(3.0)
+
+
+def two_feature_context(group_sizes: tuple[int, ...], lr: float) -> tuple[MethodContext, torch.Tensor]:
+    groups = torch.cat([torch.full((n,), g) for g, n in enumerate(group_sizes)])
+    targets, biases = groups // NUM_BIAS, groups % NUM_BIAS
+    inputs = torch.stack([biases.float(), torch.ones(len(groups))], dim=1)
+    ctx = MethodContext(
+        dataset="cmnist",
+        num_classes=NUM_CLASSES,
+        num_train=len(groups),
+        train_targets=targets,
+        device=torch.device("cpu"),
+        model_factory=lambda: nn.Linear(2, NUM_CLASSES, bias=False),
+        optimizer_factory=lambda params: torch.optim.SGD(params, lr=lr),
+        train_inputs=lambda index: inputs[index],
+        unit_inputs=lambda x: x,
+        num_bias_values=NUM_BIAS,
+        train_bias=biases,
+    )
+    return ctx, inputs
+
+
+def test_one_step_with_a_learning_rate_moves_q_and_the_weights_as_computed_by_hand() -> None:
+    sizes = (3, 1, 2, 1)  # unequal groups; the whole training set is the batch
+    ctx, inputs = two_feature_context(sizes, lr=0.7)
+    method = GroupDRO(GroupDROHparams(eta=1.0, group_balanced_sampling=False), ctx)
+    with torch.no_grad():
+        method.net.weight.copy_(torch.tensor([[0.0, 0.0], [LN3, 0.0]]))
+    index = torch.arange(sum(sizes))
+    batch = Batch(index=index, x=inputs, y=ctx.train_targets, bias=ctx.train_bias)
+
+    output = method.train_step(batch)
+
+    assert method.q.tolist() == pytest.approx([3 / 14, 6 / 14, 3 / 14, 2 / 14], abs=1e-6)
+    expected_loss = (3 * math.log(2) + 6 * math.log(4) + 3 * math.log(2) + 2 * math.log(4 / 3)) / 14
+    assert float(output.loss) == pytest.approx(expected_loss, abs=1e-6)
+    expected_weight = [[0.2, 0.2], [LN3 - 0.2, -0.2]]
+    assert method.net.weight.detach().tolist() == [pytest.approx(row, abs=1e-6) for row in expected_weight]
+    # Every sample's own loss is reported for the "main" role, before the step.
+    per_group = [math.log(2), math.log(4), math.log(2), math.log(4 / 3)]
+    expected_per_sample = [per_group[g] for g, n in enumerate(sizes) for _ in range(n)]
+    assert output.per_sample_loss["main"].tolist() == pytest.approx(expected_per_sample, abs=1e-6)
+
+
+def test_generalization_adjustment_adds_c_over_sqrt_group_size_to_every_populated_group() -> None:
+    # n_g = 4, 1, 9, 1 and C = 0.6 (below 1, as in Sagawa et al.'s grid): adjustments 0.3, 0.6,
+    # 0.2, 0.6; with zero losses and eta = 5, q_g ∝ exp(1.5), exp(3), exp(1), exp(3).
+    ctx, _ = two_feature_context((4, 1, 9, 1), lr=0.0)
+    method = GroupDRO(GroupDROHparams(eta=5.0, generalization_adjustment=0.6), ctx)
+    method.update_q(torch.zeros(4))
+    raw = [math.exp(1.5), math.exp(3), math.exp(1), math.exp(3)]
+    assert method.q.tolist() == pytest.approx([v / sum(raw) for v in raw], rel=1e-5)
+
+
+def test_zero_adjustment_leaves_q_to_the_losses_alone() -> None:
+    ctx, _ = two_feature_context((4, 1, 9, 1), lr=0.0)
+    method = GroupDRO(GroupDROHparams(eta=1.0), ctx)
+    method.update_q(torch.zeros(4))
+    assert method.q.tolist() == pytest.approx([0.25] * 4)
+
+
+def test_normalize_loss_divides_the_group_losses_by_their_sum_before_the_step() -> None:
+    # Losses 1, 3, 0, 4 sum to 8; eta = 8 ln 2 turns exp(eta * L / 8) into 2^L: q ∝ 2, 8, 1, 16.
+    ctx, _ = two_feature_context((4, 1, 9, 1), lr=0.0)
+    method = GroupDRO(GroupDROHparams(eta=8 * math.log(2), normalize_loss=True), ctx)
+    method.update_q(torch.tensor([1.0, 3.0, 0.0, 4.0]))
+    q = [2 / 27, 8 / 27, 1 / 27, 16 / 27]
+    assert method.q.tolist() == pytest.approx(q, rel=1e-5)
+    # The diagnostics at this non-uniform q: its largest entry and exp(entropy).
+    entropy = -sum(v * math.log(v) for v in q)
+    assert method.epoch_diagnostics() == pytest.approx({"q_max": 16 / 27, "q_effective_groups": math.exp(entropy)})
+
+
+def test_the_robust_step_size_must_be_non_negative() -> None:
+    with pytest.raises(ValueError, match="eta must be non-negative"):
+        GroupDROHparams(eta=-0.1)
+    with pytest.raises(ValueError, match="generalization_adjustment must be non-negative"):
+        GroupDROHparams(generalization_adjustment=-1.0)
+    assert GroupDROHparams(eta=0.0, generalization_adjustment=0.0).eta == 0.0
+
+
+def test_one_epoch_through_the_real_trainer(train_toy_epoch) -> None:
+    output = train_toy_epoch("group_dro", {"eta": 0.1})
+    assert output.trial.supervision == "bias-labels"
+    # The toy dataset has 4 classes x 4 bias values: q spreads over at most 16 groups.
+    diagnostics = [r for r in output.rows if r[4] == "q_max"]
+    assert diagnostics and all(1 / 16 <= r[5] <= 1.0 for r in diagnostics)
+
+
+def test_search_draws_eta_log_uniformly_between_a_thousandth_and_a_tenth() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    draws = np.array([GroupDRO.search_space["eta"](rng) for _ in range(2000)])
+    assert draws.min() >= 1e-3 and draws.max() <= 1e-1
+    # log10(eta) uniform on [-3, -1]: mean -2, and a quarter of the draws below 10^-2.5.
+    assert abs(np.log10(draws).mean() + 2) < 0.05 and abs((draws < 10**-2.5).mean() - 0.25) < 0.03
+
+
+def test_without_bias_labels_the_method_refuses_to_start_or_step() -> None:
+    targets, biases, inputs = toy_data()
+    ctx = make_context(targets, biases, inputs)
+    for missing in ({"train_bias": None}, {"num_bias_values": None}):
+        with pytest.raises(ValueError, match="group_dro needs the bias label of every training sample"):
+            GroupDRO(GroupDROHparams(), dataclasses.replace(ctx, **missing))
+    method = GroupDRO(GroupDROHparams(), ctx)
+    with pytest.raises(ValueError, match="batch without bias labels"):
+        method.train_step(Batch(index=torch.arange(2), x=inputs[:2], y=targets[:2], bias=None))
+
+
+def test_the_defaults_are_the_reference_commands() -> None:
+    """Sagawa et al.'s defaults (robust step 0.01, no adjustment, no normalisation) with their
+    `--reweight_groups` sampling; the resolved values are part of every trial key."""
+    assert dataclasses.asdict(resolve_hparams(GroupDRO, "cmnist")) == {
+        "eta": 0.01,
+        "group_balanced_sampling": True,
+        "generalization_adjustment": 0.0,
+        "normalize_loss": False,
+    }

@@ -129,3 +129,53 @@ def test_lff_ce_is_a_flag_not_a_copy():
     assert resolve_hparams(LfFCE, "toy").biased_loss == "ce"
     with pytest.raises(ValueError, match="biased_loss"):
         resolve_hparams(LfF, "toy", overrides={"biased_loss": "focal"})
+
+
+def test_per_sample_losses_are_each_networks_own_cross_entropy_before_the_step():
+    method = LfF(resolve_hparams(LfF, "toy"), make_context())
+    torch.manual_seed(2)
+    x = torch.randn(3, D)
+    index, y = torch.tensor([0, 1, 2]), TARGETS[:3]
+    expected = {role: -torch.log_softmax(net(x), 1)[torch.arange(3), y].detach() for role, net in method.nets.items()}
+
+    output = method.train_step(Batch(index=index, x=x, y=y))
+
+    assert set(output.per_sample_loss) == {"biased", "debiased"}
+    for role in ("biased", "debiased"):
+        torch.testing.assert_close(output.per_sample_loss[role], expected[role])
+    # The two networks start from different weights, so a swapped key would show.
+    assert not torch.allclose(expected["biased"], expected["debiased"])
+
+
+def test_lff_ce_searches_only_what_it_uses():
+    """q is GCE's exponent: LfF-CE trains its biased model with CE, so q has no effect there and a
+    search over it would spend samples on nothing."""
+    assert set(LfF.search_space) == {"q", "ema_alpha"}
+    assert set(LfFCE.search_space) == {"ema_alpha"}
+
+
+@pytest.mark.parametrize("q", [0.0, -0.5, 1.5])
+def test_gce_exponent_outside_zero_one_is_refused(q):
+    with pytest.raises(ValueError, match=r"GCE q must lie in \(0, 1\]"):
+        resolve_hparams(LfF, "toy", overrides={"q": q})
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.0])
+def test_ema_decay_outside_zero_one_is_refused(alpha):
+    with pytest.raises(ValueError, match=r"ema_alpha must lie in \[0, 1\)"):
+        resolve_hparams(LfF, "toy", overrides={"ema_alpha": alpha})
+
+
+def test_the_interval_ends_that_are_allowed():
+    hparams = resolve_hparams(LfF, "toy", overrides={"q": 1.0, "ema_alpha": 0.0})
+    assert (hparams.q, hparams.ema_alpha) == (1.0, 0.0)
+
+
+def test_class_max_of_an_empty_class_is_zero():
+    values = torch.tensor([0.4, 0.2])
+    torch.testing.assert_close(class_max(values, torch.tensor([0, 0]), 3), torch.tensor([0.4, 0.0, 0.0]))
+
+
+def test_the_tables_report_the_debiased_network():
+    assert LfF.roles == ("debiased", "biased") and LfF.predictor_role == "debiased"
+    assert LfFCE.predictor_role == "debiased"

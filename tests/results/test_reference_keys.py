@@ -1,0 +1,74 @@
+"""Every shipped result set (results/reference/*) holds exactly the trials that the commands which
+produced it resolve to today. A trial key hashes the resolved configuration, so this fails when a
+protocol change, a new hyper-parameter or a new generator version leaves a shipped set describing
+other trials than its commands would run (a rerun would then train them again instead of skipping
+them). The commands are run as `--dry-run`s of the real command line into an empty store.
+
+When it fails: rerun the trials, or re-key them with `python -m tools.rekey_trials` if and only if
+the stored runs behaved exactly as the new default does, and say so in results/README.md."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+import run_all
+from benchmark.store import ResultStore
+
+REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference"
+EXTENDED_ONLY = "jtt,learned_mixin,hard_example,spectral_decoupling,group_reweight,group_resample,dann,and_mask"
+# Each shipped set and the commands (run_all.py arguments) that produced it (results/README.md).
+SHIPPED: dict[str, list[str]] = {
+    "cmnist": ["--grid paper --datasets cmnist"],
+    "cmnist_extended": [f"--grid extended --datasets cmnist --ratios 95,99.5 --methods {EXTENDED_ONLY}"],
+    "cmnist_random": [
+        "--grid paper --tables 2 --datasets cmnist --methods vanilla,lff --ratios 95,99.5 "
+        "--dataset-param assignment=random"
+    ],
+    # The named single-seed experiments of docs/results.md and docs/methods-beyond-the-paper.md.
+    "cmnist_probes": [
+        "--grid paper --tables 2 --datasets cmnist --methods lff --ratios 99.5 --seeds 3,4,5",
+        "--grid paper --tables 2 --datasets cmnist --methods repair --ratios 95,98,99,99.5 --seeds 0 "
+        "--method-param weight_epochs=1000 --method-param variant=T",
+        "--grid paper --tables 2 --datasets cmnist --methods repair --ratios 95,99.5 --seeds 0 "
+        "--method-param weight_epochs=1000 --method-param variant=S",
+        "--grid paper --tables 2 --datasets cmnist --methods hex --ratios 95,99 --seeds 0 "
+        "--method-param nglcm_input=per_channel",
+        "--grid paper --tables 2 --datasets cmnist --methods hex --ratios 95 --seeds 0 --method-param feature_norm=batch",
+        "--grid paper --tables 2 --datasets cmnist --methods hex --ratios 95 --seeds 0 "
+        "--method-param feature_norm=none --method-param dropout=0",
+        "--grid extended --datasets cmnist --methods and_mask --ratios 95,99.5 --seeds 0 "
+        "--method-param environments=bias",
+        "--grid extended --datasets cmnist --methods dann --ratios 95 --seeds 0 --method-param grl_lambda=0.1",
+        "--grid extended --datasets cmnist --methods learned_mixin --ratios 95 --seeds 0 "
+        "--method-param bias_smoothing=0.05",
+    ],
+}
+
+
+def resolved_keys(command: str, scratch: Path) -> set[str]:
+    """The trial keys `python run_all.py COMMAND --dry-run` lists for an empty store."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        code = run_all.main([*shlex.split(command), "--dry-run", "--results", str(scratch)])
+    assert code == 0, f"{command}: --dry-run exited {code}"
+    return {line.split()[0] for line in out.getvalue().splitlines() if re.match(r"[0-9a-f]{20}  ", line)}
+
+
+def test_every_shipped_set_is_listed():
+    assert {p.name for p in REFERENCE.iterdir() if (p / "trials").is_dir()} == set(SHIPPED)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_keys_equal_what_their_commands_resolve_today(name, tmp_path):
+    expected: set[str] = set()
+    for command in SHIPPED[name]:
+        expected |= resolved_keys(command, tmp_path / "empty")
+    shipped = set(ResultStore(REFERENCE / name).trials()["trial_key"])
+    assert sorted(shipped - expected) == [], f"{name}: shipped trials no command resolves to today"
+    assert sorted(expected - shipped) == [], f"{name}: trials its commands resolve to but the set lacks"
