@@ -25,7 +25,11 @@ EXTENDED_ONLY = "jtt,learned_mixin,hard_example,spectral_decoupling,group_reweig
 # Each shipped set and the commands (run_all.py arguments) that produced it (results/README.md).
 SHIPPED: dict[str, list[str]] = {
     "cmnist": ["--grid paper --datasets cmnist"],
-    "cmnist_extended": [f"--grid extended --datasets cmnist --ratios 95,99.5 --methods {EXTENDED_ONLY}"],
+    "cmnist_extended": [
+        f"--grid extended --datasets cmnist --ratios 95,99.5 --methods {EXTENDED_ONLY}",
+        # The background notes' strategies (session 10).
+        "--grid extended --datasets cmnist --ratios 95,99.5 --methods balanced_batches,smote,occamnets,adversarial",
+    ],
     "cmnist_random": [
         "--grid paper --tables 2 --datasets cmnist --methods vanilla,lff --ratios 95,99.5 "
         "--dataset-param assignment=random"
