@@ -51,6 +51,8 @@ SHIPPED: dict[str, list[str]] = {
         "--grid extended --datasets cmnist --methods dann --ratios 95 --seeds 0 --method-param grl_lambda=0.1",
         "--grid extended --datasets cmnist --methods learned_mixin --ratios 95 --seeds 0 "
         "--method-param bias_smoothing=0.05",
+        "--grid extended --datasets cmnist --methods smote --ratios 95,99.5 --seeds 0 "
+        "--method-param embeddings=frozen",
     ],
 }
 
