@@ -15,7 +15,9 @@ Networks. The classifier f (Vanilla base) or f_D and f_B (LfF base; `methods.lff
 their EMA tables and W), and the auxiliary encoder g: the dataset's registered network (a fresh
 `ctx.model_factory()`, its `features`; its classifier is dropped) with the official projection head
 Linear(d, d)-ReLU-Linear(d, `proj_dim`) and an L2 normalisation. g has its own optimiser: the
-protocol's optimiser class at `proj_lr` with weight decay `proj_weight_decay`.
+protocol's optimiser class at `proj_lr` with weight decay `proj_weight_decay`. g reads the batch as
+pixel intensities in [0, 1] (`encoder_inputs="unit"`, via `ctx.unit_inputs`; mixing commutes with
+that affine map), as the official encoder reads CMNIST (ToTensor, no normalisation).
 
 One step on a batch (x, y) of size B, in the official order:
 1. S_ij = <g(x_i), g(x_j)> (cosine similarities, no gradient, g in the trainer's mode).
@@ -65,6 +67,13 @@ Deviations from the official code:
   CMNIST: Adam at 5e-3, 200 epochs; the suite: Adam at 1e-3, 100 epochs); g uses the protocol's
   optimiser class (Adam on every suite dataset, as the official CMNIST/CIFAR configs).
 - The last, partial batch of an epoch is trained on (the official loader drops it).
+- Encoder inputs: the official g reads the classifier's tensor, which on CMNIST is ToTensor's
+  [0, 1]. The suite's CMNIST reference scaling (LfF's, pixels x 1/255^2) is 255x smaller: on it the
+  MLP encoder's head output is its bias, every S_ij is 1.000 from the first step, GSC has no
+  gradient and the pairs degenerate to ties (measured: constant encoder loss 0.0804 over 20
+  epochs). So g reads `ctx.unit_inputs(x)`, pixels in [0, 1], on every dataset (on Corrupted
+  CIFAR-10, where the official g reads normalised inputs, the BatchNorm after the first
+  convolution absorbs the difference); `encoder_inputs="model"` restores the official tensor.
 - `pair_masking="official"` (default) codes the masks as util.py does: positives
   argmin of S·M + (1 − M) (M = same label, i itself included, so i is its own partner only when it
   is alone in its class); negatives argmax of S·(1 − M), which, when every different-label S_ij
@@ -90,6 +99,7 @@ from methods.losses import generalized_ce
 
 BASES = ("vanilla", "lff")
 PAIR_MASKINGS = ("official", "strict")
+ENCODER_INPUTS = ("unit", "model")
 # (a, b): the weight of the mixed-sample loss and of the real-sample loss per base.
 BASE_WEIGHTS = {"vanilla": (1.0, 0.0), "lff": (0.1, 1.0)}  # configs/v_ours.cfg, configs/l_ours.cfg
 
@@ -108,6 +118,7 @@ class SelecMixHparams:
     positive_prob: float = 0.5  # --rand: one fair coin per batch (1: --intra only, 0: --inter only)
     mix_alpha: float = 1.0  # lambda = 0.5 * Beta(mix_alpha, mix_alpha)
     pair_masking: str = "official"  # "official" (util.py) or "strict" (the paper's rule)
+    encoder_inputs: str = "unit"  # g reads pixels in [0, 1] ("unit") or the classifier's inputs ("model")
     q: float = 0.7  # LfF base: GCE exponent of f_B
     ema_alpha: float = 0.7  # LfF base: per-sample loss EMA
 
@@ -139,6 +150,8 @@ class SelecMixHparams:
             raise ValueError(f"mix_alpha must be positive, got {self.mix_alpha}")
         if self.pair_masking not in PAIR_MASKINGS:
             raise ValueError(f"pair_masking must be one of {', '.join(PAIR_MASKINGS)}, got {self.pair_masking!r}")
+        if self.encoder_inputs not in ENCODER_INPUTS:
+            raise ValueError(f"encoder_inputs must be one of {', '.join(ENCODER_INPUTS)}, got {self.encoder_inputs!r}")
         LfFHparams(q=self.q, ema_alpha=self.ema_alpha)  # LfF's own checks
 
 
@@ -278,9 +291,13 @@ class SelecMix(Method):
     def draw_lambda(self, count: int) -> torch.Tensor:
         return draw_lambda(count, self.hparams.mix_alpha)
 
+    def encoder_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """What g reads: pixel intensities in [0, 1] (`ctx.unit_inputs`) or the model inputs."""
+        return self.ctx.unit_inputs(x) if self.hparams.encoder_inputs == "unit" else x
+
     @torch.no_grad()
     def similarities(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder.similarities(x)
+        return self.encoder.similarities(self.encoder_inputs(x))
 
     def mixed_batch(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Steps 1-3: the mixed inputs and their (partner) labels."""
@@ -344,7 +361,8 @@ class SelecMix(Method):
     def _encoder_step(self, batch: Batch) -> None:
         """Step 5: one GSC step of the auxiliary encoder on the real batch."""
         hp = self.hparams
-        loss = generalized_supcon(self.encoder(batch.x), batch.y, hp.temperature, hp.gsc_q, hp.gsc)
+        z = self.encoder(self.encoder_inputs(batch.x))
+        loss = generalized_supcon(z, batch.y, hp.temperature, hp.gsc_q, hp.gsc)
         optimizer = self.optimizers["encoder"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -319,6 +319,20 @@ def test_pairs_come_from_the_encoders_cosine_similarities(toy_context):
     assert y_mix.tolist() == Y6[partner].tolist()
 
 
+@pytest.mark.parametrize("encoder_inputs", ["unit", "model"])
+def test_the_encoder_reads_pixel_intensities_by_default(toy_context, encoder_inputs):
+    # unit_inputs maps model inputs back to pixels; here an affine stand-in, u = 2x + 1.
+    method = make_method(toy_context, encoder_inputs=encoder_inputs)
+    method.ctx = dataclasses.replace(method.ctx, unit_inputs=lambda x: 2 * x + 1)
+    seen = 2 * X6 + 1 if encoder_inputs == "unit" else X6
+    torch.testing.assert_close(method.similarities(X6), method.encoder.similarities(seen))
+    encoder = copy.deepcopy(method.encoder)
+    generalized_supcon(encoder(seen), Y6, 0.2, 0.7).backward()
+    fix_pairs(method, positive=True)
+    method.train_step(Batch(index=torch.arange(6), x=X6, y=Y6))
+    assert_sgd_step(method.encoder, encoder, PROJ_LR)
+
+
 def test_the_encoder_is_the_registered_network_with_a_projection_head_and_its_own_optimiser(toy_context):
     method = make_method(toy_context, proj_weight_decay=1e-4, proj_dim=5)
     encoder = method.encoder
@@ -383,11 +397,14 @@ def test_registered_with_official_defaults_and_validated():
     for hp in (vanilla, lff):
         assert (hp.proj_lr, hp.proj_weight_decay, hp.temperature, hp.gsc, hp.gsc_q) == (0.01, 1e-4, 0.2, True, 0.7)
         assert (hp.positive_prob, hp.mix_alpha, hp.proj_dim, hp.q, hp.ema_alpha) == (0.5, 1.0, 128, 0.7, 0.7)
+        assert (hp.pair_masking, hp.encoder_inputs) == ("official", "unit")
     assert resolve_hparams(SelecMix, "cmnist", overrides={"a": 0.5}).a == 0.5
     with pytest.raises(ValueError, match="base"):
         SelecMixHparams(base="jtt")
     with pytest.raises(ValueError, match="selecmix"):
         SelecMixLfFHparams(base="vanilla")
+    with pytest.raises(ValueError, match="encoder_inputs"):
+        SelecMixHparams(encoder_inputs="raw")
     with pytest.raises(ValueError, match="pair_masking"):
         SelecMixHparams(pair_masking="loose")
     with pytest.raises(ValueError, match="untrained"):
