@@ -46,6 +46,8 @@ EXTENDED_METHODS = (
     "lff_be",
     "pgd",
     "lc",
+    "selecmix",
+    "selecmix_lff",
 )
 # The supervision of the paper's methods, for stores that predate the stored supervision column.
 PAPER_SUPERVISION = {
