@@ -1,88 +1,53 @@
 """SelecMix: Debiased Learning by Contradicting-pair Sampling (Hwang et al., NeurIPS 2022).
+Full notes: docs/successors/selecmix.md.
 
-Source: the official code, iwhwang/SelecMix at 4247e2f: `learner.py` (`train_vanilla`, `train_lff`,
-`setup_auxiliary_contrastive_model`), `util.py` (`intra_mask_with_sim_matrix`,
-`inter_mask_with_sim_matrix`, `get_mixup_index_with_similarity_matrix`, `mixup_with_index`),
-`module/loss.py` (`SupConLoss` with `GSC=True`), `module/resnet_big.py` (`SupConResNet`),
-`train.py` (flag defaults) and `configs/{v_ours,l_ours,cmnist_*pct}.cfg`.
+Source: iwhwang/SelecMix at 4247e2f: `learner.py` (`train_vanilla`, `train_lff`,
+`setup_auxiliary_contrastive_model`), `util.py` (`intra_/inter_mask_with_sim_matrix`,
+`get_mixup_index_with_similarity_matrix`, `mixup_with_index`), `module/loss.py` (`SupConLoss`, GSC),
+`module/resnet_big.py` (`SupConResNet`), `module/mlp.py`, `train.py`, `configs/*.cfg`.
 
-Idea. Mixup between pairs that *contradict* the bias: a same-label pair that a biased embedding
-finds least alike (contradicting positives) or a different-label pair it finds most alike
-(contradicting negatives). An auxiliary encoder trained with a generalised supervised contrastive
-loss, which like GCE emphasises what is easy, supplies that biased embedding.
-
-Networks. The classifier f (Vanilla base) or f_D and f_B (LfF base; `methods.lff.LfF` keeps them,
-their EMA tables and W), and the auxiliary encoder g: the dataset's registered network (a fresh
-`ctx.model_factory()`, its `features`; its classifier is dropped) with the official projection head
-Linear(d, d)-ReLU-Linear(d, `proj_dim`) and an L2 normalisation. g has its own optimiser: the
-protocol's optimiser class at `proj_lr` with weight decay `proj_weight_decay`. g reads the batch as
-pixel intensities in [0, 1] (`encoder_inputs="unit"`, via `ctx.unit_inputs`; mixing commutes with
-that affine map), as the official encoder reads CMNIST (ToTensor, no normalisation).
+Networks: the classifier f (base "vanilla") or f_D and f_B (base "lff": a `methods.lff.LfF` holds
+them, their EMA tables and W), and an auxiliary encoder g = the dataset's registered network
+(`ctx.model_factory()`, its `features`, classifier dropped) + the official head Linear(d, d)-ReLU-
+Linear(d, `proj_dim`) + L2 normalisation, with its own optimiser (the protocol's class, `proj_lr`,
+weight decay `proj_weight_decay`). g reads pixels in [0, 1] (`ctx.unit_inputs`), as the official g
+does on CMNIST: there ToTensor's [0, 1] tensor feeds the ResNet g directly, while the official MLP
+classifier divides it by 255 inside `forward` (the suite's "reference" scaling is that same 1/255^2).
 
 One step on a batch (x, y) of size B, in the official order:
-1. S_ij = <g(x_i), g(x_j)> (cosine similarities, no gradient, g in the trainer's mode).
-2. One coin for the batch: with probability `positive_prob` contradicting positives, partner
-   p(i) = argmin_{j: y_j = y_i} S_ij; otherwise contradicting negatives, p(i) =
-   argmax_{j: y_j != y_i} S_ij (`select_partners`; `pair_masking` below says how the masks are coded).
-3. λ_i = 0.5 · Beta(`mix_alpha`, `mix_alpha`) ∈ [0, 0.5], x̃_i = λ_i x_i + (1 − λ_i) x_p(i): the
-   partner dominates, and x̃_i is labelled y_p(i) with weight 1 and y_i with weight 0 (the `ours`
-   branch of `mixup_with_index` sets lam_a = 0, lam_b = 1).
-4. Classifier loss, one backward, one step of the classifier(s):
-   - base "vanilla" (`train_vanilla`):  L = b · mean CE(f(x), y) + a · mean CE(f(x̃), y_p)
-   - base "lff" (`train_lff`):          L = b · mean W ⊙ CE(f_D(x), y) + mean GCE(f_B(x), y)
-                                            + a · mean CE(f_D(x̃), y_p)
-     with LfF's relative difficulty W from the per-sample CE EMAs (updated on the real batch first)
-     and GCE coded as CE · q · sg(p_y)^q, exactly as `lff` does. The mixed samples reach f_D only.
-5. One step of g on the generalised SupCon loss of the real batch (`generalized_supcon`): one view,
-   the batch the classifier saw, no second augmented view (`z = self.model_c(data)`).
+1. S_ij = <g(x_i), g(x_j)>, no gradient.
+2. One coin per batch: with probability `positive_prob` contradicting positives,
+   p(i) = argmin_{j: y_j = y_i} S_ij; otherwise contradicting negatives, p(i) = argmax_{j: y_j != y_i} S_ij.
+3. λ_i = 0.5 · Beta(`mix_alpha`, `mix_alpha`) ∈ [0, 0.5]; x̃_i = λ_i x_i + (1 − λ_i) x_p(i), labelled
+   y_p(i) with weight 1 (the `ours` branch of `mixup_with_index`: lam_a = 0, lam_b = 1).
+4. One backward and one step of the classifier(s) on
+   - vanilla: L = b · mean CE(f(x), y) + a · mean CE(f(x̃), y_p)
+   - lff:     L = b · mean W ⊙ CE(f_D(x), y) + mean GCE(f_B(x), y) + a · mean CE(f_D(x̃), y_p)
+     (W and GCE exactly as `lff`, EMAs updated on the real batch first; GCE is not scaled by b).
+5. One step of g on the generalised SupCon loss of the same real batch (one view, no second
+   augmented view, as `z = self.model_c(data)`): for j != i, log p_ij = s_ij − log Σ_{k≠i} exp(s_ik)
+   with s = <z_i, z_j>/τ; each term times q·sg(p_ij)^q; ℓ_i = −mean over positives j ≠ i of the same
+   label (0 if none); loss = mean of ℓ_i over all B rows (`gsc=False`: plain SupCon).
 
-Generalised SupCon (module/loss.py): s_ij = <z_i, z_j> / τ, for j != i
-log p_ij = s_ij − log Σ_{k≠i} exp(s_ik); every term is multiplied by w_ij = q · sg(p_ij)^q (the
-GCE-style weight); ℓ_i = −(1/|P(i)|) Σ_{j∈P(i)} w_ij log p_ij over the positives P(i) = {j ≠ i:
-y_j = y_i} (0 when P(i) is empty); the loss is the mean of ℓ_i over all B rows. `gsc=False` gives
-plain SupCon (w = 1).
+Defaults: vanilla a = 1, b = 0 (`configs/v_ours.cfg`, mixed samples only); lff a = 0.1, b = 1
+(`configs/l_ours.cfg`); τ = 0.2, GSC q = 0.7, `rand` (coin 0.5), Beta(1, 1) (both cfgs, `util.py`);
+CMNIST `proj_lr` 0.01 with Adam (`configs/cmnist_{0.5,1,2}pct.cfg`; `cmnist_5pct.cfg`: 0.02);
+projector weight decay 1e-4 (`learner.py`); head to 128 (`SupConResNet`); LfF base q = 0.7, EMA 0.7.
+Registered as `selecmix` (base "vanilla"; role "main" = f or f_D; a, b = None take the base's values)
+and `selecmix_lff` (base "lff"; roles "debiased" and "biased", as `lff`). Supervision ○ none (the
+official `--gt` oracle is not implemented).
 
-Defaults (official). Base "vanilla": a = 1, b = 0 (`configs/v_ours.cfg`: only mixed samples train
-f); base "lff": a = 0.1, b = 1 (`configs/l_ours.cfg`). Both: τ = 0.2, GSC with q = 0.7, `rand`
-(positive_prob 0.5), Beta(1, 1). CMNIST: `proj_lr` = 0.01 with Adam (`configs/cmnist_{0.5,1,2}pct.cfg`;
-`cmnist_5pct.cfg`, the suite's 95% ratio, uses 0.02), projector weight decay 1e-4 (learner.py).
-LfF base: GCE q = 0.7 (`GeneralizedCELoss(q=0.7)`), EMA α = 0.7 (train.py).
-`a` and `b` left at None take their base's official value.
-
-Registered twice, one code path: `selecmix` (base "vanilla" by default; role "main", which is f_D
-when `base="lff"`) and `selecmix_lff` (base "lff", whose f_B is evaluated too: roles "debiased" and
-"biased", as `lff`). Supervision ○ none (the official `--gt` oracle with bias labels is not here).
-
-Deviations from the official code:
-- Candidate pool: the official step draws 1024 samples, selects partners and mixes among all 1024,
-  then trains on four 256-sample mini-batches of them (CMNIST, Corrupted CIFAR-10). Here partners
-  are selected within the batch the trainer gives (the protocol's 256 on CMNIST): a 4x smaller
-  pool, so fewer bias-conflicting candidates per selection; and S comes from g as it is at the step
-  (the official S is up to three encoder steps old for the later mini-batches).
-- Encoder architecture: the official g is a SupCon ResNet-18 (512-d, head to 128) on every dataset,
-  CMNIST included. Here g is the dataset's registered network (the CMNIST MLP: 100-d features, head
-  100-100-128), the same architecture as the classifier, as every method in the suite builds its
-  networks from the registered model; where that model starts from pretrained weights, so does g.
-- Optimisation: the protocol's learning rate, optimiser and epochs for the classifiers (official
-  CMNIST: Adam at 5e-3, 200 epochs; the suite: Adam at 1e-3, 100 epochs); g uses the protocol's
-  optimiser class (Adam on every suite dataset, as the official CMNIST/CIFAR configs).
-- The last, partial batch of an epoch is trained on (the official loader drops it).
-- Encoder inputs: the official g reads the classifier's tensor, which on CMNIST is ToTensor's
-  [0, 1]. The suite's CMNIST reference scaling (LfF's, pixels x 1/255^2) is 255x smaller: on it the
-  MLP encoder's head output is its bias, every S_ij is 1.000 from the first step, GSC has no
-  gradient and the pairs degenerate to ties (measured: constant encoder loss 0.0804 over 20
-  epochs). So g reads `ctx.unit_inputs(x)`, pixels in [0, 1], on every dataset (on Corrupted
-  CIFAR-10, where the official g reads normalised inputs, the BatchNorm after the first
-  convolution absorbs the difference); `encoder_inputs="model"` restores the official tensor.
-- `pair_masking="official"` (default) codes the masks as util.py does: positives
-  argmin of S·M + (1 − M) (M = same label, i itself included, so i is its own partner only when it
-  is alone in its class); negatives argmax of S·(1 − M), which, when every different-label S_ij
-  is negative, picks the first zero, i.e. the first same-label sample of the batch (possibly i).
-  `"strict"` is the paper's rule: positives exclude i, negatives only different labels, and a
-  sample with no candidate is its own partner (x̃ = x, its own label). Diagnostic
-  `negative_same_label_share` measures how often the official negatives fall back.
-Diagnostics per epoch: `positive_batch_share` (share of steps in positive mode),
-`negative_same_label_share`, `encoder_loss` (mean GSC loss).
+Deviations: partners are chosen within the trainer's batch (256 on CMNIST), not among the official
+1024-sample draw that is then cut into four 256 mini-batches (a 4x smaller candidate pool; S is
+fresh at every step); g has the dataset's registered architecture (the CMNIST MLP, 100-d features)
+instead of SupCon ResNet-18 on every dataset, as every network in the suite is the registered one;
+the protocol's lr, optimiser, epochs and classifier (official CMNIST: Adam 5e-3, 200 epochs, MLP
+100-100-16); the last partial batch is trained on. `pair_masking="official"` (default) codes the
+masks as util.py does: positives argmin of S·M + (1 − M) (M = same label, i included), negatives
+argmax of S·(1 − M), which picks the first zero (the batch's first same-label sample) when every
+other-label S_ij is negative; `"strict"` is the paper's rule (i excluded; no candidate: i itself).
+Diagnostics per epoch: `positive_batch_share`, `negative_same_label_share` (how often the official
+negatives fall back to a same-label partner), `encoder_loss`.
 """
 
 from __future__ import annotations
