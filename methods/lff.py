@@ -77,18 +77,24 @@ class LfF(Method):
         e_d = self._normalised(self.ema_debiased, index, y)
         return e_b / (e_b + e_d + 1e-8)
 
+    def track_difficulty(
+        self, index: torch.Tensor, y: torch.Tensor, ce_b: torch.Tensor, ce_d: torch.Tensor
+    ) -> torch.Tensor:
+        """Fold this batch's plain CE of both networks into the EMAs, then W for the batch (built
+        from detached tables: a constant). The methods built on LfF share this step."""
+        self._update_ema(self.ema_biased, index, ce_b.detach())
+        self._update_ema(self.ema_debiased, index, ce_d.detach())
+        self.seen[index] = 1.0
+        return self.relative_difficulty(index, y)
+
     def train_step(self, batch: Batch) -> StepOutput:
         index, x, y = batch.index, batch.x, batch.y
         logits_b = self.biased(x)
         logits_d = self.debiased(x)
         ce_b = F.cross_entropy(logits_b, y, reduction="none")
         ce_d = F.cross_entropy(logits_d, y, reduction="none")
-
         # The EMAs track plain CE of both networks, even though f_B is trained with GCE.
-        self._update_ema(self.ema_biased, index, ce_b.detach())
-        self._update_ema(self.ema_debiased, index, ce_d.detach())
-        self.seen[index] = 1.0
-        weight = self.relative_difficulty(index, y)  # built from detached tables: a constant
+        weight = self.track_difficulty(index, y, ce_b, ce_d)
 
         if self.hparams.biased_loss == "gce":
             loss_b = generalized_ce(logits_b, y, self.hparams.q)

@@ -231,10 +231,7 @@ class LfFBE(LfF):
         ce_d = F.cross_entropy(logits_d, y, reduction="none")
 
         # Both EMAs (and so W) see every sample, pseudo-aligned or not, as in the official code.
-        self._update_ema(self.ema_biased, index, ce_b.detach())
-        self._update_ema(self.ema_debiased, index, ce_d.detach())
-        self.seen[index] = 1.0
-        weight = self.relative_difficulty(index, y)
+        weight = self.track_difficulty(index, y, ce_b, ce_d)
 
         selected = self.pseudo_aligned[index]
         per_sample_b = ce_b if self.hparams.biased_loss == "ce" else generalized_ce(logits_b, y, self.hparams.q)

@@ -209,9 +209,10 @@ class OccamNets(Method):
         self.right[k].index_add_(0, y, correct)
         self.seen[k].index_add_(0, y, torch.ones_like(correct))
         present = self.seen[k] > 0
-        class_mean = (self.right[k][present] / self.seen[k][present]).mean()
-        if class_mean <= self.thresholds()[k] or int(self.epoch) < self.hparams.min_epochs:
-            self.gate_target[k, index] = correct
+        class_mean = (self.right[k] / self.seen[k].clamp_min(1)).sum() / present.sum()
+        # A tensor condition, not a Python `if`: no host round trip per exit and step on a GPU.
+        record = (class_mean <= self.thresholds()[k]) | (self.epoch < self.hparams.min_epochs)
+        self.gate_target[k, index] = torch.where(record, correct, self.gate_target[k, index])
         return self.gate_target[k, index]
 
     def _weighted_ce(self, k: int, ce: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, previous_gate):

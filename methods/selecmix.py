@@ -309,10 +309,7 @@ class SelecMix(Method):
         logits_d = lff.debiased(x)
         ce_b = F.cross_entropy(logits_b, y, reduction="none")
         ce_d = F.cross_entropy(logits_d, y, reduction="none")
-        lff._update_ema(lff.ema_biased, index, ce_b.detach())
-        lff._update_ema(lff.ema_debiased, index, ce_d.detach())
-        lff.seen[index] = 1.0
-        weight = lff.relative_difficulty(index, y)
+        weight = lff.track_difficulty(index, y, ce_b, ce_d)
         loss = (
             self.hparams.b * (weight * ce_d).mean()
             + generalized_ce(logits_b, y, self.hparams.q).mean()

@@ -94,20 +94,7 @@ def aggregate_pair(
         difference = np.mean([a.mean(axis=-1) - b.mean(axis=-1) for a, b in pairs], axis=0)
         return np.stack([poi, difference])
 
-    point = statistic(*samples)
-    if any(len(x) < 2 for x in samples):  # a single seed cannot be resampled: no interval
-        low = high = np.full_like(point, math.nan)
-    else:
-        result = stats.bootstrap(
-            samples,
-            statistic,
-            n_resamples=resamples,
-            confidence_level=confidence,
-            method="percentile",
-            vectorized=True,
-            rng=np.random.default_rng(BOOTSTRAP_SEED),
-        )
-        low, high = result.confidence_interval.low, result.confidence_interval.high
+    point, low, high = _percentile_bootstrap(samples, statistic, confidence, resamples)
     return {
         "poi": float(point[0]),
         "poi_low": float(low[0]),
@@ -135,6 +122,23 @@ def mean_rank_intervals(
         ranks = stats.rankdata(-means, axis=-1)  # rank 1: the best method of the cell
         return np.moveaxis(ranks.mean(axis=-2), -1, 0)  # (methods, ...)
 
+    return _percentile_bootstrap(samples, statistic, confidence, resamples)
+
+
+def resolved(low: float, high: float, precision: float | None = None) -> bool:
+    """A comparison is resolved when the interval of its difference excludes zero (which method is
+    better is known) or, with `precision` (points), when it is no wider than +-precision (the two
+    are known to be that close)."""
+    if math.isnan(low) or math.isnan(high):
+        return False
+    if low > 0 or high < 0:
+        return True
+    return precision is not None and (high - low) / 2 <= precision
+
+
+def _percentile_bootstrap(samples, statistic, confidence: float, resamples: int):
+    """(point, low, high) of `statistic` with scipy's stratified percentile bootstrap (each sample
+    resampled on its own, a fixed seed); NaN bounds when a sample has a single value."""
     point = statistic(*samples)
     if any(len(x) < 2 for x in samples):  # a single seed cannot be resampled: no interval
         return point, np.full_like(point, math.nan), np.full_like(point, math.nan)
@@ -148,14 +152,3 @@ def mean_rank_intervals(
         rng=np.random.default_rng(BOOTSTRAP_SEED),
     )
     return point, np.asarray(result.confidence_interval.low), np.asarray(result.confidence_interval.high)
-
-
-def resolved(low: float, high: float, precision: float | None = None) -> bool:
-    """A comparison is resolved when the interval of its difference excludes zero (which method is
-    better is known) or, with `precision` (points), when it is no wider than +-precision (the two
-    are known to be that close)."""
-    if math.isnan(low) or math.isnan(high):
-        return False
-    if low > 0 or high < 0:
-        return True
-    return precision is not None and (high - low) / 2 <= precision
