@@ -29,8 +29,10 @@ SHIPPED: dict[str, list[str]] = {
         f"--grid extended --datasets cmnist --ratios 95,99.5 --methods {EXTENDED_ONLY}",
         # The background notes' strategies (session 10).
         "--grid extended --datasets cmnist --ratios 95,99.5 --methods balanced_batches,smote,occamnets,adversarial",
-        # The LfF family measured so far (session 10): pgd, lc and selecmix are not run yet.
+        # The LfF family (sessions 10-11).
         "--grid extended --datasets cmnist --ratios 95,99.5 --methods disent,lff_be",
+        "--grid extended --datasets cmnist --ratios 95,99.5 --methods pgd,lc,selecmix",
+        "--grid extended --datasets cmnist --ratios 95,99.5 --methods selecmix_lff",
     ],
     "cmnist_random": [
         "--grid paper --tables 2 --datasets cmnist --methods vanilla,lff --ratios 95,99.5 "
