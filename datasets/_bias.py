@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from datasets.base import DiagnosisSettings
+from debiasbench.datasets.base import DiagnosisSettings
 
 ASSIGNMENTS = ("reference", "random")
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.integrity import checksum_bytes, disk_error_message
-from benchmark.raw_data import differ, short
+from debiasbench.benchmark.integrity import checksum_bytes, disk_error_message
+from debiasbench.benchmark.raw_data import differ, short
 
 log = logging.getLogger(__name__)
 

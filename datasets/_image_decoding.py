@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets._cache import atomic_entry, read_entry
+from debiasbench.datasets._cache import atomic_entry, read_entry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.paper.axes import BAR_CLASS_ALIASES, BAR_CLASSES
-from benchmark.paper.bar import bar_class_counts, read_bar_metadata
-from datasets._cache import load_or_build
-from datasets._image_decoding import IMAGENET_MEAN, IMAGENET_STD, decode_images
-from datasets.base import (
+from debiasbench.benchmark.paper.axes import BAR_CLASS_ALIASES, BAR_CLASSES
+from debiasbench.benchmark.paper.bar import bar_class_counts, read_bar_metadata
+from debiasbench.datasets._cache import load_or_build
+from debiasbench.datasets._image_decoding import IMAGENET_MEAN, IMAGENET_STD, decode_images
+from debiasbench.datasets.base import (
     BiasedData,
     BiasedDataset,
     DataNotFoundError,
@@ -183,7 +183,7 @@ class BAR(BiasedDataset):
         params = cls.canonical(params)
         cls.arrays(params, paths)
         if params.pretrained:
-            from models.resnet18 import ensure_imagenet_weights
+            from debiasbench.models.resnet18 import ensure_imagenet_weights
 
             ensure_imagenet_weights()  # fail once in the driver, not in every trial
 

@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from benchmark.paths import resolve_cache_dir, resolve_data_root
-from benchmark.raw_data import fingerprint
-from benchmark.registry import Registry
+from debiasbench.benchmark.paths import resolve_cache_dir, resolve_data_root
+from debiasbench.benchmark.raw_data import fingerprint
+from debiasbench.benchmark.registry import Registry
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -244,5 +244,5 @@ class BiasedDataset(abc.ABC):
         cls.load(params, paths, data_seed)
 
 
-DATASETS: Registry[type[BiasedDataset]] = Registry("dataset", "datasets")
+DATASETS: Registry[type[BiasedDataset]] = Registry("dataset", "debiasbench.datasets")
 register_dataset = DATASETS.register

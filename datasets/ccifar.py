@@ -26,9 +26,14 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from datasets._bias import aligned_fraction_from_ratio, assign_bias, check_assignment, swapped_target_diagnosis
-from datasets._cache import load_or_build
-from datasets.base import (
+from debiasbench.datasets._bias import (
+    aligned_fraction_from_ratio,
+    assign_bias,
+    check_assignment,
+    swapped_target_diagnosis,
+)
+from debiasbench.datasets._cache import load_or_build
+from debiasbench.datasets.base import (
     BiasedData,
     BiasedDataset,
     DataPaths,
@@ -38,7 +43,7 @@ from datasets.base import (
     TrainProtocol,
     register_dataset,
 )
-from datasets.cifar10_source import (
+from debiasbench.datasets.cifar10_source import (
     CLASS_NAMES,
     FULL_SIZES,
     TEST_FILES,
@@ -48,7 +53,7 @@ from datasets.cifar10_source import (
     locate_cifar10,
     read_cifar10,
 )
-from datasets.corruptions import check_severity, corrupt_chunk, corruption_names, warm_up
+from debiasbench.datasets.corruptions import check_severity, corrupt_chunk, corruption_names, warm_up
 
 log = logging.getLogger(__name__)
 

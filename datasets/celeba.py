@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets._image_decoding import IMAGENET_MEAN, IMAGENET_STD, build_memmap_cache, read_memmap_cache
-from datasets.base import (
+from debiasbench.datasets._image_decoding import IMAGENET_MEAN, IMAGENET_STD, build_memmap_cache, read_memmap_cache
+from debiasbench.datasets.base import (
     BiasedData,
     BiasedDataset,
     DataNotFoundError,
@@ -322,7 +322,7 @@ class CelebA(BiasedDataset):
         params = cls.canonical(params)
         cls.images(params, paths, read_metadata(paths))
         if params.pretrained:
-            from models.resnet18 import ensure_imagenet_weights
+            from debiasbench.models.resnet18 import ensure_imagenet_weights
 
             ensure_imagenet_weights()  # fail once in the driver, not in every trial
 

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from datasets.base import DataNotFoundError, DataPaths
+from debiasbench.datasets.base import DataNotFoundError, DataPaths
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets._bias import aligned_fraction_from_ratio, assign_bias, check_assignment, swapped_target_diagnosis
-from datasets._cache import load_or_build
-from datasets.base import (
+from debiasbench.datasets._bias import (
+    aligned_fraction_from_ratio,
+    assign_bias,
+    check_assignment,
+    swapped_target_diagnosis,
+)
+from debiasbench.datasets._cache import load_or_build
+from debiasbench.datasets.base import (
     BiasedData,
     BiasedDataset,
     DataNotFoundError,

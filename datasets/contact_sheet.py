@@ -2,7 +2,7 @@
 test images, clean and under every corruption of both types at every CIFAR-10-C severity (the
 paper's difficulties 1-4 are severities 2-5).
 
-    python -m datasets.contact_sheet --data-root DIR --out contact_sheet.png
+    python -m debiasbench.datasets.contact_sheet --data-root DIR --out contact_sheet.png
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from datasets.base import DataPaths
-from datasets.cifar10_source import CLASS_NAMES, load_cifar10
-from datasets.corruptions import CORRUPTION_TYPES, SEVERITIES, corrupt, image_rngs
+from debiasbench.datasets.base import DataPaths
+from debiasbench.datasets.cifar10_source import CLASS_NAMES, load_cifar10
+from debiasbench.datasets.corruptions import CORRUPTION_TYPES, SEVERITIES, corrupt, image_rngs
 
 LABEL_WIDTH = 110
 HEADER_HEIGHT = 34

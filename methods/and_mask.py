@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+from debiasbench.methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
 
 ENVIRONMENTS = ("bias", "group", "alignment")
 

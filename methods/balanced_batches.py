@@ -25,8 +25,16 @@ from dataclasses import dataclass
 
 import torch
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method, require_bias_labels
-from methods.group_resample import group_members
+from debiasbench.methods.base import (
+    Batch,
+    Method,
+    MethodContext,
+    StepOutput,
+    Supervision,
+    register_method,
+    require_bias_labels,
+)
+from debiasbench.methods.group_resample import group_members
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.registry import Registry
-from benchmark.supervision import Supervision
+from debiasbench.benchmark.registry import Registry
+from debiasbench.benchmark.supervision import Supervision
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,7 @@ def shuffled_rounds(pool: torch.Tensor, n: int, generator: torch.Generator) -> t
     return torch.cat([pool[torch.randperm(len(pool), generator=generator)] for _ in range(rounds)])[:n]
 
 
-METHODS: Registry[type[Method]] = Registry("method", "methods")
+METHODS: Registry[type[Method]] = Registry("method", "debiasbench.methods")
 register_method = METHODS.register
 
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+from debiasbench.methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,15 @@ from dataclasses import dataclass
 
 import torch
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method, require_bias_labels
+from debiasbench.methods.base import (
+    Batch,
+    Method,
+    MethodContext,
+    StepOutput,
+    Supervision,
+    register_method,
+    require_bias_labels,
+)
 
 MODES = ("oversample", "undersample")
 

@@ -24,7 +24,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method, require_bias_labels
+from debiasbench.methods.base import (
+    Batch,
+    Method,
+    MethodContext,
+    StepOutput,
+    Supervision,
+    register_method,
+    require_bias_labels,
+)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+from debiasbench.methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
 
 SELECTIONS = ("topk", "proportional")
 

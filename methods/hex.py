@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+from debiasbench.methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
 
 NGLCM_INPUTS = ("gray_permax", "gray_global", "per_channel")
 FEATURE_NORMS = ("sample", "batch", "none")

@@ -43,7 +43,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method, shuffled_rounds
+from debiasbench.methods.base import (
+    Batch,
+    Method,
+    MethodContext,
+    StepOutput,
+    Supervision,
+    register_method,
+    shuffled_rounds,
+)
 
 EPOCH_LENGTHS = ("upsampled", "train")
 _EVAL_CHUNK = 1024  # training images per forward when collecting the error set

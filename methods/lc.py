@@ -66,8 +66,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
-from methods.losses import generalized_ce
+from debiasbench.methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+from debiasbench.methods.losses import generalized_ce
 
 AVG_TYPES = ("mv",)
 _LOG_FLOOR = 1e-4  # inside log(delta^eta + 1e-4), lc-loss LogitCorrectionLoss

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
-from methods.losses import generalized_ce
+from debiasbench.methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+from debiasbench.methods.losses import generalized_ce
 
 
 @dataclass(frozen=True)

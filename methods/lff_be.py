@@ -61,9 +61,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import Batch, MethodContext, StepOutput, Supervision, register_method
-from methods.lff import LfF, LfFHparams
-from methods.losses import generalized_ce
+from debiasbench.methods.base import Batch, MethodContext, StepOutput, Supervision, register_method
+from debiasbench.methods.lff import LfF, LfFHparams
+from debiasbench.methods.losses import generalized_ce
 
 _EVAL_CHUNK = 1024  # inputs per forward when measuring accuracy or probabilities
 

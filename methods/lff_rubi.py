@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
-from methods.losses import generalized_ce
+from debiasbench.methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+from debiasbench.methods.losses import generalized_ce
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
-from methods.losses import generalized_ce
+from debiasbench.methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+from debiasbench.methods.losses import generalized_ce
 
 _SCORE_CHUNK = 1024  # training inputs per forward when scoring
 _MIN_SCORE = 1e-8  # the official clamp before normalising

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
-from methods.hsic import hsic_rbf, median_sigma, squared_distances
-from models import MODELS, build_model
+from debiasbench.methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+from debiasbench.methods.hsic import hsic_rbf, median_sigma, squared_distances
+from debiasbench.models import MODELS, build_model
 
 # Presets of the biased family G: (registered model, keyword arguments).
 BIASED_NETS: dict[str, tuple[str, dict[str, Any]]] = {

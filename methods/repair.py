@@ -27,7 +27,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method, shuffled_rounds
+from debiasbench.methods.base import (
+    Batch,
+    Method,
+    MethodContext,
+    StepOutput,
+    Supervision,
+    register_method,
+    shuffled_rounds,
+)
 
 VARIANTS = ("T", "R", "C", "S", "U")
 EPOCH_LENGTHS = ("subset", "full")

@@ -58,9 +58,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
-from methods.lff import LfF, LfFHparams
-from methods.losses import generalized_ce
+from debiasbench.methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+from debiasbench.methods.lff import LfF, LfFHparams
+from debiasbench.methods.losses import generalized_ce
 
 BASES = ("vanilla", "lff")
 PAIR_MASKINGS = ("official", "strict")

@@ -37,9 +37,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method, require_bias_labels
-from methods.group_resample import group_members
-from methods.jtt import train_identification_model
+from debiasbench.methods.base import (
+    Batch,
+    Method,
+    MethodContext,
+    StepOutput,
+    Supervision,
+    register_method,
+    require_bias_labels,
+)
+from debiasbench.methods.group_resample import group_members
+from debiasbench.methods.jtt import train_identification_model
 
 EMBEDDINGS = ("own", "frozen")
 _EVAL_CHUNK = 4096

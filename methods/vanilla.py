@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
+from debiasbench.methods.base import Batch, Method, MethodContext, StepOutput, Supervision, register_method
 
 
 @register_method("vanilla")

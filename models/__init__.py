@@ -5,12 +5,18 @@ without knowing the architecture."""
 
 from __future__ import annotations
 
+if not __name__.startswith("debiasbench."):  # this folder imported by its old top-level name
+    raise ImportError(
+        f"`{__name__}` is DebiasBench's folder, imported as `debiasbench.{__name__}` since the package has one "
+        f"import name: write `from debiasbench.{__name__}... import ...` (docs/architecture.md)"
+    )
+
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from benchmark.registry import Registry
+from debiasbench.benchmark.registry import Registry
 
 
 @runtime_checkable
@@ -29,7 +35,7 @@ class FeatureModel(Protocol):
     def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]: ...
 
 
-MODELS: Registry[type[nn.Module]] = Registry("model", "models")
+MODELS: Registry[type[nn.Module]] = Registry("model", "debiasbench.models")
 
 
 def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from models import MODELS
+from debiasbench.models import MODELS
 
 
 class LocalBlock(nn.Module):

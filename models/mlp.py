@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models import MODELS
+from debiasbench.models import MODELS
 
 
 @MODELS.register("mlp")

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from models import MODELS
+from debiasbench.models import MODELS
 
 FEATURE_DIM = 512
 DOWNLOAD_TIMEOUT_S = 60.0

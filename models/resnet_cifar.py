@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import MODELS
+from debiasbench.models import MODELS
 
 
 class PadShortcut(nn.Module):

@@ -25,7 +25,7 @@ def data_root() -> Path:
 @pytest.fixture(scope="session")
 def mnist_paths(data_root, tmp_path_factory):
     """DataPaths with real MNIST and a session-wide generated-data cache (skip without MNIST)."""
-    from datasets.base import DataPaths
+    from debiasbench.datasets.base import DataPaths
 
     if not (data_root / "MNIST" / "raw").is_dir():
         pytest.skip(f"MNIST not found under {data_root}; set DEBIAS_DATA_ROOT")
@@ -34,7 +34,7 @@ def mnist_paths(data_root, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def toy_plugin():
-    from benchmark.plugins import load_plugins
+    from debiasbench.benchmark.plugins import load_plugins
 
     load_plugins([TOY_PLUGIN])
     return TOY_PLUGIN
@@ -43,8 +43,8 @@ def toy_plugin():
 @pytest.fixture
 def registry_without_bias_labels(monkeypatch):
     """Trial resolution sees only a BAR-like dataset without bias labels, which must never load data."""
-    from benchmark.experiments import resolve as resolve_module
-    from datasets.base import BiasedDataset
+    from debiasbench.benchmark.experiments import resolve as resolve_module
+    from debiasbench.datasets.base import BiasedDataset
 
     class NoBiasLabels(BiasedDataset):
         name = "no_bias_labels"

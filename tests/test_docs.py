@@ -26,7 +26,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "results" / "README.md"]
-OWN_PACKAGES = ("benchmark", "tools", "methods", "datasets", "models")
+# The folders that were top-level import names before the package had one (`debiasbench`).
+OLD_IMPORT_NAMES = ("benchmark", "tools", "methods", "datasets", "models")
 PLACEHOLDER = re.compile(r"^(?:[A-Z][A-Z0-9_]*(?::[0-9A-Z]+)?|.*path/to.*|\.\.\.|.*[A-Z]{2,}[A-Z_]*/.*)$")
 # Errors that a placeholder value may cause (a type or a missing file), not a wrong flag.
 PLACEHOLDER_ERRORS = ("invalid", "not found", "No such file", "does not exist", "cannot")
@@ -108,9 +109,13 @@ def _program(tokens: tuple[str, ...]) -> tuple[str | None, list[str]]:
             del tokens[at : at + (1 if redirect == "2>&1" else 2)]
     while tokens and (re.match(r"^[A-Z_]+=", tokens[0]) or tokens[0] == "nice"):
         tokens = tokens[3:] if tokens[0] == "nice" and len(tokens) > 1 and tokens[1] == "-n" else tokens[1:]
-    if tokens[:2] == ["python", "run_all.py"] or tokens[:1] == ["debiasbench"]:
-        return "run_all", tokens[2:] if tokens[0] == "python" else tokens[1:]
-    if tokens[:2] == ["python", "-m"] and len(tokens) > 2 and tokens[2].split(".")[0] in (*OWN_PACKAGES, "run_all"):
+    if tokens[:2] == ["python", "run_all.py"] or tokens[:3] == ["python", "-m", "debiasbench"]:
+        return "run_all", tokens[3:] if tokens[1] == "-m" else tokens[2:]
+    if tokens[:1] == ["debiasbench"]:
+        return "run_all", tokens[1:]
+    if tokens[:2] == ["python", "-m"] and len(tokens) > 2:
+        assert tokens[2].split(".")[0] not in OLD_IMPORT_NAMES, f"`python -m {tokens[2]}`: now debiasbench.{tokens[2]}"
+    if tokens[:2] == ["python", "-m"] and len(tokens) > 2 and tokens[2].startswith("debiasbench."):
         if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", tokens[2]):  # `tools....`: a family, not a module
             return None, []
         return tokens[2], tokens[3:]
@@ -211,7 +216,7 @@ def check_command(command: Command, tokens: tuple[str, ...], tmp_path: Path) -> 
     except _ParseError as error:
         message = str(error)
         placeholder = _has_placeholder(args) and message.startswith("argument") and "invalid" in message
-        # `python -m benchmark.report` (or `benchmark.store compact`) named in prose, or a command
+        # `python -m debiasbench.benchmark.report` (or `benchmark.store compact`) named in prose, or a command
         # with its arguments elided: only its required arguments are missing.
         mention = message.startswith("the following arguments are required") and (elided or len(args) <= 1)
         assert placeholder or mention, f"{command}: {message}"
@@ -223,7 +228,7 @@ def check_command(command: Command, tokens: tuple[str, ...], tmp_path: Path) -> 
 
 def dry_run(command: Command, args: list[str], tmp_path: Path) -> None:
     """The command as `--dry-run` into a scratch store: it must resolve every trial it names."""
-    import run_all
+    from debiasbench import cli
 
     argv = [a for a in args if a not in ("--address",)]
     if "--address" in args:  # a dry run needs no cluster
@@ -231,7 +236,7 @@ def dry_run(command: Command, args: list[str], tmp_path: Path) -> None:
         argv = args[:at] + args[at + 2 :]
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        code = run_all.main([*argv, "--dry-run", "--results", str(tmp_path / "store")])
+        code = cli.main([*argv, "--dry-run", "--results", str(tmp_path / "store")])
     text = out.getvalue()
     missing_data = code == 2 and any(s in text for s in ("not found", "No such file"))
     assert code == 0 or missing_data, f"{command}: --dry-run exited {code}: {text[-800:]}"

@@ -1,6 +1,6 @@
 """Check a report's index.html in headless Chromium: the numbers the browser shows equal the CSVs.
 
-    python -m tools.check_report_page REPORT_DIR [--screenshot OUT.png] [--write] [--results RESULTS]
+    python -m debiasbench.tools.check_report_page REPORT_DIR [--screenshot OUT.png] [--write] [--results RESULTS]
 
 Opens REPORT_DIR/index.html from the file system (no server, network blocked) twice:
   1. `--dump-dom` of index.html#selftest: the DOM after the page's scripts ran. The page's own
@@ -270,7 +270,9 @@ def check(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.check_report_page", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m debiasbench.tools.check_report_page", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("report_dir", type=Path)
     parser.add_argument("--screenshot", type=Path, help="write a PNG of the page as it opens")
     parser.add_argument("--window-size", default="1400,4000", help="width,height of the screenshot (default 1400,4000)")
@@ -281,8 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.write:
-            from benchmark.report.page import write_index_html
-            from benchmark.report.provenance import provenance_from_store
+            from debiasbench.benchmark.report.page import write_index_html
+            from debiasbench.benchmark.report.provenance import provenance_from_store
 
             write_index_html(args.report_dir, provenance_from_store(args.results) if args.results else None)
         result = check(args.report_dir, args.screenshot, args.chromium, args.window_size, args.timeout)

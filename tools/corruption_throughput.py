@@ -7,7 +7,7 @@
    When the data root holds only a partial CIFAR-10 (the offline subset has 6,102 images), the
    real images are TILED up to 50,000 / 10,000 so the work is that of the full configuration.
 
-    python -m tools.corruption_throughput --data-root ../shared/data/CIFAR10-subset --workers 2
+    python -m debiasbench.tools.corruption_throughput --data-root ../shared/data/CIFAR10-subset --workers 2
 
 Results depend on what else runs on the machine: the load average is printed before each part.
 """
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.base import DataPaths
-from datasets.ccifar import CorruptedCIFAR10Type1, CorruptedCIFAR10Type2, severity_of
-from datasets.cifar10_source import FULL_SIZES, load_cifar10
-from datasets.corruptions import CORRUPTION_TYPES, SEVERITIES, corrupt, image_rngs, warm_up
+from debiasbench.datasets.base import DataPaths
+from debiasbench.datasets.ccifar import CorruptedCIFAR10Type1, CorruptedCIFAR10Type2, severity_of
+from debiasbench.datasets.cifar10_source import FULL_SIZES, load_cifar10
+from debiasbench.datasets.corruptions import CORRUPTION_TYPES, SEVERITIES, corrupt, image_rngs, warm_up
 
 DATASETS = {1: CorruptedCIFAR10Type1, 2: CorruptedCIFAR10Type2}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from run_all import key_value
+from debiasbench.cli import key_value
 
 
 def add_dataset_arguments(parser: argparse.ArgumentParser, param_example: str) -> None:
@@ -38,7 +38,7 @@ def dataset_values(args: argparse.Namespace) -> dict[str, Any]:
 
 def dataset_params(args: argparse.Namespace, dataset: str) -> Any:
     """The dataset's validated parameters from the arguments; a bad one exits naming it."""
-    from datasets.base import DATASETS
+    from debiasbench.datasets.base import DATASETS
 
     try:
         return DATASETS.get(dataset).make_params(dataset_values(args))

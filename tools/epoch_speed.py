@@ -2,7 +2,7 @@
 a plain PyTorch "floor" loop in the same process (same MLP, batch 256, data in memory, no
 evaluation), on CPU and, when available, on GPU; plus Ray's per-trial start-up overhead.
 
-    python -m tools.epoch_speed --data-root ../shared/data [--epochs 3] [--threads 2] [--ray]
+    python -m debiasbench.tools.epoch_speed --data-root ../shared/data [--epochs 3] [--threads 2] [--ray]
 
 Timings are medians over epochs after the first (warm-up). The suite's epoch includes what the
 floor loop leaves out: per-epoch evaluation of every role on the 10,000 test images, the group
@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmark.experiments.resolve import resolve_trial
-from benchmark.training.trainer import TrainEnv, train_trial
-from benchmark.trial import TrialConfig
-from datasets.base import DataPaths
-from datasets.cmnist import ColoredMNIST
-from models import build_model
+from debiasbench.benchmark.experiments.resolve import resolve_trial
+from debiasbench.benchmark.training.trainer import TrainEnv, train_trial
+from debiasbench.benchmark.trial import TrialConfig
+from debiasbench.datasets.base import DataPaths
+from debiasbench.datasets.cmnist import ColoredMNIST
+from debiasbench.models import build_model
 
 
 def floor_epoch_seconds(
@@ -69,8 +69,8 @@ def ray_overhead(paths: DataPaths, trials: int) -> tuple[float, float]:
     """(ray.init seconds, per-trial overhead seconds) from 1-epoch toy trials through the runner."""
     import ray
 
-    from benchmark.experiments.driver import RunOptions, run_grid
-    from benchmark.store import ResultStore
+    from debiasbench.benchmark.experiments.driver import RunOptions, run_grid
+    from debiasbench.benchmark.store import ResultStore
 
     plugin = str(Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "toy_plugin.py")
     start = time.perf_counter()

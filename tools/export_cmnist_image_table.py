@@ -1,6 +1,6 @@
 """Export the built-in Colored MNIST as an image folder plus a table, the layout `image_table` reads.
 
-    python -m tools.export_cmnist_image_table --data-root ../shared/data --out DIR [--ratio 99.5]
+    python -m debiasbench.tools.export_cmnist_image_table --data-root ../shared/data --out DIR [--ratio 99.5]
 
 writes
 
@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from datasets.base import BiasedData, DataPaths
-from datasets.cmnist import INPUT_SCALINGS, ColoredMNIST
-from tools.dataset_cli import add_dataset_arguments, dataset_values
+from debiasbench.datasets.base import BiasedData, DataPaths
+from debiasbench.datasets.cmnist import INPUT_SCALINGS, ColoredMNIST
+from debiasbench.tools.dataset_cli import add_dataset_arguments, dataset_values
 
 TABLE_NAME = "cmnist.csv"
 PARAMS_NAME = "image_table.json"

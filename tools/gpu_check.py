@@ -4,8 +4,8 @@ trainer: device-resident data in fp32, bf16 autocast, channels-last; then four t
 GPU through Ray's fractional resources. Checks that every stored number is finite and prints
 seconds per epoch and peak device memory per kind in one table. Exit status 1 on any failure.
 
-    python -m tools.gpu_check                        # on a GPU machine: realistic sizes
-    python -m tools.gpu_check --device cpu --tiny    # anywhere (the tests run this)
+    python -m debiasbench.tools.gpu_check                        # on a GPU machine: realistic sizes
+    python -m debiasbench.tools.gpu_check --device cpu --tiny    # anywhere (the tests run this)
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from benchmark.experiments.resolve import resolve_trial
-from benchmark.paper.grids import build_grid
-from benchmark.plugins import load_plugins
-from benchmark.training.trainer import TrainEnv, train_trial
-from benchmark.trial import TrialConfig
-from datasets.base import DataPaths
+from debiasbench.benchmark.experiments.resolve import resolve_trial
+from debiasbench.benchmark.paper.grids import build_grid
+from debiasbench.benchmark.plugins import load_plugins
+from debiasbench.benchmark.training.trainer import TrainEnv, train_trial
+from debiasbench.benchmark.trial import TrialConfig
+from debiasbench.datasets.base import DataPaths
 
 PLUGIN = str(Path(__file__).with_name("gpu_check_data.py"))
 FAMILY = {"cmnist": "cmnist", "ccifar1": "ccifar", "ccifar2": "ccifar", "celeba": "celeba", "bar": "bar"}
@@ -64,7 +64,7 @@ def check_one(kind: str, method: str, hparams: dict, path: str, device: str, siz
 
 def shared_device_check(device: str, root: Path) -> str:
     """Four trials at once on one device: 0.25 GPU each (0.5 CPU each without a GPU)."""
-    from benchmark.experiments.driver import RunOptions, run_grid
+    from debiasbench.benchmark.experiments.driver import RunOptions, run_grid
 
     gpu = device.startswith("cuda")
     trials = [

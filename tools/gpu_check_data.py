@@ -9,7 +9,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from datasets.base import BiasedData, BiasedDataset, DataPaths, InputSpec, Split, TrainProtocol, register_dataset
+from debiasbench.datasets.base import (
+    BiasedData,
+    BiasedDataset,
+    DataPaths,
+    InputSpec,
+    Split,
+    TrainProtocol,
+    register_dataset,
+)
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)

@@ -2,7 +2,7 @@
 verified "already complete" scan on a store of synthetic trial files, a full Colored MNIST cache
 entry loaded with and without verification, and a checksummed checkpoint.
 
-    python -m tools.integrity_cost [--data-root ../shared/data] [--trials 1000] [--epochs 100]
+    python -m debiasbench.tools.integrity_cost [--data-root ../shared/data] [--trials 1000] [--epochs 100]
 
 Trial files are shaped like a real LfF trial on Colored MNIST: two roles, `--epochs` epochs, per
 epoch and role the summary metrics plus accuracy and count of each of the 100 (digit, colour)
@@ -37,7 +37,7 @@ def _best(fn, repeat: int) -> float:
 
 
 def _trial_record(epochs: int):
-    from benchmark.store import TrialRecord
+    from debiasbench.benchmark.store import TrialRecord
 
     rng = np.random.default_rng(0)
     columns: dict[str, list] = {
@@ -89,9 +89,9 @@ def _trial_record(epochs: int):
 
 
 def measure_store(root: Path, trials: int, epochs: int, repeat: int) -> list[str]:
-    from benchmark.store import ResultStore
-    from benchmark.store.checksummed_parquet import parquet_bytes
-    from benchmark.store.schema import _META_CHECKSUM
+    from debiasbench.benchmark.store import ResultStore
+    from debiasbench.benchmark.store.checksummed_parquet import parquet_bytes
+    from debiasbench.benchmark.store.schema import _META_CHECKSUM
 
     store = ResultStore(root / "store")
     store.ensure_writable()
@@ -155,9 +155,9 @@ def measure_store(root: Path, trials: int, epochs: int, repeat: int) -> list[str
 
 
 def measure_cache(root: Path, data_root: Path | None, repeat: int) -> list[str]:
-    from datasets._cache import array_checksum, check_entry
-    from datasets.base import DataPaths
-    from datasets.cmnist import CMNISTParams, ColoredMNIST
+    from debiasbench.datasets._cache import array_checksum, check_entry
+    from debiasbench.datasets.base import DataPaths
+    from debiasbench.datasets.cmnist import CMNISTParams, ColoredMNIST
 
     paths = DataPaths.resolve(data_root, root / "cache")
     paths = DataPaths(paths.data_root, root / "cache", allow_download=False)
@@ -199,8 +199,8 @@ def measure_checkpoint(root: Path, repeat: int) -> list[str]:
     import torch
     from torchvision.models import resnet18
 
-    from benchmark.training.checkpoint import load_checkpoint, save_checkpoint
-    from benchmark.training.evaluation import MetricLog
+    from debiasbench.benchmark.training.checkpoint import load_checkpoint, save_checkpoint
+    from debiasbench.benchmark.training.evaluation import MetricLog
 
     model = resnet18(weights=None)
     optimizer = torch.optim.Adam(model.parameters())
@@ -228,7 +228,9 @@ def measure_checkpoint(root: Path, repeat: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.integrity_cost", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m debiasbench.tools.integrity_cost", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--data-root", type=Path, help="raw data holding MNIST/ (default: $DEBIAS_DATA_ROOT, ./data)")
     parser.add_argument("--trials", type=int, default=1000, help="synthetic trial files in the store (default 1000)")
     parser.add_argument("--epochs", type=int, default=100, help="epochs per synthetic trial (default 100)")

@@ -9,8 +9,8 @@ torch. Instead each mutant is written into a scratch copy of the repository and 
 covering tests run there in a fresh `python -m pytest -x`; a mutant is killed when they fail or
 time out. Too slow for CI (seconds per mutant): run on demand, one module at a time:
 
-    nice -n 15 python -m tools.mutation_check methods/group_dro.py --sample 40
-    python -m tools.mutation_check --list            # the configured modules and their tests
+    nice -n 15 python -m debiasbench.tools.mutation_check methods/group_dro.py --sample 40
+    python -m debiasbench.tools.mutation_check --list            # the configured modules and their tests
 
 It prints a score per module and every survivor; survivors listed in ACCEPTED (with why each is
 equivalent or accepted) are reported but left out of the score.

@@ -2,7 +2,7 @@
 included), sampled every 0.5 s: the maximum over time of the summed RSS and of the summed PSS
 (PSS splits shared pages between processes, so it does not double-count them).
 
-    python -m tools.peak_memory -- python run_all.py --grid quick --data-root ../shared/data
+    python -m debiasbench.tools.peak_memory -- python run_all.py --grid quick --data-root ../shared/data
 """
 
 from __future__ import annotations

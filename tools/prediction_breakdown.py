@@ -2,7 +2,7 @@
 test samples, and how often a bias-conflicting sample is predicted as the class its bias value is
 aligned with. Read from the stored per-sample test predictions (final epoch) of each completed trial.
 
-    python -m tools.prediction_breakdown STORE [--method learned_mixin] [--ratio 95]
+    python -m debiasbench.tools.prediction_breakdown STORE [--method learned_mixin] [--ratio 95]
 
 A model that leans on the bias predicts the bias's class often (Vanilla on Colored MNIST at 95%:
 about 12% of conflicting samples, chance 10%); a model that learned to predict *against* the bias
@@ -21,7 +21,7 @@ import sys
 
 import pandas as pd
 
-from benchmark.store import ResultStore, StoreError
+from debiasbench.benchmark.store import ResultStore, StoreError
 
 
 def breakdown(store: ResultStore, method: str | None = None, ratio: float | None = None) -> pd.DataFrame:

@@ -6,7 +6,7 @@ train them again. When the stored runs behaved exactly as the new default does (
 the trials' `code_version` against today's with `git log -p`), they are the same experiment, and
 this rewrites each one under its resolved key with the parameter recorded at that value:
 
-    python -m tools.rekey_trials results/reference/cmnist_extended --method learned_mixin \
+    python -m debiasbench.tools.rekey_trials results/reference/cmnist_extended --method learned_mixin \
         --hparam bias_smoothing=0.0
 
 Only trials that lack the parameter are touched; their metrics, run information and original
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from benchmark.store.schema import _META_KEY, _META_STATUS, METRIC_FIELDS, TRIAL_FIELDS, TrialRecord
-from benchmark.store.store import ResultStore
-from benchmark.trial import ResolvedTrial
+from debiasbench.benchmark.store.schema import _META_KEY, _META_STATUS, METRIC_FIELDS, TRIAL_FIELDS, TrialRecord
+from debiasbench.benchmark.store.store import ResultStore
+from debiasbench.benchmark.trial import ResolvedTrial
 
 _RUN_INFO = [name for name in TRIAL_FIELDS if name not in ("schema_version", "trial_key", "status", "error")]
 

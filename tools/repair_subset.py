@@ -3,7 +3,7 @@ reports, for every variant's subset, the share of the training set it keeps, the
 bias-conflicting samples it keeps, and the bias-conflicting share of the subset itself. Bias labels
 are read here for the analysis only; the method never sees them on Colored MNIST.
 
-    python -m tools.repair_subset --ratio 99.5 [--seed 0] [--method-param weight_epochs=1000]
+    python -m debiasbench.tools.repair_subset --ratio 99.5 [--seed 0] [--method-param weight_epochs=1000]
 
 Why: REPAIR trains stage 3 on the subset, so it can only debias if the subset is far less biased
 than the training set (docs/results.md, REPAIR at 99.5%). Stage 1 alone takes about 30 s per 200
@@ -18,12 +18,12 @@ from dataclasses import replace
 
 import torch
 
-from benchmark.experiments.resolve import resolve_trial
-from benchmark.training.setup import TrainEnv, set_up_trial
-from benchmark.trial import TrialConfig
-from datasets.base import DataPaths
-from methods.repair import VARIANTS, select_subset
-from run_all import key_value
+from debiasbench.benchmark.experiments.resolve import resolve_trial
+from debiasbench.benchmark.training.setup import TrainEnv, set_up_trial
+from debiasbench.benchmark.trial import TrialConfig
+from debiasbench.cli import key_value
+from debiasbench.datasets.base import DataPaths
+from debiasbench.methods.repair import VARIANTS, select_subset
 
 
 def subset_composition(kept: torch.Tensor, conflicting: torch.Tensor) -> dict[str, float]:
@@ -38,7 +38,9 @@ def subset_composition(kept: torch.Tensor, conflicting: torch.Tensor) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tools.repair_subset", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m debiasbench.tools.repair_subset", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--dataset", default="cmnist")
     parser.add_argument("--ratio", type=float, required=True, help="share of bias-aligned samples, e.g. 99.5")
     parser.add_argument("--difficulty", type=int, default=4)

@@ -2,7 +2,8 @@
 tables that the store fills, for one dataset, with the paper's value beside it and the difference
 in points and in standard errors (the report's 2-SE rule), plus the cells still missing.
 
-    python -m tools.results_page results/reference/cmnist --dataset cmnist --out docs/results-colored-mnist.md
+    python -m debiasbench.tools.results_page results/reference/cmnist --dataset cmnist \
+        --out docs/results-colored-mnist.md
 
 With `--explanations docs/differences-from-the-paper.csv` every cell beyond 2 standard errors of the
 paper is listed with its verdict (explained, partly explained, open) and a link to the measurement
@@ -11,7 +12,7 @@ paper is listed with its verdict (explained, partly explained, open) and a link 
 Several stores are read as one (merged into a temporary store first), so a table whose columns come
 from different reference sets, such as the extended comparison (table 11), gets one page:
 
-    python -m tools.results_page results/reference/cmnist results/reference/cmnist_extended --tables 11 \
+    python -m debiasbench.tools.results_page results/reference/cmnist results/reference/cmnist_extended --tables 11 \
         --out docs/results-extended.md
 """
 
@@ -24,13 +25,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmark.paper.axes import DATASET_LABELS, METHOD_LABELS, table_label
-from benchmark.report.loading import load_store
-from benchmark.report.page import beyond_2se
-from benchmark.report.selection import select
-from benchmark.report.tables import build_table
-from benchmark.store.merge import merge_stores
-from tools.cell_explanations import VERDICTS, Explanation, explain, load_explanations
+from debiasbench.benchmark.paper.axes import DATASET_LABELS, METHOD_LABELS, table_label
+from debiasbench.benchmark.report.loading import load_store
+from debiasbench.benchmark.report.page import beyond_2se
+from debiasbench.benchmark.report.selection import select
+from debiasbench.benchmark.report.tables import build_table
+from debiasbench.benchmark.store.merge import merge_stores
+from debiasbench.tools.cell_explanations import VERDICTS, Explanation, explain, load_explanations
 
 TABLES = (1, 2, 3, 4, 8, 9, 10)  # the paper's tables that hold Colored MNIST cells
 
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     command = " ".join(
-        ["python -m tools.results_page", *args.results, "--dataset", args.dataset]
+        ["python -m debiasbench.tools.results_page", *args.results, "--dataset", args.dataset]
         + ([] if tables == list(TABLES) else ["--tables", ",".join(map(str, tables))])
         + ([f'--title "{args.title}"'] if args.title else [])
         + ([f"--explanations {args.explanations}"] if args.explanations else [])

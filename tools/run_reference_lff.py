@@ -1,6 +1,6 @@
 """Train the authors' released LfF code (a checkout of github.com/alinlab/LfF) on this suite's data.
 
-    python -m tools.run_reference_lff --checkout ~/LfF --dataset cmnist --ratio 99 --seed 0 --out DIR
+    python -m debiasbench.tools.run_reference_lff --checkout ~/LfF --dataset cmnist --ratio 99 --seed 0 --out DIR
 
 exports the dataset in the reference's layout (tools/export_reference_layout.py) under DIR/data,
 then calls the checkout's own `train.py` (`--script train_vanilla` for its Vanilla) with the
@@ -34,9 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from datasets.base import DataPaths
-from tools.dataset_cli import add_dataset_arguments, dataset_params
-from tools.export_reference_layout import export, reference_tag
+from debiasbench.datasets.base import DataPaths
+from debiasbench.tools.dataset_cli import add_dataset_arguments, dataset_params
+from debiasbench.tools.export_reference_layout import export, reference_tag
 
 # The values the reference's named configs set (config.py): model, steps per epoch, epochs.
 REFERENCE_CONFIGS: dict[str, dict[str, Any]] = {

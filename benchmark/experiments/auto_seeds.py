@@ -15,11 +15,11 @@ from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
-from benchmark.experiments.driver import RunOptions, RunSummary, run_grid
-from benchmark.experiments.planning import resolve_all
-from benchmark.experiments.resolve import resolve_trial
-from benchmark.paper.axes import DEFAULT_SEEDS
-from benchmark.trial import TrialConfig
+from debiasbench.benchmark.experiments.driver import RunOptions, RunSummary, run_grid
+from debiasbench.benchmark.experiments.planning import resolve_all
+from debiasbench.benchmark.experiments.resolve import resolve_trial
+from debiasbench.benchmark.paper.axes import DEFAULT_SEEDS
+from debiasbench.benchmark.trial import TrialConfig
 
 DEFAULT_MAX_SEEDS = 10
 
@@ -54,10 +54,10 @@ class AutoSeedsOutcome:
 
 def leading(results: str, settings: AutoSeeds) -> pd.DataFrame:
     """The leading comparison of every cell of the store, as the report computes it."""
-    from benchmark.report.comparison import comparison_tables
-    from benchmark.report.loading import load_store
-    from benchmark.report.selection import select
-    from benchmark.report.stats_report import StatsOptions, cell_values, leading_comparisons
+    from debiasbench.benchmark.report.comparison import comparison_tables
+    from debiasbench.benchmark.report.loading import load_store
+    from debiasbench.benchmark.report.selection import select
+    from debiasbench.benchmark.report.stats_report import StatsOptions, cell_values, leading_comparisons
 
     sel = select(load_store(results), settings.protocol, settings.selector)
     values = cell_values([t for _, t in comparison_tables(sel)], sel.summaries)

@@ -1,7 +1,7 @@
 """The bodies of run_all.py's commands (run a grid, search, diagnose, list what is registered);
 run_all.py keeps only the argument parser and the error-to-exit-code mapping. Every heavy import
 (Ray, torch, the report) stays inside the command that needs it, so `--list` and argument errors
-stay fast. Messages and return codes are the command line's: run_all.main prints them as they are."""
+stay fast. Messages and return codes are the command line's: debiasbench.cli.main prints them as they are."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from benchmark.experiments.driver import RunOptions
-    from benchmark.registry import Registry
-    from benchmark.trial import TrialConfig
+    from debiasbench.benchmark.experiments.driver import RunOptions
+    from debiasbench.benchmark.registry import Registry
+    from debiasbench.benchmark.trial import TrialConfig
 
 
 def list_registered() -> str:
     """--list: the registered methods and datasets with their defaults, one per line."""
     import dataclasses as dc
 
-    from datasets.base import DATASETS
-    from methods.base import METHODS
+    from debiasbench.datasets.base import DATASETS
+    from debiasbench.methods.base import METHODS
 
     lines = ["Methods (name, supervision, roles, default hyper-parameters):"]
     for name, cls in METHODS:
@@ -45,7 +45,7 @@ def list_registered() -> str:
 
 def run_options(args: argparse.Namespace, results: str) -> RunOptions:
     """The driver's options from the command line's flags (shared by the grid and the diagnosis)."""
-    from benchmark.experiments.driver import RunOptions
+    from debiasbench.benchmark.experiments.driver import RunOptions
 
     return RunOptions(
         results=results,
@@ -68,10 +68,10 @@ def run_options(args: argparse.Namespace, results: str) -> RunOptions:
 def run_grid_command(args: argparse.Namespace, DATASETS: Registry, METHODS: Registry) -> int:
     """The default command: run (or with --dry-run list) the selected trials of a named grid, then
     print and write the report; --search hands over to `search_command`."""
-    from benchmark.experiments.driver import run_grid
-    from benchmark.experiments.planning import estimate_seconds, plan, resolve_all, trial_label
-    from benchmark.paper.grids import build_grid
-    from benchmark.store import ResultStore
+    from debiasbench.benchmark.experiments.driver import run_grid
+    from debiasbench.benchmark.experiments.planning import estimate_seconds, plan, resolve_all, trial_label
+    from debiasbench.benchmark.paper.grids import build_grid
+    from debiasbench.benchmark.store import ResultStore
 
     for name in args.methods or []:
         METHODS.get(name)  # unknown names fail here with the list of valid ones
@@ -89,7 +89,7 @@ def run_grid_command(args: argparse.Namespace, DATASETS: Registry, METHODS: Regi
         raise ValueError("--seeds auto adds seeds to a grid's comparisons; --search chooses its own seeds: use one")
     # --seeds auto starts from seeds 0, 1, 2 (what --dry-run lists); later seeds depend on the results.
     configs = build_grid(args.grid, seeds=(0, 1, 2) if auto else args.seeds, epochs=args.epochs, **filters)
-    from benchmark.experiments.preflight import check_filters, check_options
+    from debiasbench.benchmark.experiments.preflight import check_filters, check_options
 
     check_filters(args.grid, **filters)  # a filter matching nothing is an error listing the grid's values
     unavailable = sorted(
@@ -122,7 +122,7 @@ def run_grid_command(args: argparse.Namespace, DATASETS: Registry, METHODS: Regi
     if args.dry_run:
         trials = resolve_all(runnable)
         store = ResultStore(results)
-        from datasets.base import DataPaths
+        from debiasbench.datasets.base import DataPaths
 
         todo, done = plan(trials, store, DataPaths.resolve(args.data_root, args.cache_dir))
         for trial in todo:
@@ -164,13 +164,13 @@ def run_grid_command(args: argparse.Namespace, DATASETS: Registry, METHODS: Regi
     elif summary.unfinished:
         print("  the run was interrupted; rerun the same command to resume", file=sys.stderr)
     if not args.no_report:
-        from benchmark.report.build import write_report
-        from datasets.base import DataPaths
+        from debiasbench.benchmark.report.build import write_report
+        from debiasbench.datasets.base import DataPaths
 
         data_root = str(DataPaths.resolve(args.data_root).data_root)
         print(write_report(results, protocol=args.protocol, data_root=data_root, stats=stats))
-        from benchmark.report.build import default_out
-        from benchmark.report.page import PAGE
+        from debiasbench.benchmark.report.build import default_out
+        from debiasbench.benchmark.report.page import PAGE
 
         print(f"\nreport page: {(default_out(results) / PAGE).resolve().as_uri()}")
     return 1 if summary.failed or summary.unfinished else 0
@@ -179,9 +179,9 @@ def run_grid_command(args: argparse.Namespace, DATASETS: Registry, METHODS: Regi
 def _auto_seeds(args: argparse.Namespace, configs: list[TrialConfig], options: RunOptions):
     """--seeds auto: the rounds of benchmark.experiments.auto_seeds, summed into one RunSummary, and
     the report's statistics options matching the rounds' (the same precision and pair)."""
-    from benchmark.experiments.auto_seeds import AutoSeeds, run_auto_seeds
-    from benchmark.experiments.driver import RunSummary
-    from benchmark.report.stats_report import StatsOptions
+    from debiasbench.benchmark.experiments.auto_seeds import AutoSeeds, run_auto_seeds
+    from debiasbench.benchmark.experiments.driver import RunSummary
+    from debiasbench.benchmark.report.stats_report import StatsOptions
 
     if args.pair is not None and len(args.pair) != 2:
         raise ValueError(f"--pair takes two method names like lff,group_dro, got {','.join(args.pair)!r}")
@@ -204,13 +204,13 @@ def _auto_seeds(args: argparse.Namespace, configs: list[TrialConfig], options: R
 
 def diagnose_command(args: argparse.Namespace) -> int:
     """--diagnose: plan the diagnosis's trials, run what the store lacks, write the verdicts."""
-    from benchmark.experiments.diagnose import plan_diagnosis
-    from benchmark.experiments.driver import run_grid
-    from benchmark.experiments.planning import plan, resolve_all, trial_label
-    from benchmark.experiments.preflight import check_options
-    from benchmark.report.diagnosis import write_diagnosis
-    from benchmark.store import ResultStore
-    from datasets.base import DataPaths
+    from debiasbench.benchmark.experiments.diagnose import plan_diagnosis
+    from debiasbench.benchmark.experiments.driver import run_grid
+    from debiasbench.benchmark.experiments.planning import plan, resolve_all, trial_label
+    from debiasbench.benchmark.experiments.preflight import check_options
+    from debiasbench.benchmark.report.diagnosis import write_diagnosis
+    from debiasbench.benchmark.store import ResultStore
+    from debiasbench.datasets.base import DataPaths
 
     if args.seeds == "auto":
         raise ValueError("--diagnose runs fixed seeds; give --seeds 0,1,2 (or leave it out), not auto")
@@ -256,8 +256,8 @@ def diagnose_command(args: argparse.Namespace) -> int:
 
 def search_command(args: argparse.Namespace, configs: list[TrialConfig], options: RunOptions, METHODS: Registry) -> int:
     """Search each method's declared space, then run the best configuration with every seed."""
-    from benchmark.experiments.hparam_search import plan_search, run_search
-    from benchmark.experiments.search import check_metric, summary_table
+    from debiasbench.benchmark.experiments.hparam_search import plan_search, run_search
+    from debiasbench.benchmark.experiments.search import check_metric, summary_table
 
     check_metric(args.metric)
     if not args.methods:

@@ -14,14 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from benchmark.experiments.preflight import check_dataset_params
-from benchmark.experiments.resolve import resolve_trial
-from benchmark.paper.axes import DEFAULT_SEEDS, MALIGNANT
-from benchmark.paper.grids import build_grid, table_trials
-from benchmark.paper.tables import PAPER_TABLES
-from benchmark.report.diagnosis import DiagnosisSpec, DirectionSpec
-from benchmark.trial import TrialConfig
-from datasets.base import DATASETS, DataPaths, DiagnosisSettings
+from debiasbench.benchmark.experiments.preflight import check_dataset_params
+from debiasbench.benchmark.experiments.resolve import resolve_trial
+from debiasbench.benchmark.paper.axes import DEFAULT_SEEDS, MALIGNANT
+from debiasbench.benchmark.paper.grids import build_grid, table_trials
+from debiasbench.benchmark.paper.tables import PAPER_TABLES
+from debiasbench.benchmark.report.diagnosis import DiagnosisSpec, DirectionSpec
+from debiasbench.benchmark.trial import TrialConfig
+from debiasbench.datasets.base import DATASETS, DataPaths, DiagnosisSettings
 
 METHOD = "vanilla"
 TABLE = 1  # the paper's table whose protocol this is

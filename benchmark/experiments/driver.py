@@ -16,28 +16,28 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import benchmark
-from benchmark.experiments.failures import fit_tuner, record_failure
-from benchmark.experiments.planning import plan, prepare_datasets, resolve_all, trial_label
-from benchmark.experiments.preflight import check_cluster_run, check_options, check_run
-from benchmark.experiments.progress import GridProgress, LiveView
-from benchmark.experiments.ray_backend import (
+from debiasbench import __version__
+from debiasbench.benchmark.experiments.failures import fit_tuner, record_failure
+from debiasbench.benchmark.experiments.planning import plan, prepare_datasets, resolve_all, trial_label
+from debiasbench.benchmark.experiments.preflight import check_cluster_run, check_options, check_run
+from debiasbench.benchmark.experiments.progress import GridProgress, LiveView
+from debiasbench.benchmark.experiments.ray_backend import (
     check_cluster,
     progress_callback,
     ray_init,
     recording_asha,
     tune_trainable,
 )
-from benchmark.experiments.search import check_metric
-from benchmark.experiments.store_lock import claim_trials, trial_claims
-from benchmark.experiments.trackers import tracker_callbacks
-from benchmark.experiments.worker import WorkerSpec, trial_checkpoint_dir
-from benchmark.metric_names import VALID_ACCURACY
-from benchmark.paths import checkout_root
-from benchmark.plugins import load_plugins
-from benchmark.store import ResultStore
-from benchmark.trial import ResolvedTrial, TrialConfig
-from datasets.base import DataPaths
+from debiasbench.benchmark.experiments.search import check_metric
+from debiasbench.benchmark.experiments.store_lock import claim_trials, trial_claims
+from debiasbench.benchmark.experiments.trackers import tracker_callbacks
+from debiasbench.benchmark.experiments.worker import WorkerSpec, trial_checkpoint_dir
+from debiasbench.benchmark.metric_names import VALID_ACCURACY
+from debiasbench.benchmark.paths import checkout_root
+from debiasbench.benchmark.plugins import load_plugins
+from debiasbench.benchmark.store import ResultStore
+from debiasbench.benchmark.trial import ResolvedTrial, TrialConfig
+from debiasbench.datasets.base import DataPaths
 
 log = logging.getLogger(__name__)
 REPO_ROOT = checkout_root()  # the checkout's root (for the git commit), None when installed
@@ -80,7 +80,7 @@ def code_version() -> str:
     """The package's version, plus the git commit (and '-dirty' for uncommitted changes) when the
     code runs from a checkout of this project; an installed package never reports the commit of
     whatever repository its environment sits in."""
-    version = benchmark.__version__  # the one version source; the package metadata is built from it
+    version = __version__  # the one version source; the package metadata is built from it
     if REPO_ROOT is None:
         return version
     try:

@@ -12,9 +12,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmark.integrity import disk_error_message, os_errno
-from benchmark.store import ResultStore, StoreError, TrialRecord
-from benchmark.trial import ResolvedTrial
+from debiasbench.benchmark.integrity import disk_error_message, os_errno
+from debiasbench.benchmark.store import ResultStore, StoreError, TrialRecord
+from debiasbench.benchmark.trial import ResolvedTrial
 
 
 def trial_log_file(store: ResultStore, key: str) -> Path | None:
@@ -79,7 +79,7 @@ def fit_tuner(tuner: Any, state_dir: Path) -> tuple[list, str | None]:
 def tune_failure_message(error: BaseException, state_dir: Path) -> str:
     """One line for Tune dying: a disk error named by file, cause and fix when the exception chain
     or the free space says so, else the exception's last line."""
-    from benchmark.integrity import free_bytes
+    from debiasbench.benchmark.integrity import free_bytes
 
     chain, seen = [], error
     while seen is not None and len(chain) < 8:

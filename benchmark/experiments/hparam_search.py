@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from benchmark.experiments.driver import RunOptions, RunSummary, run_grid
-from benchmark.experiments.planning import resolve_all
-from benchmark.experiments.search import best_configurations, check_metric, search_results
-from benchmark.store import ResultStore
-from benchmark.trial import TrialConfig
+from debiasbench.benchmark.experiments.driver import RunOptions, RunSummary, run_grid
+from debiasbench.benchmark.experiments.planning import resolve_all
+from debiasbench.benchmark.experiments.search import best_configurations, check_metric, search_results
+from debiasbench.benchmark.store import ResultStore
+from debiasbench.benchmark.trial import TrialConfig
 
 
 @dataclass

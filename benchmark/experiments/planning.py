@@ -8,12 +8,12 @@ import json
 import logging
 from collections.abc import Iterable
 
-from benchmark.experiments.preflight import check_dataset_params
-from benchmark.experiments.resolve import resolve_trial
-from benchmark.raw_data import differ, short
-from benchmark.store import ResultStore
-from benchmark.trial import ResolvedTrial, TrialConfig
-from datasets.base import DATASETS, DataPaths
+from debiasbench.benchmark.experiments.preflight import check_dataset_params
+from debiasbench.benchmark.experiments.resolve import resolve_trial
+from debiasbench.benchmark.raw_data import differ, short
+from debiasbench.benchmark.store import ResultStore
+from debiasbench.benchmark.trial import ResolvedTrial, TrialConfig
+from debiasbench.datasets.base import DATASETS, DataPaths
 
 log = logging.getLogger(__name__)
 

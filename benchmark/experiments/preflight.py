@@ -14,7 +14,7 @@ import typing
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from benchmark.trial import ResolvedTrial, TrialConfig
+from debiasbench.benchmark.trial import ResolvedTrial, TrialConfig
 
 
 class PreflightError(ValueError):
@@ -169,7 +169,7 @@ def _show(values: Iterable) -> str:
 def check_filters(grid: str, **filters: Sequence | None) -> None:
     """Filters (tables, datasets, methods, ratios, difficulties) that match no trial of the grid
     are an error listing the values the grid has, instead of a silent empty run."""
-    from benchmark.paper.grids import USER_GRID, build_grid
+    from debiasbench.benchmark.paper.grids import USER_GRID, build_grid
 
     given = {axis: list(values) for axis, values in filters.items() if values is not None}
     if grid == USER_GRID:  # made of --datasets x --methods; its dataset parameters come from --dataset-param
@@ -255,7 +255,7 @@ def _valid_range(dataset_cls: type, name: str, kind: type) -> str:
 def check_dataset_params(dataset: str, values: Mapping[str, Any]) -> None:
     """Every given dataset parameter must be a field of the dataset's Params with a value of the
     field's type; the error names the parameter, the expected type and the valid values."""
-    from datasets.base import DATASETS
+    from debiasbench.datasets.base import DATASETS
 
     dataset_cls = DATASETS.get(dataset)
     params_cls = getattr(dataset_cls, "Params", None)
@@ -293,7 +293,7 @@ def check_imagenet_weights(trials: Iterable[ResolvedTrial]) -> None:
     """Trials that start from ImageNet weights need a sound weights file: checked once here
     (downloaded if absent and online) instead of failing in every worker."""
     if any(needs_imagenet_weights(t) for t in trials):
-        from models.resnet18 import ensure_imagenet_weights, verify_imagenet_weights
+        from debiasbench.models.resnet18 import ensure_imagenet_weights, verify_imagenet_weights
 
         verify_imagenet_weights(ensure_imagenet_weights())
 
@@ -312,8 +312,8 @@ def check_run(options: Any, trials: Sequence[ResolvedTrial]) -> None:
     is lacking at once, and which trials can run as they are)."""
     import torch
 
-    from benchmark.experiments.readiness import check_ready
-    from datasets.base import DataPaths
+    from debiasbench.benchmark.experiments.readiness import check_ready
+    from debiasbench.datasets.base import DataPaths
 
     cuda = torch.cuda.is_available()
     if not options.address:

@@ -9,11 +9,11 @@ import socket
 import time
 from typing import Any
 
-from benchmark.experiments.progress import GridProgress, LiveView
-from benchmark.experiments.worker import WorkerSpec, run_one_trial
-from benchmark.paths import checkout_root
-from benchmark.plugins import load_plugins
-from benchmark.trial import ResolvedTrial
+from debiasbench.benchmark.experiments.progress import GridProgress, LiveView
+from debiasbench.benchmark.experiments.worker import WorkerSpec, run_one_trial
+from debiasbench.benchmark.paths import checkout_root
+from debiasbench.benchmark.plugins import load_plugins
+from debiasbench.benchmark.trial import ResolvedTrial
 
 REPO_ROOT = checkout_root()  # None when the suite runs as an installed package
 
@@ -63,18 +63,15 @@ def recording_asha() -> type:
 
 def cluster_runtime_env() -> dict:
     """What a cluster's workers need to import the suite: the checkout (less results, data and
-    history) when running from one; otherwise the installed packages themselves (`py_modules`), not
-    the folder above them, which would be the whole site-packages."""
+    history) when running from one; otherwise the installed package itself (`py_modules`), not the
+    folder above it, which would be the whole site-packages."""
     env = {"env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}}
     if REPO_ROOT is not None:
         env.update(working_dir=str(REPO_ROOT), excludes=["/results/", "/data/", "/.git/", "*.parquet", "*.pt"])
     else:
-        import benchmark
-        import datasets
-        import methods
-        import models
+        import debiasbench
 
-        env["py_modules"] = [benchmark, datasets, methods, models]
+        env["py_modules"] = [debiasbench]  # the one installed package, its subpackages inside it
     return env
 
 

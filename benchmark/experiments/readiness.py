@@ -10,9 +10,9 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 
-from benchmark.experiments.preflight import PreflightError, check_imagenet_weights, needs_imagenet_weights
-from benchmark.trial import ResolvedTrial
-from datasets.base import DATASETS, DataPaths
+from debiasbench.benchmark.experiments.preflight import PreflightError, check_imagenet_weights, needs_imagenet_weights
+from debiasbench.benchmark.trial import ResolvedTrial
+from debiasbench.datasets.base import DATASETS, DataPaths
 
 
 def _weights_problem(trials: Sequence[ResolvedTrial]) -> Exception | None:
@@ -26,7 +26,7 @@ def _weights_problem(trials: Sequence[ResolvedTrial]) -> Exception | None:
 def check_ready(trials: Sequence[ResolvedTrial], paths: DataPaths) -> None:
     """Raise one PreflightError listing everything the trials lack; return when nothing is lacking.
     A run lacking one thing only, with no trial runnable, keeps that thing's own message."""
-    from models.resnet18 import imagenet_weights_path
+    from debiasbench.models.resnet18 import imagenet_weights_path
 
     lacks: dict[int, list[str]] = {}  # trial index -> what it lacks
     described: dict[str, str] = {}  # what is lacking -> the words for it, with its fix

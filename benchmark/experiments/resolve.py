@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from benchmark.trial import SELECTION_PROTOCOLS, ResolvedTrial, TrialConfig
-from datasets.base import DATASETS
-from methods.base import METHODS, resolve_hparams
+from debiasbench.benchmark.trial import SELECTION_PROTOCOLS, ResolvedTrial, TrialConfig
+from debiasbench.datasets.base import DATASETS
+from debiasbench.methods.base import METHODS, resolve_hparams
 
 
 class InvalidTrialError(ValueError):

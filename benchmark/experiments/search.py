@@ -12,7 +12,7 @@ import json
 
 import pandas as pd
 
-from benchmark.metric_names import REPORTED, SEARCHABLE, VALID_ACCURACY
+from debiasbench.benchmark.metric_names import REPORTED, SEARCHABLE, VALID_ACCURACY
 
 
 def check_metric(metric: str) -> None:

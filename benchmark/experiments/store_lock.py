@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from benchmark.store import ResultStore
+    from debiasbench.benchmark.store import ResultStore
 
 log = logging.getLogger(__name__)
 

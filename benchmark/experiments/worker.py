@@ -20,10 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmark.experiments.planning import raw_fingerprint
-from benchmark.store import ResultStore, TrialRecord
-from benchmark.trial import ResolvedTrial
-from datasets.base import DATASETS, DataPaths
+from debiasbench.benchmark.experiments.planning import raw_fingerprint
+from debiasbench.benchmark.store import ResultStore, TrialRecord
+from debiasbench.benchmark.trial import ResolvedTrial
+from debiasbench.datasets.base import DATASETS, DataPaths
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def trial_checkpoint_dir(results: str, key: str) -> Path:
 
 def run_one_trial(trial: ResolvedTrial, spec: WorkerSpec | Mapping[str, Any], report=None) -> None:
     """Train one trial and write it to the store. Runs inside a Ray worker (or inline)."""
-    from benchmark.training.trainer import TrainEnv, train_trial
+    from debiasbench.benchmark.training.trainer import TrainEnv, train_trial
 
     spec = spec if isinstance(spec, WorkerSpec) else WorkerSpec.from_dict(spec)
     store = ResultStore(spec.results)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmark.paper.axes import BAR_CLASS_ALIASES, BAR_CLASSES
+from debiasbench.benchmark.paper.axes import BAR_CLASS_ALIASES, BAR_CLASSES
 
 
 def bar_class_index(name: str) -> int:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 
-from benchmark.paper.axes import (
+from debiasbench.benchmark.paper.axes import (
     CELEBA_BIAS,
     CELEBA_TARGETS,
     DEFAULT_SEEDS,
@@ -21,8 +21,8 @@ from benchmark.paper.axes import (
     REPORT_TABLES,
     TABLES,
 )
-from benchmark.paper.tables import paper_table
-from benchmark.trial import TrialConfig
+from debiasbench.benchmark.paper.tables import paper_table
+from debiasbench.benchmark.trial import TrialConfig
 
 
 def _method_entries(method: str) -> list[dict]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmark.paper.axes import (
+from debiasbench.benchmark.paper.axes import (
     BASELINES,
     CONTROLLED,
     DIFFICULTIES,

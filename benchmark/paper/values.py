@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from benchmark.paper.axes import BAR_CLASSES, BASELINES
+from debiasbench.benchmark.paper.axes import BAR_CLASSES, BASELINES
 
 PaperKey = tuple[int, str, str, str, str]
 

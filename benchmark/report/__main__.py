@@ -1,7 +1,7 @@
-"""`python -m benchmark.report RESULTS ...`: see benchmark/report/cli.py."""
+"""`python -m debiasbench.benchmark.report RESULTS ...`: see benchmark/report/cli.py."""
 
 import sys
 
-from benchmark.report.cli import main
+from debiasbench.benchmark.report.cli import main
 
 sys.exit(main())

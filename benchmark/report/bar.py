@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.paper.axes import BAR_CLASSES
-from benchmark.paper.bar import bar_class_counts
-from benchmark.paper.values import PAPER
-from benchmark.paths import resolve_data_root
-from benchmark.report.loading import ReportError
+from debiasbench.benchmark.paper.axes import BAR_CLASSES
+from debiasbench.benchmark.paper.bar import bar_class_counts
+from debiasbench.benchmark.paper.values import PAPER
+from debiasbench.benchmark.paths import resolve_data_root
+from debiasbench.benchmark.report.loading import ReportError
 
 
 def bar_counts(data_root: str | os.PathLike | None) -> tuple[dict[str, dict[str, int]], Path]:

@@ -10,17 +10,17 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.compute as pc
 
-from benchmark.paper.axes import EXTENDED_METHODS, EXTENDED_TABLE, TABLES, table_label, table_stem
-from benchmark.report.loading import load_store, scan
-from benchmark.report.output import ensure_dir, write_csv, write_text
-from benchmark.report.page import PAGE, write_index_html
-from benchmark.report.provenance import provenance_from_store
-from benchmark.report.render import render_csv, render_latex, render_markdown
-from benchmark.report.selection import Selection, select
-from benchmark.report.selectors import DEFAULT_SELECTOR
-from benchmark.report.stats_report import StatsOptions
-from benchmark.report.tables import build_table
-from benchmark.store import ResultStore, verified_once
+from debiasbench.benchmark.paper.axes import EXTENDED_METHODS, EXTENDED_TABLE, TABLES, table_label, table_stem
+from debiasbench.benchmark.report.loading import load_store, scan
+from debiasbench.benchmark.report.output import ensure_dir, write_csv, write_text
+from debiasbench.benchmark.report.page import PAGE, write_index_html
+from debiasbench.benchmark.report.provenance import provenance_from_store
+from debiasbench.benchmark.report.render import render_csv, render_latex, render_markdown
+from debiasbench.benchmark.report.selection import Selection, select
+from debiasbench.benchmark.report.selectors import DEFAULT_SELECTOR
+from debiasbench.benchmark.report.stats_report import StatsOptions
+from debiasbench.benchmark.report.tables import build_table
+from debiasbench.benchmark.store import ResultStore, verified_once
 
 
 @dataclass
@@ -112,10 +112,10 @@ def _build_report(results: str, out: Path | None, options: ReportOptions | None)
         lines += ["", markdown]
     if skipped:
         lines += ["", "Not filled by this store: " + ", ".join(skipped) + "."]
-    from benchmark.report.stats_files import write_statistics
+    from debiasbench.benchmark.report.stats_files import write_statistics
 
     lines += write_statistics(sel, out, options.stats or StatsOptions(), options.data_root)
-    from benchmark.report.selection_compare import write_selection_comparison
+    from debiasbench.benchmark.report.selection_compare import write_selection_comparison
 
     lines += write_selection_comparison(data, out)  # only for a store holding validation-protocol trials
     if options.figures:
@@ -210,7 +210,7 @@ def _markdown_frame(frame: pd.DataFrame) -> list[str]:
 
 
 def _figures(sel: Selection, out: Path, options: ReportOptions) -> list[str]:
-    from benchmark.report.figures import FigureDataError, FigureOptions, figure2, figure4
+    from debiasbench.benchmark.report.figures import FigureDataError, FigureOptions, figure2, figure4
 
     figure_options = FigureOptions(ratio=options.figure_ratio, difficulty=options.figure_difficulty)
     lines = []

@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.paper.axes import METHOD_LABELS, METRIC_LABELS
-from benchmark.paper.protocol import protocol_departures
-from benchmark.paper.tables import PAPER_VALUES_FROM
-from benchmark.paper.values import paper_cell
-from benchmark.report.labels import (
+from debiasbench.benchmark.paper.axes import METHOD_LABELS, METRIC_LABELS
+from debiasbench.benchmark.paper.protocol import protocol_departures
+from debiasbench.benchmark.paper.tables import PAPER_VALUES_FROM
+from debiasbench.benchmark.paper.values import paper_cell
+from debiasbench.benchmark.report.labels import (
     _describe,
     _method_order,
     _method_variants,
@@ -29,11 +29,11 @@ from benchmark.report.labels import (
     _settings,
     _supervision,
 )
-from benchmark.report.latex import latex_escape
-from benchmark.report.selection import Selection
-from benchmark.report.specs import TIDY_COLUMNS, TIDY_TEXT_COLUMNS, ColumnSpec, RowSpec, TableResult, _Spec
-from benchmark.report.statistics import t_interval
-from benchmark.supervision import SUPERVISION_SYMBOLS
+from debiasbench.benchmark.report.latex import latex_escape
+from debiasbench.benchmark.report.selection import Selection
+from debiasbench.benchmark.report.specs import TIDY_COLUMNS, TIDY_TEXT_COLUMNS, ColumnSpec, RowSpec, TableResult, _Spec
+from debiasbench.benchmark.report.statistics import t_interval
+from debiasbench.benchmark.supervision import SUPERVISION_SYMBOLS
 
 
 def _aggregate(values: list[float]) -> tuple[float, float, int]:

@@ -1,10 +1,10 @@
 """The report's command line (torch-free).
 
-python -m benchmark.report RESULTS [--out DIR] [--tables 1,2,...] [--protocol paper|validation]
+python -m debiasbench.benchmark.report RESULTS [--out DIR] [--tables 1,2,...] [--protocol paper|validation]
     [--selector last|val_accuracy|val_worst_group|test_oracle] [--data-root DIR] [--no-figures]
-python -m benchmark.report RESULTS --groups TRIAL_KEY            # per-group view of one trial
-python -m benchmark.report RESULTS --groups table=2,dataset=cmnist,row=99.0,column=lff   # of a cell
-python -m benchmark.report MY_STORE --compare results/reference/cmnist  # my run against the reference
+python -m debiasbench.benchmark.report RESULTS --groups TRIAL_KEY            # per-group view of one trial
+python -m debiasbench.benchmark.report RESULTS --groups table=2,dataset=cmnist,row=99.0,column=lff   # of a cell
+python -m debiasbench.benchmark.report MY_STORE --compare results/reference/cmnist  # my run against the reference
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from benchmark.integrity import os_errno
-from benchmark.paper.axes import REPORT_TABLES
-from benchmark.report.build import ReportOptions, build_report
-from benchmark.report.comparison import COMPARISON_METRICS
-from benchmark.report.groups import group_view
-from benchmark.report.loading import ReportError
-from benchmark.report.output import WRITE_ERRNOS, write_error
-from benchmark.report.selectors import DEFAULT_SELECTOR, SELECTORS, SelectorError
-from benchmark.report.stats_report import RANK_METRICS, StatsOptions
-from benchmark.store import ResultStore, StoreError
+from debiasbench.benchmark.integrity import os_errno
+from debiasbench.benchmark.paper.axes import REPORT_TABLES
+from debiasbench.benchmark.report.build import ReportOptions, build_report
+from debiasbench.benchmark.report.comparison import COMPARISON_METRICS
+from debiasbench.benchmark.report.groups import group_view
+from debiasbench.benchmark.report.loading import ReportError
+from debiasbench.benchmark.report.output import WRITE_ERRNOS, write_error
+from debiasbench.benchmark.report.selectors import DEFAULT_SELECTOR, SELECTORS, SelectorError
+from debiasbench.benchmark.report.stats_report import RANK_METRICS, StatsOptions
+from debiasbench.benchmark.store import ResultStore, StoreError
 
 
 def _tables_arg(text: str) -> list[int]:
@@ -42,7 +42,7 @@ def _tables_arg(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m benchmark.report",
+        prog="python -m debiasbench.benchmark.report",
         description="Tables 1-10 and Figures 2 and 4 of the LfF paper from a result store.",
     )
     p.add_argument("results", help="result store directory or URI")
@@ -138,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ResultStore(args.results).require_exists()  # a mistyped path is an error, not an empty report
         if args.compare:
-            from benchmark.report.build import default_out
-            from benchmark.report.compare import write_comparison
+            from debiasbench.benchmark.report.build import default_out
+            from debiasbench.benchmark.report.compare import write_comparison
 
             out = args.out or default_out(args.results)
             print(

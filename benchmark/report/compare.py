@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.paper.axes import REPORT_TABLES, table_label
-from benchmark.report.loading import load_store
-from benchmark.report.output import ensure_dir, write_csv, write_text
-from benchmark.report.selection import select
-from benchmark.report.tables import build_table
-from benchmark.store import ResultStore
+from debiasbench.benchmark.paper.axes import REPORT_TABLES, table_label
+from debiasbench.benchmark.report.loading import load_store
+from debiasbench.benchmark.report.output import ensure_dir, write_csv, write_text
+from debiasbench.benchmark.report.selection import select
+from debiasbench.benchmark.report.tables import build_table
+from debiasbench.benchmark.store import ResultStore
 
 SE_FACTOR = 2.0
 PAPER_SEEDS = 3  # the paper reports mean ± std over three runs

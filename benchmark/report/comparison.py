@@ -18,12 +18,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.paper.axes import DATASET_LABELS, METHOD_LABELS
-from benchmark.report.cells import _cell_stats, _repair_cell
-from benchmark.report.labels import _TABLE_PARAMS, _method_order, _method_variants, _settings, _varying_label
-from benchmark.report.latex import latex_escape, markdown_escape
-from benchmark.report.selection import Selection
-from benchmark.report.specs import TIDY_COLUMNS, ColumnSpec, RowSpec, TableResult
+from debiasbench.benchmark.paper.axes import DATASET_LABELS, METHOD_LABELS
+from debiasbench.benchmark.report.cells import _cell_stats, _repair_cell
+from debiasbench.benchmark.report.labels import (
+    _TABLE_PARAMS,
+    _method_order,
+    _method_variants,
+    _settings,
+    _varying_label,
+)
+from debiasbench.benchmark.report.latex import latex_escape, markdown_escape
+from debiasbench.benchmark.report.selection import Selection
+from debiasbench.benchmark.report.specs import TIDY_COLUMNS, ColumnSpec, RowSpec, TableResult
 
 COMPARISON_METRICS = ("unbiased", "aligned", "conflicting", "worst_group")
 COMPARISON_LABELS = {

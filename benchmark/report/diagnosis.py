@@ -30,9 +30,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.report.diagnosis_reading import DiagnosisResult, DiagnosisSpec, DirectionSpec, diagnose
-from benchmark.report.diagnosis_verdict import ARMS, RULE, loss_evidence, verdict_of
-from benchmark.store import ResultStore
+from debiasbench.benchmark.report.diagnosis_reading import DiagnosisResult, DiagnosisSpec, DirectionSpec, diagnose
+from debiasbench.benchmark.report.diagnosis_verdict import ARMS, RULE, loss_evidence, verdict_of
+from debiasbench.benchmark.store import ResultStore
 
 # The spec, the reading and the rules are re-exported: benchmark/experiments/diagnose.py and the
 # tests import them from here.
@@ -170,7 +170,7 @@ def markdown(result: DiagnosisResult, figure: Path | None, group_files: dict[tup
 def loss_figure(result: DiagnosisResult, out: Path, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """One panel per direction: mean training loss of aligned vs conflicting samples over epochs
     (band: one standard deviation over seeds), the biased trials (Figure 2's view)."""
-    from benchmark.report.figures import _lineplot, _new_figure, _save, _sns
+    from debiasbench.benchmark.report.figures import _lineplot, _new_figure, _save, _sns
 
     sns = _sns()
     directions = result.spec.directions
@@ -208,7 +208,7 @@ def write_diagnosis(
     results: str, spec: DiagnosisSpec, out: Path | None = None, figures: bool = True
 ) -> tuple[DiagnosisResult, str]:
     """Compute the diagnosis and write every file; returns the result and the console text."""
-    from benchmark.report.figures import group_heatmap
+    from debiasbench.benchmark.report.figures import group_heatmap
 
     out = Path(out) if out else default_diagnosis_out(results)
     out.mkdir(parents=True, exist_ok=True)

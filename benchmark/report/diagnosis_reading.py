@@ -12,10 +12,10 @@ from typing import Any
 import pandas as pd
 import pyarrow.compute as pc
 
-from benchmark.report.diagnosis_verdict import ARMS, THRESHOLD, loss_evidence, loss_text, spread, verdict_of
-from benchmark.report.loading import load_store, scan
-from benchmark.report.selection import select
-from benchmark.store import ResultStore
+from debiasbench.benchmark.report.diagnosis_verdict import ARMS, THRESHOLD, loss_evidence, loss_text, spread, verdict_of
+from debiasbench.benchmark.report.loading import load_store, scan
+from debiasbench.benchmark.report.selection import select
+from debiasbench.benchmark.store import ResultStore
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def _named(matrix: pd.DataFrame, direction: DirectionSpec) -> pd.DataFrame:
 
 def diagnose(results: str, spec: DiagnosisSpec) -> DiagnosisResult:
     """Read the spec's trials from the store and compute every direction's numbers and verdict."""
-    from benchmark.report.groups import group_matrix
+    from debiasbench.benchmark.report.groups import group_matrix
 
     data = load_store(results)
     sel = select(data, spec.protocol, "last")

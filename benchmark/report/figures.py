@@ -17,12 +17,12 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.compute as pc
 
-from benchmark.paper.axes import CONTROLLED, DATASET_LABELS, MALIGNANT
-from benchmark.report.labels import _difficulty, _ratio, _target
-from benchmark.report.loading import scan
-from benchmark.report.output import atomic_path, ensure_dir
-from benchmark.report.selection import Selection
-from benchmark.store import ResultStore
+from debiasbench.benchmark.paper.axes import CONTROLLED, DATASET_LABELS, MALIGNANT
+from debiasbench.benchmark.report.labels import _difficulty, _ratio, _target
+from debiasbench.benchmark.report.loading import scan
+from debiasbench.benchmark.report.output import atomic_path, ensure_dir
+from debiasbench.benchmark.report.selection import Selection
+from debiasbench.benchmark.store import ResultStore
 
 FORMATS = ("png", "pdf")
 

@@ -9,15 +9,15 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.compute as pc
 
-from benchmark.paper.axes import table_stem
-from benchmark.report.build import default_out
-from benchmark.report.comparison import read_class_names
-from benchmark.report.latex import markdown_escape, mathtext_escape
-from benchmark.report.loading import ReportError, load_store, scan
-from benchmark.report.selection import Selection, select
-from benchmark.report.selectors import DEFAULT_SELECTOR
-from benchmark.report.tables import build_table
-from benchmark.store import ResultStore
+from debiasbench.benchmark.paper.axes import table_stem
+from debiasbench.benchmark.report.build import default_out
+from debiasbench.benchmark.report.comparison import read_class_names
+from debiasbench.benchmark.report.latex import markdown_escape, mathtext_escape
+from debiasbench.benchmark.report.loading import ReportError, load_store, scan
+from debiasbench.benchmark.report.selection import Selection, select
+from debiasbench.benchmark.report.selectors import DEFAULT_SELECTOR
+from debiasbench.benchmark.report.tables import build_table
+from debiasbench.benchmark.store import ResultStore
 
 
 def _resolve_group_keys(spec: str, sel: Selection, data_root: str | None) -> tuple[list[str], str]:
@@ -93,7 +93,7 @@ def group_view(
 ) -> str:
     """The (target, bias) accuracy matrix (percent, mean over the trials) at the selected epoch as
     CSV and heatmap, plus unbiased/aligned/conflicting/worst-group accuracy and the worst groups."""
-    from benchmark.report.figures import group_heatmap
+    from debiasbench.benchmark.report.figures import group_heatmap
 
     out = Path(out) if out else default_out(results)
     data = load_store(results)

@@ -12,8 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.paper.axes import MALIGNANT, PAPER_SUPERVISION
-from benchmark.raw_data import short
+from debiasbench.benchmark.paper.axes import MALIGNANT, PAPER_SUPERVISION
+from debiasbench.benchmark.raw_data import short
 
 # Configuration fields that identify a cell (or are the seed) rather than a setting.
 _CELL_FIELDS = {

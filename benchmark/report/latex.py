@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmark.paper.axes import DATASET_LABELS, DATASET_LATEX
+from debiasbench.benchmark.paper.axes import DATASET_LABELS, DATASET_LATEX
 
 _LATEX_CHARS = {
     "\\": r"\textbackslash{}",

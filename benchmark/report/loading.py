@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from benchmark.store import METRIC_FIELDS, SCHEMA, TRIAL_FIELDS, ResultStore
+from debiasbench.benchmark.store import METRIC_FIELDS, SCHEMA, TRIAL_FIELDS, ResultStore
 
 
 class ReportError(ValueError):

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmark.integrity import disk_error_message
-from benchmark.report.loading import ReportError
+from debiasbench.benchmark.integrity import disk_error_message
+from debiasbench.benchmark.report.loading import ReportError
 
 # Errors that mean "cannot write here" (disk full, quota, read-only, permissions), not damaged input.
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
-_FIX = "write the report to another folder with --out DIR (python -m benchmark.report STORE --out DIR)"
+_FIX = "write the report to another folder with --out DIR (python -m debiasbench.benchmark.report STORE --out DIR)"
 
 
 class ReportWriteError(ReportError):

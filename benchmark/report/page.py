@@ -1,6 +1,6 @@
 """One static, self-contained HTML page of a written report: RESULTS/report/index.html (torch-free).
 
-    python -m benchmark.report.provenance REPORT_DIR [--results RESULTS]
+    python -m debiasbench.benchmark.report.provenance REPORT_DIR [--results RESULTS]
 
 `write_index_html(report_dir, provenance)` reads only what the report already wrote into its
 directory (tableN.csv and tableN.md, figures/figure{2,4}.png, groups_*_matrix.csv with their heatmap
@@ -23,12 +23,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmark.report.compare import PAPER_SEEDS, SE_FACTOR
-from benchmark.report.output import write_text
-from benchmark.report.page_format import beyond_2se
-from benchmark.report.page_sections import data_uri, diagnostics_view, failed_view, groups_view, provenance_view
-from benchmark.report.page_stats import comparison_views, statistics_view
-from benchmark.report.page_tables import table_files, table_view
+from debiasbench.benchmark.report.compare import PAPER_SEEDS, SE_FACTOR
+from debiasbench.benchmark.report.output import write_text
+from debiasbench.benchmark.report.page_format import beyond_2se
+from debiasbench.benchmark.report.page_sections import (
+    data_uri,
+    diagnostics_view,
+    failed_view,
+    groups_view,
+    provenance_view,
+)
+from debiasbench.benchmark.report.page_stats import comparison_views, statistics_view
+from debiasbench.benchmark.report.page_tables import table_files, table_view
 
 # beyond_2se is re-exported: tools/results_page.py and the page tests read it from here.
 __all__ = ["PAGE", "beyond_2se", "page_context", "render_page", "write_index_html"]

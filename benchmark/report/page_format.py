@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.report.compare import PAPER_SEEDS, beyond_standard_errors, standard_error
+from debiasbench.benchmark.report.compare import PAPER_SEEDS, beyond_standard_errors, standard_error
 
 
 def finite(value: Any) -> bool:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.paper.axes import METHOD_LABELS
-from benchmark.report.page_format import finite, fmt_value
+from debiasbench.benchmark.paper.axes import METHOD_LABELS
+from debiasbench.benchmark.report.page_format import finite, fmt_value
 
 PROVENANCE_LABELS = {
     "results": "Result store",

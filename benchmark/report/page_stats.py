@@ -8,12 +8,12 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.report.comparison import COMPARISON_LABELS
-from benchmark.report.page_format import fmt_value
-from benchmark.report.page_sections import data_uri
-from benchmark.report.page_tables import table_view
-from benchmark.report.stats_files import STATS_NOTE
-from benchmark.report.stats_report import method_name
+from debiasbench.benchmark.report.comparison import COMPARISON_LABELS
+from debiasbench.benchmark.report.page_format import fmt_value
+from debiasbench.benchmark.report.page_sections import data_uri
+from debiasbench.benchmark.report.page_tables import table_view
+from debiasbench.benchmark.report.stats_files import STATS_NOTE
+from debiasbench.benchmark.report.stats_report import method_name
 
 
 def _caption(md: Path) -> tuple[str, str]:
@@ -128,7 +128,7 @@ def _selection(path: Path) -> dict[str, Any]:
     """selection.csv as rows (cell, method) x selectors, each "mean [interval] (#rank)"."""
     if not path.is_file():
         return {"selection": [], "selection_headers": [], "selection_caption": ""}
-    from benchmark.report.selection_compare import CAPTION, SELECTOR_HEADERS, SELECTOR_ORDER
+    from debiasbench.benchmark.report.selection_compare import CAPTION, SELECTOR_HEADERS, SELECTOR_ORDER
 
     frame = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in ("ci_low", "ci_high", "std")})
     rows = []

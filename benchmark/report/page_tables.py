@@ -10,10 +10,17 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.paper.axes import DATASET_LABELS, EXTENDED_TABLE, METHOD_LABELS, METRIC_LABELS, table_label, table_stem
-from benchmark.report.compare import SE_FACTOR
-from benchmark.report.page_format import best_cells, beyond_2se, finite, fmt_diff, fmt_value
-from benchmark.report.specs import TIDY_TEXT_COLUMNS
+from debiasbench.benchmark.paper.axes import (
+    DATASET_LABELS,
+    EXTENDED_TABLE,
+    METHOD_LABELS,
+    METRIC_LABELS,
+    table_label,
+    table_stem,
+)
+from debiasbench.benchmark.report.compare import SE_FACTOR
+from debiasbench.benchmark.report.page_format import best_cells, beyond_2se, finite, fmt_diff, fmt_value
+from debiasbench.benchmark.report.specs import TIDY_TEXT_COLUMNS
 
 # How the report marks the best value (benchmark.tables: TableResult.bold): per row and metric block,
 # per column for Table 6 (BAR, methods as rows), none for Table 1 (one method) and Table 7 (counts).

@@ -1,5 +1,5 @@
 """The store's provenance for the report page (code versions, torch, devices, hosts, trials per
-status), and `python -m benchmark.report.provenance REPORT_DIR` to (re)write a report's index.html."""
+status), and `python -m debiasbench.benchmark.report.provenance REPORT_DIR` to (re)write a report's index.html."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmark.report.page import write_index_html
-from benchmark.store import ResultStore
+from debiasbench.benchmark.report.page import write_index_html
+from debiasbench.benchmark.store import ResultStore
 
 _PROVENANCE_FIELDS = (
     "code_version",
@@ -58,7 +58,8 @@ def provenance_from_store(results: str | Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmark.report.provenance", description="Write REPORT_DIR/index.html from a written report."
+        prog="python -m debiasbench.benchmark.report.provenance",
+        description="Write REPORT_DIR/index.html from a written report.",
     )
     parser.add_argument("report_dir", type=Path, help="the report's output directory (RESULTS/report)")
     parser.add_argument(
@@ -67,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if not args.report_dir.is_dir():
-        print(f"error: {args.report_dir} is not a directory; run python -m benchmark.report first", file=sys.stderr)
+        print(
+            f"error: {args.report_dir} is not a directory; run python -m debiasbench.benchmark.report first",
+            file=sys.stderr,
+        )
         return 2
     results = args.results
     if results is None and (args.report_dir.resolve().parent / "trials").is_dir():

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from benchmark.report.loading import StoreData
-from benchmark.report.selectors import Selector, get_selector, select_epochs
+from debiasbench.benchmark.report.loading import StoreData
+from debiasbench.benchmark.report.selectors import Selector, get_selector, select_epochs
 
 # Summary field -> (subset, metric) of the stored "test" rows at the selected epoch.
 SUMMARY_METRICS = {

@@ -16,11 +16,11 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
-from benchmark.report.comparison import comparison_tables
-from benchmark.report.loading import StoreData
-from benchmark.report.selection import select
-from benchmark.report.statistics import t_interval
-from benchmark.report.stats_report import cell_values
+from debiasbench.benchmark.report.comparison import comparison_tables
+from debiasbench.benchmark.report.loading import StoreData
+from debiasbench.benchmark.report.selection import select
+from debiasbench.benchmark.report.statistics import t_interval
+from debiasbench.benchmark.report.stats_report import cell_values
 
 SELECTOR_ORDER = ("last", "val_accuracy", "val_worst_group", "test_oracle")
 SELECTOR_HEADERS = {

@@ -19,7 +19,7 @@ from dataclasses import astuple, dataclass
 
 import pandas as pd
 
-from benchmark.metric_names import REPORTED, TEST_ACCURACY, VALID_ACCURACY, VALID_WORST_GROUP_ACCURACY
+from debiasbench.benchmark.metric_names import REPORTED, TEST_ACCURACY, VALID_ACCURACY, VALID_WORST_GROUP_ACCURACY
 
 
 class SelectorError(ValueError):

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.report.comparison import comparison_tables
-from benchmark.report.render import render_csv, render_latex, render_markdown
-from benchmark.report.selection import Selection
-from benchmark.report.stats_report import (
+from debiasbench.benchmark.report.comparison import comparison_tables
+from debiasbench.benchmark.report.render import render_csv, render_latex, render_markdown
+from debiasbench.benchmark.report.selection import Selection
+from debiasbench.benchmark.report.stats_report import (
     MIN_FRIEDMAN_CELLS,
     StatsOptions,
     cell_values,

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.paper.axes import METHOD_LABELS
-from benchmark.report.specs import TableResult
-from benchmark.report.statistics import (
+from debiasbench.benchmark.paper.axes import METHOD_LABELS
+from debiasbench.benchmark.report.specs import TableResult
+from debiasbench.benchmark.report.statistics import (
     CONFIDENCE,
     aggregate_pair,
     difference_interval,

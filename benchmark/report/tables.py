@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from benchmark.paper.axes import (
+from debiasbench.benchmark.paper.axes import (
     BAR_CLASSES,
     CELEBA_BIAS,
     CELEBA_LABELS,
@@ -23,16 +23,23 @@ from benchmark.paper.axes import (
     difficulty_row,
     ratio_row,
 )
-from benchmark.paper.tables import ALL_TABLES, PAPER_TABLES, PaperTable
-from benchmark.paper.values import paper_cell
-from benchmark.report.bar import bar_class_names, bar_counts
-from benchmark.report.cells import _build
-from benchmark.report.labels import _difficulty, _is_main_direction, _method_order, _ratio, _supervision, _target
-from benchmark.report.latex import LATEX_MARKERS, dataset_latex, latex_escape
-from benchmark.report.loading import ReportError
-from benchmark.report.selection import Selection
-from benchmark.report.specs import ColumnSpec, RowSpec, TableResult, _Spec
-from benchmark.supervision import SUPERVISION_SYMBOLS
+from debiasbench.benchmark.paper.tables import ALL_TABLES, PAPER_TABLES, PaperTable
+from debiasbench.benchmark.paper.values import paper_cell
+from debiasbench.benchmark.report.bar import bar_class_names, bar_counts
+from debiasbench.benchmark.report.cells import _build
+from debiasbench.benchmark.report.labels import (
+    _difficulty,
+    _is_main_direction,
+    _method_order,
+    _ratio,
+    _supervision,
+    _target,
+)
+from debiasbench.benchmark.report.latex import LATEX_MARKERS, dataset_latex, latex_escape
+from debiasbench.benchmark.report.loading import ReportError
+from debiasbench.benchmark.report.selection import Selection
+from debiasbench.benchmark.report.specs import ColumnSpec, RowSpec, TableResult, _Spec
+from debiasbench.benchmark.supervision import SUPERVISION_SYMBOLS
 
 
 def _controlled_labels(dataset: str, row: str) -> tuple[str, ...]:

@@ -2,8 +2,8 @@
 `schema.py` for the columns, `checksummed_parquet.py` and `trial_files.py` for the integrity check). Torch-free: the
 report reads it without the training stack."""
 
-from benchmark.store.merge import MergeReport, merge_stores
-from benchmark.store.schema import (
+from debiasbench.benchmark.store.merge import MergeReport, merge_stores
+from debiasbench.benchmark.store.schema import (
     METRIC_FIELDS,
     PREDICTION_SCHEMA,
     SCHEMA,
@@ -16,8 +16,8 @@ from benchmark.store.schema import (
     StoreWriteError,
     TrialRecord,
 )
-from benchmark.store.store import ResultStore
-from benchmark.store.trial_files import verified_once
+from debiasbench.benchmark.store.store import ResultStore
+from debiasbench.benchmark.store.trial_files import verified_once
 
 __all__ = [
     "METRIC_FIELDS",

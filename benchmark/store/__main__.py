@@ -1,17 +1,19 @@
-"""`python -m benchmark.store merge A B --into C`: result-store utilities on the command line."""
+"""`python -m debiasbench.benchmark.store merge A B --into C`: result-store utilities on the command line."""
 
 from __future__ import annotations
 
 import sys
 
-from benchmark.store.merge import merge_stores
-from benchmark.store.schema import StoreError
+from debiasbench.benchmark.store.merge import merge_stores
+from debiasbench.benchmark.store.schema import StoreError
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m benchmark.store", description="Result-store utilities.")
+    parser = argparse.ArgumentParser(
+        prog="python -m debiasbench.benchmark.store", description="Result-store utilities."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     merge = commands.add_parser("merge", help="merge stores made on different machines")
     merge.add_argument("sources", nargs="+", help="stores to merge (directories or URIs)")
@@ -21,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     compact.add_argument("--into", required=True, help="destination store (created if absent)")
     args = parser.parse_args(argv)
     if args.command == "compact":
-        from benchmark.store.compact import compact_store
+        from debiasbench.benchmark.store.compact import compact_store
 
         try:
             done = compact_store(args.source, args.into)

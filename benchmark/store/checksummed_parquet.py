@@ -9,8 +9,8 @@ from collections.abc import Mapping
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmark.integrity import checksum_bytes
-from benchmark.store.schema import _META_CHECKSUM, StoreError
+from debiasbench.benchmark.integrity import checksum_bytes
+from debiasbench.benchmark.store.schema import _META_CHECKSUM, StoreError
 
 
 def first_line(error: BaseException) -> str:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from benchmark.store.schema import _META_KEY, _META_STATUS, METRIC_FIELDS, TRIAL_FIELDS, TrialRecord
-from benchmark.store.store import ResultStore
+from debiasbench.benchmark.store.schema import _META_KEY, _META_STATUS, METRIC_FIELDS, TRIAL_FIELDS, TrialRecord
+from debiasbench.benchmark.store.store import ResultStore
 
 _RUN_INFO = [name for name in TRIAL_FIELDS if name not in ("schema_version", "trial_key", "status", "error")]
 

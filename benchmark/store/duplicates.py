@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pyarrow as pa
 
-from benchmark.raw_data import differ
-from benchmark.store.schema import _META_KEY, _META_RAW, StoreError
+from debiasbench.benchmark.raw_data import differ
+from debiasbench.benchmark.store.schema import _META_KEY, _META_RAW, StoreError
 
 if TYPE_CHECKING:
-    from benchmark.store.store import ResultStore
+    from debiasbench.benchmark.store.store import ResultStore
 
 Metadata = dict[bytes, bytes]
 
@@ -68,8 +68,9 @@ def difference(store: ResultStore, first: str, second: str) -> str | None:
 def conflict_line(key: str, first: str, second: str, store: str, how: str = "with different results") -> str:
     return (
         f"trial {key} is held by two files {how}, {first} and {second}; keep one: move the "
-        f"other into a directory of its own (OTHER/trials/) and run `python -m benchmark.store merge OTHER --into "
-        f"{store}`, which keeps the copy already in {store} and reports the conflict"
+        "other into a directory of its own (OTHER/trials/) and run "
+        f"`python -m debiasbench.benchmark.store merge OTHER --into {store}`, which keeps the copy already in "
+        f"{store} and reports the conflict"
     )
 
 
@@ -90,7 +91,8 @@ def one_file_per_key(store: ResultStore, files: dict[str, Metadata]) -> tuple[di
             if how is None:
                 warnings.warn(
                     f"trial {key} is held by two identical files, {first} and {other}; reading {first} only "
-                    f"(delete {other}: `python -m benchmark.store merge` copies a store without duplicates)",
+                    f"(delete {other}: `python -m debiasbench.benchmark.store merge` copies a store without "
+                    "duplicates)",
                     stacklevel=3,
                 )
             else:

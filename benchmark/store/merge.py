@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 
 import pyarrow.fs as pafs
 
-from benchmark.raw_data import differ, short
-from benchmark.store.duplicates import comparable, one_file_per_key, raw_data_of
-from benchmark.store.schema import _META_KEY, _META_STATUS
-from benchmark.store.store import ResultStore
+from debiasbench.benchmark.raw_data import differ, short
+from debiasbench.benchmark.store.duplicates import comparable, one_file_per_key, raw_data_of
+from debiasbench.benchmark.store.schema import _META_KEY, _META_STATUS
+from debiasbench.benchmark.store.store import ResultStore
 
 
 @dataclass

@@ -50,11 +50,11 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from benchmark.integrity import disk_error_message
-from benchmark.store import trial_files
-from benchmark.store.checksummed_parquet import first_line, parquet_bytes, verify_parquet_bytes
-from benchmark.store.duplicates import unique_files
-from benchmark.store.schema import (
+from debiasbench.benchmark.integrity import disk_error_message
+from debiasbench.benchmark.store import trial_files
+from debiasbench.benchmark.store.checksummed_parquet import first_line, parquet_bytes, verify_parquet_bytes
+from debiasbench.benchmark.store.duplicates import unique_files
+from debiasbench.benchmark.store.schema import (
     _FINAL_STATUSES,
     _META_KEY,
     _META_RAW,

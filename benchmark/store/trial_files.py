@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmark.store.checksummed_parquet import first_line, verify_parquet_bytes
-from benchmark.store.schema import (
+from debiasbench.benchmark.store.checksummed_parquet import first_line, verify_parquet_bytes
+from debiasbench.benchmark.store.schema import (
     _META_CHECKSUM,
     _META_KEY,
     _META_STATUS,

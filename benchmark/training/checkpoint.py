@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from benchmark.integrity import checksum_bytes, disk_error_message
-from benchmark.training.evaluation import MetricLog
-from methods.base import Method
+from debiasbench.benchmark.integrity import checksum_bytes, disk_error_message
+from debiasbench.benchmark.training.evaluation import MetricLog
+from debiasbench.methods.base import Method
 
 log = logging.getLogger(__name__)
 

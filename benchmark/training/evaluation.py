@@ -10,11 +10,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.metric_names import REPORTED, TEST_ACCURACY, VALID_ACCURACY, VALID_WORST_GROUP_ACCURACY
-from benchmark.training.input_pipeline import DeviceSplit
-from benchmark.training.metrics import GroupCounts, summarize
-from datasets.base import BiasedData
-from methods.base import Method
+from debiasbench.benchmark.metric_names import REPORTED, TEST_ACCURACY, VALID_ACCURACY, VALID_WORST_GROUP_ACCURACY
+from debiasbench.benchmark.training.input_pipeline import DeviceSplit
+from debiasbench.benchmark.training.metrics import GroupCounts, summarize
+from debiasbench.datasets.base import BiasedData
+from debiasbench.methods.base import Method
 
 EVAL_BATCH_SIZE = 2048
 METRIC_COLUMNS = ("epoch", "role", "split", "subset", "target", "bias", "metric", "value")

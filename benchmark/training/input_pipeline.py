@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-from datasets.base import InputSpec, Split
+from debiasbench.datasets.base import InputSpec, Split
 
 
 def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:

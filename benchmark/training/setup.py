@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 
-from benchmark.supervision import Supervision
-from benchmark.training.holdout import holdout_indices
-from benchmark.training.input_pipeline import DeviceSplit
-from benchmark.trial import ResolvedTrial
-from datasets.base import DATASETS, BiasedData, DataPaths
-from methods.base import METHODS, Method, MethodContext
-from models import build_model
+from debiasbench.benchmark.supervision import Supervision
+from debiasbench.benchmark.training.holdout import holdout_indices
+from debiasbench.benchmark.training.input_pipeline import DeviceSplit
+from debiasbench.benchmark.trial import ResolvedTrial
+from debiasbench.datasets.base import DATASETS, BiasedData, DataPaths
+from debiasbench.methods.base import METHODS, Method, MethodContext
+from debiasbench.models import build_model
 
 
 @dataclass(frozen=True)

@@ -19,17 +19,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark.training.checkpoint import load_checkpoint, save_checkpoint
-from benchmark.training.evaluation import (
+from debiasbench.benchmark.training.checkpoint import load_checkpoint, save_checkpoint
+from debiasbench.benchmark.training.evaluation import (
     MetricLog,
     evaluate,
     predictions_of,
     record_evaluation,
     reported_metrics,
 )
-from benchmark.training.setup import TrainEnv, TrialSetup, set_up_trial
-from benchmark.trial import ResolvedTrial
-from methods.base import Batch
+from debiasbench.benchmark.training.setup import TrainEnv, TrialSetup, set_up_trial
+from debiasbench.benchmark.trial import ResolvedTrial
+from debiasbench.methods.base import Batch
 
 log = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ family (`noise`, `blur`, `weather`, `digital`) and `registry` (names, types, ran
 the entry points `corrupt` and `corrupt_chunk`). Its public names are importable from this package.
 """
 
-from datasets.corruptions.arrays import _to_uint8  # noqa: F401  (tests check the reference's truncation)
-from datasets.corruptions.blur import (
+from debiasbench.datasets.corruptions.arrays import _to_uint8  # noqa: F401  (tests check the reference's truncation)
+from debiasbench.datasets.corruptions.blur import (
     defocus_blur,
     defocus_kernel,
     gaussian_blur,
@@ -47,7 +47,7 @@ from datasets.corruptions.blur import (
     motion_blur_batch,
     zoom_blur,
 )
-from datasets.corruptions.constants import (
+from debiasbench.datasets.corruptions.constants import (
     BRIGHTNESS,
     CONTRAST,
     DEFOCUS_BLUR,
@@ -75,7 +75,7 @@ from datasets.corruptions.constants import (
     WATER_COLOR,
     ZOOM_BLUR_END,
 )
-from datasets.corruptions.digital import (
+from debiasbench.datasets.corruptions.digital import (
     bilinear_reflect,
     brightness,
     contrast,
@@ -85,8 +85,8 @@ from datasets.corruptions.digital import (
     reflect_coordinates,
     saturate,
 )
-from datasets.corruptions.noise import gaussian_noise, impulse_noise, shot_noise, speckle_noise
-from datasets.corruptions.registry import (
+from debiasbench.datasets.corruptions.noise import gaussian_noise, impulse_noise, shot_noise, speckle_noise
+from debiasbench.datasets.corruptions.registry import (
     CORRUPTION_TYPES,
     CORRUPTIONS,
     TYPE1,
@@ -101,7 +101,7 @@ from datasets.corruptions.registry import (
     original,
     warm_up,
 )
-from datasets.corruptions.weather import (
+from debiasbench.datasets.corruptions.weather import (
     PLASMA_DRAWS,
     fog,
     frost,

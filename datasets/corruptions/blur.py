@@ -13,8 +13,8 @@ import cv2
 import numpy as np
 from scipy import ndimage, sparse
 
-from datasets.corruptions.arrays import _blur, _stack, _to_uint8, _unit
-from datasets.corruptions.constants import (
+from debiasbench.datasets.corruptions.arrays import _blur, _stack, _to_uint8, _unit
+from debiasbench.datasets.corruptions.constants import (
     DEFOCUS_BLUR,
     GAUSSIAN_BLUR,
     GLASS_BLUR,

@@ -13,8 +13,16 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from datasets.corruptions.arrays import _to_uint8, _unit
-from datasets.corruptions.constants import BRIGHTNESS, CONTRAST, ELASTIC, JPEG_QUALITY, PIXELATE, SATURATE, SIZE
+from debiasbench.datasets.corruptions.arrays import _to_uint8, _unit
+from debiasbench.datasets.corruptions.constants import (
+    BRIGHTNESS,
+    CONTRAST,
+    ELASTIC,
+    JPEG_QUALITY,
+    PIXELATE,
+    SATURATE,
+    SIZE,
+)
 
 
 def brightness(images: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from datasets.corruptions.arrays import _stack, _to_uint8, _unit
-from datasets.corruptions.constants import GAUSSIAN_NOISE, IMPULSE_NOISE, SHOT_NOISE, SPECKLE_NOISE
+from debiasbench.datasets.corruptions.arrays import _stack, _to_uint8, _unit
+from debiasbench.datasets.corruptions.constants import GAUSSIAN_NOISE, IMPULSE_NOISE, SHOT_NOISE, SPECKLE_NOISE
 
 
 def gaussian_noise(images: np.ndarray, severity: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:

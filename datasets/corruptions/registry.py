@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from datasets.corruptions.blur import defocus_blur, gaussian_blur, glass_blur, motion_blur, zoom_blur
-from datasets.corruptions.constants import SEVERITIES, SIZE
-from datasets.corruptions.digital import brightness, contrast, elastic, jpeg, pixelate, saturate
-from datasets.corruptions.noise import gaussian_noise, impulse_noise, shot_noise, speckle_noise
-from datasets.corruptions.weather import fog, frost, frost_textures, snow, spatter
+from debiasbench.datasets.corruptions.blur import defocus_blur, gaussian_blur, glass_blur, motion_blur, zoom_blur
+from debiasbench.datasets.corruptions.constants import SEVERITIES, SIZE
+from debiasbench.datasets.corruptions.digital import brightness, contrast, elastic, jpeg, pixelate, saturate
+from debiasbench.datasets.corruptions.noise import gaussian_noise, impulse_noise, shot_noise, speckle_noise
+from debiasbench.datasets.corruptions.weather import fog, frost, frost_textures, snow, spatter
 
 TYPE1 = ("Snow", "Frost", "Fog", "Brightness", "Contrast", "Spatter", "Elastic", "JPEG", "Pixelate", "Saturate")
 TYPE2 = (

@@ -12,9 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from datasets.corruptions.arrays import _blur, _stack, _to_uint8, _unit
-from datasets.corruptions.blur import _zoom_matrix, motion_blur_batch
-from datasets.corruptions.constants import (
+from debiasbench.datasets.corruptions.arrays import _blur, _stack, _to_uint8, _unit
+from debiasbench.datasets.corruptions.blur import _zoom_matrix, motion_blur_batch
+from debiasbench.datasets.corruptions.constants import (
     FOG,
     FROST,
     FROST_FILES,

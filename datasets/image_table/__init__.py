@@ -31,9 +31,9 @@ fingerprinting the images, the array cache), `dataset` (the registered `ImageTab
 `errors`. Importing this package registers the dataset; its public names are importable from here.
 """
 
-from datasets.image_table.dataset import ImageTable, Plan
-from datasets.image_table.errors import ImageTableError, ImageTableNotFoundError
-from datasets.image_table.images import (
+from debiasbench.datasets.image_table.dataset import ImageTable, Plan
+from debiasbench.datasets.image_table.errors import ImageTableError, ImageTableNotFoundError
+from debiasbench.datasets.image_table.images import (
     ARRAY_CHUNK,
     ImageSource,
     array_source,
@@ -41,7 +41,7 @@ from datasets.image_table.images import (
     folder_source,
     open_array,
 )
-from datasets.image_table.params import (
+from debiasbench.datasets.image_table.params import (
     ARRAY_SUFFIX,
     DEFAULT_FOLDER_RESOLUTION,
     DEFAULT_TEST_FRACTION,
@@ -55,7 +55,7 @@ from datasets.image_table.params import (
     is_array_root,
     model_arguments,
 )
-from datasets.image_table.splits import (
+from debiasbench.datasets.image_table.splits import (
     SPLIT_VALUES,
     _largest_remainder,  # noqa: F401  (tests check its tie-breaking)
     aligned_mapping,
@@ -65,7 +65,7 @@ from datasets.image_table.splits import (
     stratified_test_rows,
     subsample_to_ratio,
 )
-from datasets.image_table.table import TABLE_FORMATS, Table, encode_attribute, read_table
+from debiasbench.datasets.image_table.table import TABLE_FORMATS, Table, encode_attribute, read_table
 
 __all__ = [
     "ARRAY_CHUNK",

@@ -15,15 +15,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from datasets._cache import cache_key
-from datasets._image_decoding import (
+from debiasbench.datasets._cache import cache_key
+from debiasbench.datasets._image_decoding import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     UnreadableImageError,
     build_memmap_cache,
     read_memmap_cache,
 )
-from datasets.base import (
+from debiasbench.datasets.base import (
     BiasedData,
     BiasedDataset,
     DataPaths,
@@ -33,10 +33,10 @@ from datasets.base import (
     TrainProtocol,
     register_dataset,
 )
-from datasets.cmnist import INPUT_SCALINGS
-from datasets.image_table.errors import ImageTableError, ImageTableNotFoundError
-from datasets.image_table.images import ImageSource, _take, array_source, build_array_cache, folder_source
-from datasets.image_table.params import (
+from debiasbench.datasets.cmnist import INPUT_SCALINGS
+from debiasbench.datasets.image_table.errors import ImageTableError, ImageTableNotFoundError
+from debiasbench.datasets.image_table.images import ImageSource, _take, array_source, build_array_cache, folder_source
+from debiasbench.datasets.image_table.params import (
     FAMILY,
     ImageTableParams,
     _text,
@@ -44,7 +44,7 @@ from datasets.image_table.params import (
     is_array_root,
     model_arguments,
 )
-from datasets.image_table.splits import (
+from debiasbench.datasets.image_table.splits import (
     SPLIT_VALUES,
     aligned_mapping,
     balance_groups,
@@ -53,7 +53,7 @@ from datasets.image_table.splits import (
     subsample_to_ratio,
     warn_repeated_images,
 )
-from datasets.image_table.table import Table, _missing, encode_attribute, read_table
+from debiasbench.datasets.image_table.table import Table, _missing, encode_attribute, read_table
 
 # The package's name, as before it became a package: trial logs show it (%(name)s).
 log = logging.getLogger(__package__)
@@ -359,7 +359,7 @@ class ImageTable(BiasedDataset):
         params = cls.canonical(params)
         cls.images(params, cls.plan(params, paths, data_seed))
         if params.pretrained and params.model == "resnet18":
-            from models.resnet18 import ensure_imagenet_weights
+            from debiasbench.models.resnet18 import ensure_imagenet_weights
 
             ensure_imagenet_weights()  # fail once in the driver, not in every trial
 

@@ -3,7 +3,7 @@ ValueErrors); each message names the row or file and the fix."""
 
 from __future__ import annotations
 
-from datasets.base import DataNotFoundError
+from debiasbench.datasets.base import DataNotFoundError
 
 
 class ImageTableError(ValueError):

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from datasets._cache import atomic_entry
-from datasets._image_decoding import resize_image
-from datasets.image_table.errors import ImageTableError, ImageTableNotFoundError
-from datasets.image_table.params import FAMILY
-from datasets.image_table.table import Table, _as_integer, _missing
+from debiasbench.datasets._cache import atomic_entry
+from debiasbench.datasets._image_decoding import resize_image
+from debiasbench.datasets.image_table.errors import ImageTableError, ImageTableNotFoundError
+from debiasbench.datasets.image_table.params import FAMILY
+from debiasbench.datasets.image_table.table import Table, _as_integer, _missing
 
 ARRAY_CHUNK = 1024  # array rows converted per step while filling the cache
 

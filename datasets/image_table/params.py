@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from datasets.cmnist import INPUT_SCALINGS
+from debiasbench.datasets.cmnist import INPUT_SCALINGS
 
 FAMILY = "image_table"
 ARRAY_SUFFIX = ".npy"
@@ -102,8 +102,8 @@ def _choice(value: Any, name: str, choices: Sequence[str]) -> str:
 
 def model_arguments(model: str) -> set[str]:
     """The constructor arguments of a registered model (an unknown name is a ValueError listing them)."""
-    from benchmark.registry import UnknownNameError
-    from models import MODELS
+    from debiasbench.benchmark.registry import UnknownNameError
+    from debiasbench.models import MODELS
 
     try:
         model_cls = MODELS.get(model)

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from datasets.image_table.errors import ImageTableError
+from debiasbench.datasets.image_table.errors import ImageTableError
 
-log = logging.getLogger("datasets.image_table")
+log = logging.getLogger("debiasbench.datasets.image_table")
 SPLIT_VALUES = ("train", "test")
 _STREAM_SPLIT, _STREAM_RATIO, _STREAM_BALANCE = 0, 1, 2
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from datasets.image_table.errors import ImageTableError
+from debiasbench.datasets.image_table.errors import ImageTableError
 
 TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _INTEGER = re.compile(r"^[+-]?\d+$")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.report.page import write_index_html
-from benchmark.report.specs import TIDY_COLUMNS
+from debiasbench.benchmark.report.page import write_index_html
+from debiasbench.benchmark.report.specs import TIDY_COLUMNS
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = "<script>alert(1)</script>"

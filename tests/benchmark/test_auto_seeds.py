@@ -9,13 +9,13 @@ from dataclasses import replace
 import pytest
 from report_kit import syn
 
-from benchmark.experiments.auto_seeds import AutoSeeds, run_auto_seeds
-from benchmark.experiments.driver import RunOptions, RunSummary
-from benchmark.experiments.resolve import resolve_trial
-from benchmark.paper.grids import build_grid
-from benchmark.report.loading import load_store
-from benchmark.store import ResultStore
-from run_all import main
+from debiasbench.benchmark.experiments.auto_seeds import AutoSeeds, run_auto_seeds
+from debiasbench.benchmark.experiments.driver import RunOptions, RunSummary
+from debiasbench.benchmark.experiments.resolve import resolve_trial
+from debiasbench.benchmark.paper.grids import build_grid
+from debiasbench.benchmark.report.loading import load_store
+from debiasbench.benchmark.store import ResultStore
+from debiasbench.cli import main
 
 
 def accuracy(ratio: float, method: str, seed: int) -> float:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.experiments.driver import RunOptions, run_grid
-from benchmark.store import ResultStore
-from benchmark.trial import TrialConfig
+from debiasbench.benchmark.experiments.driver import RunOptions, run_grid
+from debiasbench.benchmark.store import ResultStore
+from debiasbench.benchmark.trial import TrialConfig
 
 pytestmark = [pytest.mark.ray, pytest.mark.cluster]
 RAY = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))

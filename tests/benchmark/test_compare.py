@@ -8,11 +8,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from benchmark.report.build import ReportOptions, build_report
-from benchmark.report.cli import main
-from benchmark.report.compare import beyond_standard_errors, compare_stores, standard_error
-from benchmark.store import ResultStore
-from benchmark.store.compact import compact_store
+from debiasbench.benchmark.report.build import ReportOptions, build_report
+from debiasbench.benchmark.report.cli import main
+from debiasbench.benchmark.report.compare import beyond_standard_errors, compare_stores, standard_error
+from debiasbench.benchmark.store import ResultStore
+from debiasbench.benchmark.store.compact import compact_store
 
 HERE = Path(__file__).resolve().parent.parent / "fixtures" / "report_golden"
 _spec = importlib.util.spec_from_file_location("report_synthetic", HERE / "synthetic.py")
@@ -85,7 +85,7 @@ def test_a_missing_store_is_an_error_that_creates_nothing(tmp_path, capsys):
     reference = _store(tmp_path / "ref", {"vanilla": [0.70]})
     assert main([str(reference.root), "--compare", str(tmp_path / "typo"), "--out", str(tmp_path / "o")]) == 2
     assert "no result store" in capsys.readouterr().err
-    from benchmark.store.__main__ import main as store_main
+    from debiasbench.benchmark.store.__main__ import main as store_main
 
     assert store_main(["compact", str(tmp_path / "typo"), "--into", str(tmp_path / "dst")]) == 2
     assert "no result store" in capsys.readouterr().err and not (tmp_path / "dst").exists()

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import run_all
-from benchmark.experiments.diagnose import DiagnosisUnsupportedError, plan_diagnosis
-from benchmark.experiments.planning import resolve_all
-from benchmark.paper.grids import build_grid
-from datasets.base import DATASETS, DataPaths
+from debiasbench import cli
+from debiasbench.benchmark.experiments.diagnose import DiagnosisUnsupportedError, plan_diagnosis
+from debiasbench.benchmark.experiments.planning import resolve_all
+from debiasbench.benchmark.paper.grids import build_grid
+from debiasbench.datasets.base import DATASETS, DataPaths
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -143,14 +143,14 @@ def test_image_table_reverses_columns_and_balances_by_ratio(tmp_path, paths):
 
 
 def test_command_line_dry_run_and_refusals(capsys, tmp_path):
-    code = run_all.main(["--diagnose", "--datasets", "cmnist", "--dry-run", "--results", str(tmp_path / "r")])
+    code = cli.main(["--diagnose", "--datasets", "cmnist", "--dry-run", "--results", str(tmp_path / "r")])
     out = capsys.readouterr().out
     assert code == 0 and "diagnosis of cmnist: 12 trial(s) to run, 0 already complete" in out
-    assert run_all.main(["--diagnose", "--datasets", "cmnist,celeba", "--dry-run"]) == 2
+    assert cli.main(["--diagnose", "--datasets", "cmnist,celeba", "--dry-run"]) == 2
     assert "exactly one dataset" in capsys.readouterr().err
-    assert run_all.main(["--diagnose", "--datasets", "cmnist", "--methods", "lff", "--dry-run"]) == 2
+    assert cli.main(["--diagnose", "--datasets", "cmnist", "--methods", "lff", "--dry-run"]) == 2
     assert "takes no --methods" in capsys.readouterr().err
-    assert run_all.main(["--diagnose", "--datasets", "bar", "--dry-run"]) == 2
+    assert cli.main(["--diagnose", "--datasets", "bar", "--dry-run"]) == 2
     assert "has no bias labels" in capsys.readouterr().err
 
 
@@ -189,7 +189,7 @@ def test_diagnose_end_to_end_on_the_celeba_fixture(tmp_path, capsys):
         "--device",
         "cpu",
     ]
-    assert run_all.main(argv) == 0
+    assert cli.main(argv) == 0
     out = capsys.readouterr().out
     assert "diagnosis of celeba: 4 trial(s) completed" in out and "Bias diagnosis of celeba" in out
     folder = results / "diagnosis"
@@ -215,6 +215,6 @@ def test_diagnose_end_to_end_on_the_celeba_fixture(tmp_path, capsys):
     assert list(matrix.index) == ["not Wearing_Lipstick", "Wearing_Lipstick"]
     assert list(matrix.columns) == ["not Heavy_Makeup", "Heavy_Makeup"]
     # A second run trains nothing and writes the same verdicts.
-    assert run_all.main(argv) == 0
+    assert cli.main(argv) == 0
     assert "0 trial(s) completed, 0 failed, 4 skipped" in capsys.readouterr().out
     assert list(pd.read_csv(folder / "diagnosis.csv")["verdict"]) == list(table["verdict"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.report.diagnosis import (
+from debiasbench.benchmark.report.diagnosis import (
     DiagnosisSpec,
     DirectionSpec,
     diagnose,
@@ -16,7 +16,7 @@ from benchmark.report.diagnosis import (
     verdict_of,
     write_diagnosis,
 )
-from benchmark.store import ResultStore
+from debiasbench.benchmark.store import ResultStore
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "report_golden"
 _spec = importlib.util.spec_from_file_location("report_synthetic", FIXTURES / "synthetic.py")

@@ -11,13 +11,13 @@ import faultkit
 import pytest
 import torch
 
-from benchmark.experiments.resolve import resolve_trial
-from benchmark.experiments.worker import run_one_trial, trial_checkpoint_dir
-from benchmark.plugins import load_plugins
-from benchmark.store import ResultStore
-from benchmark.training.checkpoint import CheckpointWriteError, _has_nan, load_checkpoint, save_checkpoint
-from benchmark.training.evaluation import MetricLog
-from benchmark.trial import TrialConfig
+from debiasbench.benchmark.experiments.resolve import resolve_trial
+from debiasbench.benchmark.experiments.worker import run_one_trial, trial_checkpoint_dir
+from debiasbench.benchmark.plugins import load_plugins
+from debiasbench.benchmark.store import ResultStore
+from debiasbench.benchmark.training.checkpoint import CheckpointWriteError, _has_nan, load_checkpoint, save_checkpoint
+from debiasbench.benchmark.training.evaluation import MetricLog
+from debiasbench.benchmark.trial import TrialConfig
 
 NAN = struct.pack("<f", float("nan"))
 

@@ -14,20 +14,20 @@ from pathlib import Path
 import faultkit
 import pytest
 
-import run_all
-from benchmark.experiments.driver import RunOptions, RunSummary, run_grid
-from benchmark.experiments.failures import fit_tuner, record_failure
-from benchmark.experiments.planning import resolve_all
-from benchmark.experiments.store_lock import TrialClaims
-from benchmark.paper.grids import build_grid
-from benchmark.store import ResultStore
-from benchmark.trial import TrialConfig
+from debiasbench import cli
+from debiasbench.benchmark.experiments.driver import RunOptions, RunSummary, run_grid
+from debiasbench.benchmark.experiments.failures import fit_tuner, record_failure
+from debiasbench.benchmark.experiments.planning import resolve_all
+from debiasbench.benchmark.experiments.store_lock import TrialClaims
+from debiasbench.benchmark.paper.grids import build_grid
+from debiasbench.benchmark.store import ResultStore
+from debiasbench.benchmark.trial import TrialConfig
 
 REPO = Path(__file__).resolve().parents[2]
 HOLDER = """
 import sys, time
 sys.path.insert(0, {repo!r})
-from benchmark.experiments.store_lock import TrialClaims
+from debiasbench.benchmark.experiments.store_lock import TrialClaims
 claims = TrialClaims(sys.argv[1], heartbeat_s=0.5)
 mine, _ = claims.claim(sys.argv[2:])
 print("claimed", len(mine), flush=True)
@@ -54,7 +54,7 @@ def _kill9(process: subprocess.Popen) -> None:
 
 @pytest.fixture
 def ray_never_starts(monkeypatch):
-    import benchmark.experiments.driver as driver
+    import debiasbench.benchmark.experiments.driver as driver
 
     def refuse(*args, **kwargs):
         raise AssertionError("nothing should be scheduled")
@@ -72,7 +72,7 @@ def test_a_second_driver_skips_what_another_driver_runs_and_says_so(tmp_path, ca
     keys = [t.key for t in resolve_all(build_grid("smoke"))]
     other = _other_driver(results, keys)
     try:
-        code = run_all.main(["--grid", "smoke", "--results", str(results), "--progress", "off", "--no-report"])
+        code = cli.main(["--grid", "smoke", "--results", str(results), "--progress", "off", "--no-report"])
         err = capsys.readouterr().err
         assert code == 0 and "2 trial(s) skipped: another driver is running them" in err
         assert (
@@ -182,7 +182,7 @@ def test_tune_dying_on_a_full_disk_becomes_one_line_with_the_file_and_fix(tmp_pa
 
 
 def test_the_cli_prints_an_aborted_grid_as_a_summary_and_one_error_line(capsys, tmp_path, monkeypatch):
-    import benchmark.experiments.driver as driver
+    import debiasbench.benchmark.experiments.driver as driver
 
     monkeypatch.setattr(
         driver,
@@ -191,7 +191,7 @@ def test_the_cli_prints_an_aborted_grid_as_a_summary_and_one_error_line(capsys, 
             scheduled=2, completed=["a"], unfinished=["b"], aborted="Ray Tune stopped the grid: the disk is full"
         ),
     )
-    code = run_all.main(["--grid", "smoke", "--results", str(tmp_path), "--no-report"])
+    code = cli.main(["--grid", "smoke", "--results", str(tmp_path), "--no-report"])
     captured = capsys.readouterr()
     assert code == 1 and "1 trial(s) completed" in captured.out
     assert "error: Ray Tune stopped the grid: the disk is full" in captured.err and "Traceback" not in captured.err
@@ -261,7 +261,7 @@ def test_a_claim_file_that_is_not_valid_json_is_broken_at_once_naming_it(tmp_pat
     if not content:  # an empty one may be a claim being written right now: only once it has stayed empty
         old = time.time() - 60
         os.utime(claim, (old, old))
-    with caplog.at_level("WARNING", logger="benchmark.experiments.store_lock"):
+    with caplog.at_level("WARNING", logger="debiasbench.benchmark.experiments.store_lock"):
         with TrialClaims(tmp_path) as claims:
             mine, others = claims.claim(["k"])
     assert mine == ["k"] and others == {}

@@ -7,13 +7,13 @@ import pickle
 import pytest
 import torch
 
-import run_all
-from benchmark.experiments import preflight
-from benchmark.experiments.preflight import PreflightError, check_dataset_params, check_resources
+from debiasbench import cli
+from debiasbench.benchmark.experiments import preflight
+from debiasbench.benchmark.experiments.preflight import PreflightError, check_dataset_params, check_resources
 
 
 def run(capsys, *argv):
-    code = run_all.main(list(argv))
+    code = cli.main(list(argv))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -26,7 +26,7 @@ def no_gpu(monkeypatch):
 
 @pytest.fixture
 def ray_never_starts(monkeypatch):
-    import benchmark.experiments.driver as driver
+    import debiasbench.benchmark.experiments.driver as driver
 
     def refuse(*args, **kwargs):
         raise AssertionError("Ray must not start for a run the pre-flight refuses")
@@ -71,7 +71,7 @@ def test_a_trial_must_fit_on_one_node_of_a_cluster():
 def test_a_cluster_is_checked_node_by_node_after_joining_it(monkeypatch, no_gpu):
     import ray
 
-    from benchmark.experiments.driver import RunOptions
+    from debiasbench.benchmark.experiments.driver import RunOptions
 
     shut = []
     monkeypatch.setattr(preflight, "cluster_nodes", lambda: [{"CPU": 4.0}, {"CPU": 4.0, "GPU": 2.0}])
@@ -190,7 +190,7 @@ def hub_dir(tmp_path):
 
 @pytest.mark.parametrize("kind", ["malicious", "truncated"])
 def test_a_bad_weights_file_is_one_line_naming_the_file_and_pretrained_false(hub_dir, kind):
-    from models.resnet18 import PretrainedWeightsError, imagenet_weights_path, load_imagenet_state_dict
+    from debiasbench.models.resnet18 import PretrainedWeightsError, imagenet_weights_path, load_imagenet_state_dict
 
     path = imagenet_weights_path()
     path.parent.mkdir(parents=True)
@@ -209,14 +209,14 @@ def test_a_bad_weights_file_is_one_line_naming_the_file_and_pretrained_false(hub
 
 
 def _trial_needing_weights():
-    from benchmark.experiments.resolve import resolve_trial
-    from benchmark.trial import TrialConfig
+    from debiasbench.benchmark.experiments.resolve import resolve_trial
+    from debiasbench.benchmark.trial import TrialConfig
 
     return resolve_trial(TrialConfig("bar", "vanilla", epochs=1))
 
 
 def test_the_driver_refuses_a_bad_weights_file_before_ray_starts(capsys, hub_dir, tmp_path, ray_never_starts):
-    from models.resnet18 import imagenet_weights_path
+    from debiasbench.models.resnet18 import imagenet_weights_path
 
     path = imagenet_weights_path()
     path.parent.mkdir(parents=True)
@@ -246,8 +246,8 @@ def test_the_driver_refuses_a_bad_weights_file_before_ray_starts(capsys, hub_dir
 @pytest.fixture
 def machine_like_the_test_box(tmp_path, data_root, monkeypatch, hub_dir):
     """A data root with MNIST, the partial CIFAR-10 copy and BAR but no CelebA, and no ImageNet weights."""
-    from models import resnet18
-    from models.resnet18 import PretrainedWeightsNotFoundError
+    from debiasbench.models import resnet18
+    from debiasbench.models.resnet18 import PretrainedWeightsNotFoundError
 
     if not (data_root / "CIFAR10-subset").is_dir() or not (data_root / "BAR").is_dir():
         pytest.skip(f"the partial CIFAR-10 copy and BAR are not under {data_root}")

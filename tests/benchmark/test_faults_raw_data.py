@@ -13,14 +13,14 @@ import pandas as pd
 import pytest
 from report_kit import syn as synthetic
 
-from benchmark.experiments.planning import plan
-from benchmark.experiments.resolve import resolve_trial
-from benchmark.experiments.worker import run_one_trial
-from benchmark.plugins import load_plugins
-from benchmark.raw_data import fingerprint
-from benchmark.store import METRIC_FIELDS, ResultStore, StoreError, TrialRecord
-from benchmark.trial import TrialConfig
-from datasets.base import DATASETS, DataPaths
+from debiasbench.benchmark.experiments.planning import plan
+from debiasbench.benchmark.experiments.resolve import resolve_trial
+from debiasbench.benchmark.experiments.worker import run_one_trial
+from debiasbench.benchmark.plugins import load_plugins
+from debiasbench.benchmark.raw_data import fingerprint
+from debiasbench.benchmark.store import METRIC_FIELDS, ResultStore, StoreError, TrialRecord
+from debiasbench.benchmark.trial import TrialConfig
+from debiasbench.datasets.base import DATASETS, DataPaths
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,7 +59,7 @@ def test_a_trial_stored_from_other_raw_data_is_trained_again_and_says_why(tmp_pa
     assert plan([trial], store, paths) == ([], [trial])  # the same raw data: complete
 
     (tmp_path / "raw.bin").write_bytes(b"50,000 images of the full dataset")  # replaced in place
-    with caplog.at_level(logging.WARNING, logger="benchmark.experiments.planning"):
+    with caplog.at_level(logging.WARNING, logger="debiasbench.benchmark.experiments.planning"):
         todo, done = plan([trial], store, paths)
     assert todo == [trial] and done == []
     assert f"training {trial.key}" in caplog.text and "stored from other raw data" in caplog.text
@@ -93,7 +93,7 @@ def _trial(store, seed, raw, value):
 
 
 def _table2(tmp_path, store):
-    from benchmark.report.cli import main
+    from debiasbench.benchmark.report.cli import main
 
     assert main([str(store.root), "--tables", "2", "--no-figures", "--out", str(tmp_path / "report")]) == 0
     tidy = pd.read_csv(tmp_path / "report" / "table2.csv")
@@ -126,7 +126,7 @@ def test_merge_keeps_trials_of_different_raw_data_apart_and_says_so(tmp_path):
         store.ensure_writable()
         key = _trial(store, 0, raw, 0.30)  # identical numbers, other raw data
     result = subprocess.run(
-        [sys.executable, "-m", "benchmark.store", "merge", str(tmp_path / "a"), str(tmp_path / "b")]
+        [sys.executable, "-m", "debiasbench.benchmark.store", "merge", str(tmp_path / "a"), str(tmp_path / "b")]
         + ["--into", str(tmp_path / "c")],
         capture_output=True,
         text=True,
@@ -139,7 +139,7 @@ def test_merge_keeps_trials_of_different_raw_data_apart_and_says_so(tmp_path):
 
 
 def test_a_shipped_store_without_fingerprints_reads_as_unknown(tmp_path):
-    from benchmark.report.loading import load_store
+    from debiasbench.benchmark.report.loading import load_store
 
     # cmnist_random was shipped before fingerprints existed (later sets mix old and new trials).
     store = ResultStore(REPO / "results" / "reference" / "cmnist_random")
@@ -148,7 +148,7 @@ def test_a_shipped_store_without_fingerprints_reads_as_unknown(tmp_path):
 
 
 def test_merge_treats_an_unknown_fingerprint_as_no_difference(tmp_path):
-    from benchmark.store.__main__ import main
+    from debiasbench.benchmark.store.__main__ import main
 
     for name, raw in (("a", None), ("b", "raw-v1:aaaaaaaa0000")):  # a store from before, a rerun since
         store = ResultStore(tmp_path / name)

@@ -12,9 +12,9 @@ from pathlib import Path
 import faultkit
 from report_kit import syn as synthetic
 
-import run_all
-from benchmark.experiments.driver import RunSummary
-from benchmark.store import ResultStore
+from debiasbench import cli
+from debiasbench.benchmark.experiments.driver import RunSummary
+from debiasbench.benchmark.store import ResultStore
 
 
 def _store(root: Path, dataset: str = "cmnist", ratio: float = 99.0, protocol: str = "paper") -> ResultStore:
@@ -34,7 +34,7 @@ def _no_empty_or_temporary_files(folder: Path) -> None:
 def test_a_full_disk_while_the_run_end_report_is_written_is_one_line_naming_the_folder_and_out(
     tmp_path, capsys, monkeypatch
 ):
-    import benchmark.experiments.driver as driver
+    import debiasbench.benchmark.experiments.driver as driver
 
     monkeypatch.setattr(driver, "run_grid", lambda configs, options: RunSummary(scheduled=1, completed=["a"]))
     with faultkit.tiny_filesystem(tmp_path, 1024) as tiny:
@@ -43,10 +43,10 @@ def test_a_full_disk_while_the_run_end_report_is_written_is_one_line_naming_the_
         if tiny is not None:
             faultkit.fill(tiny, leave_bytes=0)  # a real, full tmpfs
         else:
-            import benchmark.report.output as output
+            import debiasbench.benchmark.report.output as output
 
             monkeypatch.setattr(output.os, "fsync", faultkit.enospc)  # simulated at the write
-        code = run_all.main(["--grid", "smoke", "--results", str(root / "r")])
+        code = cli.main(["--grid", "smoke", "--results", str(root / "r")])
         error = capsys.readouterr().err.strip()
         assert code == 2 and error.count("\n") == 0 and "Traceback" not in error, error
         assert error.startswith(f"error: cannot write report file {root / 'r' / 'report'}/")  # was: bare [Errno 28]
@@ -56,7 +56,7 @@ def test_a_full_disk_while_the_run_end_report_is_written_is_one_line_naming_the_
 
 
 def test_the_report_of_a_read_only_store_says_writing_failed_and_suggests_out(tmp_path, capsys, monkeypatch):
-    from benchmark.report.cli import main
+    from debiasbench.benchmark.report.cli import main
 
     with faultkit.tiny_filesystem(tmp_path, 2048) as tiny:
         root = tiny if tiny is not None else tmp_path / "sim"
@@ -81,7 +81,7 @@ def test_the_report_of_a_read_only_store_says_writing_failed_and_suggests_out(tm
 
 
 def test_compare_with_no_dataset_in_common_says_nothing_could_be_compared(tmp_path, capsys):
-    from benchmark.report.cli import main
+    from debiasbench.benchmark.report.cli import main
 
     mine, reference = _store(tmp_path / "mine"), _store(tmp_path / "ref", dataset="ccifar1")
     out = tmp_path / "cmp"
@@ -92,7 +92,7 @@ def test_compare_with_no_dataset_in_common_says_nothing_could_be_compared(tmp_pa
 
 
 def test_compare_with_other_cells_or_another_protocol_says_why(tmp_path, capsys):
-    from benchmark.report.cli import main
+    from debiasbench.benchmark.report.cli import main
 
     mine = _store(tmp_path / "mine")
     for reference, why in (
@@ -108,7 +108,7 @@ def test_compare_with_other_cells_or_another_protocol_says_why(tmp_path, capsys)
 
 
 def test_compare_with_cells_in_common_counts_only_those(tmp_path, capsys):
-    from benchmark.report.cli import main
+    from debiasbench.benchmark.report.cli import main
 
     mine, reference = _store(tmp_path / "mine"), _store(tmp_path / "ref")
     assert main([str(mine.root), "--compare", str(reference.root), "--out", str(tmp_path / "cmp")]) == 0

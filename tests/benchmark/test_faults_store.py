@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from report_kit import syn as synthetic
 
-from benchmark.experiments.planning import plan
-from benchmark.store import DamagedFileError, ResultStore, StoreWriteError, TrialRecord
-from benchmark.store.checksummed_parquet import verify_parquet_bytes
-from benchmark.store.schema import _META_CHECKSUM
+from debiasbench.benchmark.experiments.planning import plan
+from debiasbench.benchmark.store import DamagedFileError, ResultStore, StoreWriteError, TrialRecord
+from debiasbench.benchmark.store.checksummed_parquet import verify_parquet_bytes
+from debiasbench.benchmark.store.schema import _META_CHECKSUM
 
 
 def _store_with_two_trials(tmp_path):
@@ -49,7 +49,7 @@ def test_damaged_data_pages_behind_an_intact_footer_count_as_absent_and_are_reru
 
 
 def test_the_report_skips_a_damaged_file_with_a_warning_naming_it(tmp_path, capsys):
-    from benchmark.report.cli import main
+    from debiasbench.benchmark.report.cli import main
 
     store, good, bad, path = _store_with_two_trials(tmp_path)
     _damage_pages(path)
@@ -188,8 +188,8 @@ def test_a_full_disk_gives_one_line_with_the_file_cause_and_fix_and_no_temp_file
 
 
 def test_report_and_merge_of_a_missing_store_are_errors_not_empty_results(tmp_path, capsys):
-    from benchmark.report.cli import main as report_main
-    from benchmark.store.__main__ import main as store_main
+    from debiasbench.benchmark.report.cli import main as report_main
+    from debiasbench.benchmark.store.__main__ import main as store_main
 
     missing = tmp_path / "resluts"  # a typo
     assert report_main([str(missing)]) == 2
@@ -199,9 +199,9 @@ def test_report_and_merge_of_a_missing_store_are_errors_not_empty_results(tmp_pa
 
 
 def test_a_report_build_hashes_each_file_once_and_a_driver_on_every_scan(tmp_path, monkeypatch):
-    import benchmark.store.trial_files as trial_files
-    from benchmark.report.build import build_report
-    from benchmark.store import verified_once
+    import debiasbench.benchmark.store.trial_files as trial_files
+    from debiasbench.benchmark.report.build import build_report
+    from debiasbench.benchmark.store import verified_once
 
     store, good, bad, bad_path = _store_with_two_trials(tmp_path)
     hashed = []

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from report_kit import syn as synthetic
 
-from benchmark.experiments.planning import plan
-from benchmark.store import ResultStore, StoreError
+from debiasbench.benchmark.experiments.planning import plan
+from debiasbench.benchmark.store import ResultStore, StoreError
 
 
 def _store(root: Path) -> tuple[ResultStore, str]:
@@ -43,7 +43,7 @@ def _messages(call):
 
 
 def test_identical_copies_of_a_trial_are_read_once_with_a_warning_naming_both(tmp_path, capsys):
-    from benchmark.report.cli import main
+    from debiasbench.benchmark.report.cli import main
 
     store, key = _store(tmp_path / "s")
     original = Path(store.root) / "trials" / f"{key}.parquet"
@@ -61,7 +61,7 @@ def test_identical_copies_of_a_trial_are_read_once_with_a_warning_naming_both(tm
 
 
 def test_differing_copies_of_a_trial_are_a_conflict_naming_both_files_and_the_fix(tmp_path, capsys):
-    from benchmark.report.cli import main
+    from debiasbench.benchmark.report.cli import main
 
     store, key = _store(tmp_path / "s")
     copy = _differing_copy(tmp_path, store, key)
@@ -71,14 +71,14 @@ def test_differing_copies_of_a_trial_are_a_conflict_naming_both_files_and_the_fi
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "Traceback" not in error
     assert f"trial {key} is held by two files with different results, {original} and {copy}" in error
-    assert "python -m benchmark.store merge" in error
+    assert "python -m debiasbench.benchmark.store merge" in error
 
     with pytest.raises(StoreError, match=f"{key} is held by two files with different results"):  # the runner
         plan([types.SimpleNamespace(key=key)], store)
 
 
 def test_merge_applies_the_same_rule_to_copies_inside_a_store(tmp_path, capsys):
-    from benchmark.store.__main__ import main
+    from debiasbench.benchmark.store.__main__ import main
 
     source, key = _store(tmp_path / "s")
     original = Path(source.root) / "trials" / f"{key}.parquet"
@@ -99,8 +99,8 @@ def test_merge_applies_the_same_rule_to_copies_inside_a_store(tmp_path, capsys):
 
 
 def test_a_directory_or_dangling_symlink_named_like_a_trial_file_is_warned_about(tmp_path, capsys):
-    from benchmark.report.cli import main as report_main
-    from benchmark.store.__main__ import main as store_main
+    from debiasbench.benchmark.report.cli import main as report_main
+    from debiasbench.benchmark.store.__main__ import main as store_main
 
     store, key = _store(tmp_path / "s")
     trials = Path(store.root) / "trials"
@@ -123,7 +123,7 @@ def test_a_directory_or_dangling_symlink_named_like_a_trial_file_is_warned_about
 
 
 def test_merge_into_an_unwritable_destination_names_into_not_results(tmp_path, capsys):
-    from benchmark.store.__main__ import main
+    from debiasbench.benchmark.store.__main__ import main
 
     store, _ = _store(tmp_path / "s")
     blocked = tmp_path / "a-file"

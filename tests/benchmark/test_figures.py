@@ -5,11 +5,18 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.report.build import ReportOptions, build_report
-from benchmark.report.figures import FigureDataError, FigureOptions, figure2, figure2_data, figure4, figure4_data
-from benchmark.report.loading import load_store
-from benchmark.report.selection import select
-from benchmark.store import ResultStore
+from debiasbench.benchmark.report.build import ReportOptions, build_report
+from debiasbench.benchmark.report.figures import (
+    FigureDataError,
+    FigureOptions,
+    figure2,
+    figure2_data,
+    figure4,
+    figure4_data,
+)
+from debiasbench.benchmark.report.loading import load_store
+from debiasbench.benchmark.report.selection import select
+from debiasbench.benchmark.store import ResultStore
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "report_golden"
 _spec = importlib.util.spec_from_file_location("report_synthetic", FIXTURES / "synthetic.py")
@@ -83,7 +90,7 @@ def test_report_lists_figures_it_cannot_draw(tmp_path):
 def test_figures_never_pool_trials_that_differ_in_more_than_the_seed():
     import pandas as pd
 
-    from benchmark.report.figures import FigureOptions, _controlled_trials
+    from debiasbench.benchmark.report.figures import FigureOptions, _controlled_trials
 
     def trial(key, scaling, seed):
         return {

@@ -1,7 +1,7 @@
 import pytest
 
-from benchmark.paper.axes import RATIOS
-from benchmark.paper.grids import build_grid, deduplicate, table_trials
+from debiasbench.benchmark.paper.axes import RATIOS
+from debiasbench.benchmark.paper.grids import build_grid, deduplicate, table_trials
 
 
 def test_paper_grid_shares_trials_between_tables():
@@ -31,7 +31,7 @@ def test_filters_and_overrides():
 
 
 def test_dedup_merges_tables():
-    from benchmark.trial import TrialConfig
+    from debiasbench.benchmark.trial import TrialConfig
 
     merged = deduplicate([TrialConfig("cmnist", "lff", tables=(2,)), TrialConfig("cmnist", "lff", tables=(8,))])
     assert len(merged) == 1 and merged[0].tables == (2, 8)
@@ -56,7 +56,7 @@ def test_the_paper_grid_keys_are_pinned():
     deliberate protocol change, such as a new generator version, updates the fixture with it)."""
     from pathlib import Path
 
-    from benchmark.experiments.planning import resolve_all
+    from debiasbench.benchmark.experiments.planning import resolve_all
 
     pinned = (Path(__file__).resolve().parent.parent / "fixtures" / "paper_grid_keys.txt").read_text().split()
     keys = sorted(t.key for t in resolve_all(build_grid("paper")))

@@ -12,7 +12,7 @@ from html_page_kit import (
     REPO,
 )
 
-from benchmark.report.page import write_index_html
+from debiasbench.benchmark.report.page import write_index_html
 
 # --------------------------------------------------------------------------------------------
 # Headless Chromium (tools/check_report_page.py)
@@ -24,7 +24,11 @@ needs_chromium = pytest.mark.skipif(
 
 def _check(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tools.check_report_page", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "debiasbench.tools.check_report_page", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

@@ -13,14 +13,14 @@ from html_page_kit import (
     _page,
 )
 
-from benchmark.report.provenance import provenance_from_store
+from debiasbench.benchmark.report.provenance import provenance_from_store
 
 
 # --------------------------------------------------------------------------------------------
 # The real report: the golden store written by the report itself, and the store's provenance
 # --------------------------------------------------------------------------------------------
 def _report_api():
-    for name in ("benchmark.report.cli", "benchmark.report"):
+    for name in ("debiasbench.benchmark.report.cli", "debiasbench.benchmark.report"):
         try:
             module = importlib.import_module(name)
             return module.build_report, module.ReportOptions
@@ -31,9 +31,9 @@ def _report_api():
 
 def _store_api():
     try:
-        from benchmark.store import ResultStore, TrialRecord
+        from debiasbench.benchmark.store import ResultStore, TrialRecord
     except ImportError:
-        from benchmark.store.store import ResultStore, TrialRecord
+        from debiasbench.benchmark.store.store import ResultStore, TrialRecord
     return ResultStore, TrialRecord
 
 

@@ -3,8 +3,8 @@ and horizontal flip, checked against the offsets and flips the generator actuall
 
 import torch
 
-from benchmark.training.input_pipeline import DeviceSplit, random_crop, random_flip
-from datasets.base import InputSpec, Split
+from debiasbench.benchmark.training.input_pipeline import DeviceSplit, random_crop, random_flip
+from debiasbench.datasets.base import InputSpec, Split
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 

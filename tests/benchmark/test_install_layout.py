@@ -1,12 +1,13 @@
 """Nothing assumes a checkout: the generated-data cache defaults to the user's cache folder (not the
 working directory), the commit is read only from a checkout of this project, and a cluster run
-from an installed package ships the packages, not the folder above them (site-packages)."""
+from an installed package ships the package, not the folder above it (site-packages)."""
 
 from pathlib import Path
 
-import benchmark
-from benchmark import paths
-from benchmark.experiments import driver, ray_backend
+import debiasbench
+from debiasbench import benchmark
+from debiasbench.benchmark import paths
+from debiasbench.benchmark.experiments import driver, ray_backend
 
 
 def test_the_cache_defaults_to_the_users_cache_folder_wherever_the_command_starts(tmp_path, monkeypatch):
@@ -37,9 +38,9 @@ def test_a_checkout_is_recognised_and_an_installed_layout_is_not(tmp_path, monke
 
 def test_an_installed_package_reports_its_version_without_a_foreign_commit(monkeypatch):
     monkeypatch.setattr(driver, "REPO_ROOT", None)
-    assert driver.code_version() == benchmark.__version__
+    assert driver.code_version() == debiasbench.__version__
     monkeypatch.setattr(driver, "REPO_ROOT", paths.checkout_root())
-    assert driver.code_version().startswith(benchmark.__version__ + "+")  # this checkout's commit
+    assert driver.code_version().startswith(debiasbench.__version__ + "+")  # this checkout's commit
 
 
 def test_a_cluster_run_ships_the_checkout_or_else_the_packages(monkeypatch):
@@ -48,4 +49,4 @@ def test_a_cluster_run_ships_the_checkout_or_else_the_packages(monkeypatch):
     monkeypatch.setattr(ray_backend, "REPO_ROOT", None)
     env = ray_backend.cluster_runtime_env()
     assert "working_dir" not in env
-    assert sorted(m.__name__ for m in env["py_modules"]) == ["benchmark", "datasets", "methods", "models"]
+    assert [m.__name__ for m in env["py_modules"]] == ["debiasbench"]  # one package, everything inside it

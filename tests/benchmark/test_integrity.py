@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark import integrity
-from benchmark.integrity import (
+from debiasbench.benchmark import integrity
+from debiasbench.benchmark.integrity import (
     ChecksumError,
     checksum_bytes,
     checksum_chunks,

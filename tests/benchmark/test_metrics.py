@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from benchmark.training.metrics import GroupCounts, summarize
+from debiasbench.benchmark.training.metrics import GroupCounts, summarize
 
 
 def test_group_accuracies_weigh_every_cell_equally():

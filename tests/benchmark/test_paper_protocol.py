@@ -1,13 +1,18 @@
-"""benchmark.paper.protocol (the torch-free copy of the paper's protocol the report reads) equals the
+"""debiasbench.benchmark.paper.protocol (the torch-free copy of the paper's protocol the report reads) equals the
 registered datasets' and methods' own defaults, so the two cannot drift apart."""
 
 import dataclasses
 
 import pytest
 
-from benchmark.paper.protocol import PAPER_DATASET_PARAMS, PAPER_EPOCHS, PAPER_METHOD_HPARAMS, protocol_departures
-from datasets.base import DATASETS
-from methods.base import METHODS, resolve_hparams
+from debiasbench.benchmark.paper.protocol import (
+    PAPER_DATASET_PARAMS,
+    PAPER_EPOCHS,
+    PAPER_METHOD_HPARAMS,
+    protocol_departures,
+)
+from debiasbench.datasets.base import DATASETS
+from debiasbench.methods.base import METHODS, resolve_hparams
 
 
 @pytest.mark.parametrize("dataset", sorted(PAPER_EPOCHS))

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.paper.axes import BAR_CLASSES, BASELINES, DIFFICULTIES, RATIOS, difficulty_row, ratio_row
-from benchmark.paper.values import PAPER, paper_cell, paper_value
+from debiasbench.benchmark.paper.axes import BAR_CLASSES, BASELINES, DIFFICULTIES, RATIOS, difficulty_row, ratio_row
+from debiasbench.benchmark.paper.values import PAPER, paper_cell, paper_value
 
 RATIO_ROWS = tuple(ratio_row(r) for r in RATIOS)
 DIFFICULTY_ROWS = tuple(difficulty_row(d) for d in DIFFICULTIES)

@@ -7,10 +7,10 @@ import math
 import pytest
 from report_kit import _controlled, syn
 
-from benchmark.report.loading import load_store
-from benchmark.report.selection import select
-from benchmark.report.tables import build_table
-from benchmark.store import ResultStore
+from debiasbench.benchmark.report.loading import load_store
+from debiasbench.benchmark.report.selection import select
+from debiasbench.benchmark.report.tables import build_table
+from debiasbench.benchmark.store import ResultStore
 
 ACCURACIES = {"climbing": 0.1, "diving": 0.2, "fishing": 0.3, "racing": 0.4, "throwing": 0.5, "vaulting": 0.6}
 

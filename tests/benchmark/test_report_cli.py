@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 from report_kit import REPO, _controlled, check_latex, syn
 
-from benchmark.report.build import ReportOptions, build_report, write_report
-from benchmark.report.cli import main
-from benchmark.report.loading import load_store
-from benchmark.report.render import render_latex
-from benchmark.report.selection import select
-from benchmark.report.tables import build_table
-from benchmark.store import ResultStore
+from debiasbench.benchmark.report.build import ReportOptions, build_report, write_report
+from debiasbench.benchmark.report.cli import main
+from debiasbench.benchmark.report.loading import load_store
+from debiasbench.benchmark.report.render import render_latex
+from debiasbench.benchmark.report.selection import select
+from debiasbench.benchmark.report.tables import build_table
+from debiasbench.benchmark.store import ResultStore
 
 
 def test_settings_and_hyperparameter_variants_are_never_averaged(tmp_path):
@@ -161,14 +161,15 @@ def test_empty_store_and_explicit_tables(tmp_path):
 
 def test_the_report_imports_no_torch():
     code = (
-        "import sys, benchmark.report, benchmark.report.tables, benchmark.report.figures, benchmark.report.selectors; "
+        "import sys, debiasbench.benchmark.report, debiasbench.benchmark.report.tables, "
+        "debiasbench.benchmark.report.figures, debiasbench.benchmark.report.selectors; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
 def test_caption_names_the_hex_nglcm_input_that_produced_the_numbers(tmp_path):
-    from benchmark.report.render import caption
+    from debiasbench.benchmark.report.render import caption
 
     store = ResultStore(tmp_path / "store")
     store.ensure_writable()
@@ -180,7 +181,7 @@ def test_caption_names_the_hex_nglcm_input_that_produced_the_numbers(tmp_path):
 
 
 def test_method_diagnostics_are_written_and_summarised_at_the_last_epoch(tmp_path):
-    from benchmark.store import TrialRecord
+    from debiasbench.benchmark.store import TrialRecord
 
     store = ResultStore(tmp_path / "store")
     store.ensure_writable()

@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 from report_kit import syn
 
-from benchmark.report.build import ReportOptions, build_report
-from benchmark.report.loading import load_store
-from benchmark.report.render import render_latex, render_markdown
-from benchmark.report.selection import select
-from benchmark.report.tables import build_table
-from benchmark.store import ResultStore
+from debiasbench.benchmark.report.build import ReportOptions, build_report
+from debiasbench.benchmark.report.loading import load_store
+from debiasbench.benchmark.report.render import render_latex, render_markdown
+from debiasbench.benchmark.report.selection import select
+from debiasbench.benchmark.report.tables import build_table
+from debiasbench.benchmark.store import ResultStore
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "report_golden"
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from report_kit import check_latex, syn
 
-from benchmark.report.build import ReportOptions, build_report
-from benchmark.report.cli import main
-from benchmark.store import ResultStore
+from debiasbench.benchmark.report.build import ReportOptions, build_report
+from debiasbench.benchmark.report.cli import main
+from debiasbench.benchmark.store import ResultStore
 
 # Class names a user might write: Markdown, HTML and LaTeX syntax, and matplotlib's mathtext.
 CLASSES = ["<b>cat|1</b>", "dog $x$", "100%_owl"]  # sorted order: "100%_owl", "<b>cat|1</b>", "dog $x$"

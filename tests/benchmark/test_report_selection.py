@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from report_kit import syn
 
-from benchmark.report.build import ReportOptions, build_report
-from benchmark.store import ResultStore
+from debiasbench.benchmark.report.build import ReportOptions, build_report
+from debiasbench.benchmark.store import ResultStore
 
 # Two stored epochs per trial; test accuracy at epoch 1 (first) and 2 (final), plus seed * 0.01.
 # Validation per epoch: (sample accuracy, worst-group accuracy).

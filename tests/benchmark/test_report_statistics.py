@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from report_kit import syn
 
-from benchmark.report.build import ReportOptions, build_report
-from benchmark.report.comparison import comparison_tables
-from benchmark.report.loading import load_store
-from benchmark.report.selection import select
-from benchmark.report.stats_report import StatsOptions, cell_values, leading_comparisons, pairwise, ranking
-from benchmark.store import ResultStore
+from debiasbench.benchmark.report.build import ReportOptions, build_report
+from debiasbench.benchmark.report.comparison import comparison_tables
+from debiasbench.benchmark.report.loading import load_store
+from debiasbench.benchmark.report.selection import select
+from debiasbench.benchmark.report.stats_report import StatsOptions, cell_values, leading_comparisons, pairwise, ranking
+from debiasbench.benchmark.store import ResultStore
 
 # Final-epoch (unbiased, conflicting) accuracy per ratio, method and seed 0, 1, 2.
 VALUES = {
@@ -159,7 +159,7 @@ def test_report_writes_the_statistics_files_and_the_page_shows_them(store, tmp_p
 
 
 def test_cli_selects_the_ranked_cells_and_methods(store, tmp_path, capsys):
-    from benchmark.report.cli import main
+    from debiasbench.benchmark.report.cli import main
 
     out = tmp_path / "cli"
     args = [

@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 from report_kit import REPO, _controlled, _value, check_latex, syn
 
-from benchmark.paper.axes import CONTROLLED, MALIGNANT
-from benchmark.report.build import ReportOptions, build_report
-from benchmark.report.loading import load_store
-from benchmark.report.selection import select
-from benchmark.report.tables import build_table
-from benchmark.store import ResultStore
+from debiasbench.benchmark.paper.axes import CONTROLLED, MALIGNANT
+from debiasbench.benchmark.report.build import ReportOptions, build_report
+from debiasbench.benchmark.report.loading import load_store
+from debiasbench.benchmark.report.selection import select
+from debiasbench.benchmark.report.tables import build_table
+from debiasbench.benchmark.store import ResultStore
 
 RATIOS = (95.0, 98.0, 99.0, 99.5)
 BAR_TRAIN = {"climbing": 326, "diving": 520, "fishing": 163, "racing": 336, "throwing": 317, "pole vaulting": 279}

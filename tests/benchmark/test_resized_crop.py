@@ -6,8 +6,8 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from benchmark.training.input_pipeline import DeviceSplit, center_crop, resized_crop, resized_crop_boxes
-from datasets.base import InputSpec, Split
+from debiasbench.benchmark.training.input_pipeline import DeviceSplit, center_crop, resized_crop, resized_crop_boxes
+from debiasbench.datasets.base import InputSpec, Split
 
 
 def _split(n=6, size=20, seed=0):

@@ -4,11 +4,11 @@ epoch is reported only after the completed record is written."""
 
 import pytest
 
-from benchmark.experiments.resolve import resolve_trial
-from benchmark.experiments.worker import run_one_trial
-from benchmark.plugins import load_plugins
-from benchmark.store import ResultStore
-from benchmark.trial import TrialConfig
+from debiasbench.benchmark.experiments.resolve import resolve_trial
+from debiasbench.benchmark.experiments.worker import run_one_trial
+from debiasbench.benchmark.plugins import load_plugins
+from debiasbench.benchmark.store import ResultStore
+from debiasbench.benchmark.trial import TrialConfig
 
 
 def _env(tmp_path, scheduler):

@@ -3,9 +3,9 @@ recorded rather than fatal, and rerunning the same grid runs nothing."""
 
 import pytest
 
-from benchmark.experiments.driver import RunOptions, run_grid
-from benchmark.store import ResultStore
-from benchmark.trial import TrialConfig
+from debiasbench.benchmark.experiments.driver import RunOptions, run_grid
+from debiasbench.benchmark.store import ResultStore
+from debiasbench.benchmark.trial import TrialConfig
 
 pytestmark = pytest.mark.ray
 

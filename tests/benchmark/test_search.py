@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from benchmark.experiments.search import best_configurations, check_metric, search_results, summary_table
-from benchmark.trial import TrialConfig
-from methods.base import METHODS, resolve_hparams
+from debiasbench.benchmark.experiments.search import best_configurations, check_metric, search_results, summary_table
+from debiasbench.benchmark.trial import TrialConfig
+from debiasbench.methods.base import METHODS, resolve_hparams
 
 
 def test_draws_are_deterministic_and_independent_per_parameter():
@@ -33,8 +33,8 @@ def test_test_metrics_cannot_be_optimised():
 
 @pytest.mark.ray
 def test_asha_search_records_stopped_trials_and_picks_best(tmp_path, toy_plugin):
-    from benchmark.experiments.driver import RunOptions, run_grid
-    from benchmark.store import ResultStore
+    from debiasbench.benchmark.experiments.driver import RunOptions, run_grid
+    from debiasbench.benchmark.store import ResultStore
 
     configs = [TrialConfig("toy", "lff", epochs=4, protocol="validation", hparams_seed=k) for k in range(4)]
     options = RunOptions(

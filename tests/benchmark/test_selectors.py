@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from benchmark.report.selectors import SELECTORS, SelectorError, get_selector, select_epochs
+from debiasbench.benchmark.report.selectors import SELECTORS, SelectorError, get_selector, select_epochs
 
 
 def _rows(spec):

@@ -4,7 +4,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from benchmark.store import SCHEMA_VERSION, ResultStore, StoreNotWritableError, StoreVersionError, TrialRecord
+from debiasbench.benchmark.store import (
+    SCHEMA_VERSION,
+    ResultStore,
+    StoreNotWritableError,
+    StoreVersionError,
+    TrialRecord,
+)
 
 TRIAL = {
     "dataset": "cmnist",
@@ -96,7 +102,7 @@ def test_file_uri_works(tmp_path):
 
 
 def test_merge_drops_duplicates_reports_conflicts_and_upgrades_failures(tmp_path):
-    from benchmark.store import merge_stores
+    from debiasbench.benchmark.store import merge_stores
 
     a, b = ResultStore(tmp_path / "a"), ResultStore(tmp_path / "b")
     for store in (a, b):
@@ -133,7 +139,7 @@ def test_partial_records_are_unfinished_until_marked_stopped(tmp_path):
 def test_merge_replaces_a_partial_record_with_a_finished_one(tmp_path):
     ResultStore(tmp_path / "a").write_trial(TrialRecord(trial=TRIAL, key="k1", status="partial", metrics=METRICS))
     ResultStore(tmp_path / "b").write_trial(TrialRecord(trial=TRIAL, key="k1", status="completed", metrics=METRICS))
-    from benchmark.store import merge_stores
+    from debiasbench.benchmark.store import merge_stores
 
     report = merge_stores([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "into"))
     assert report.copied == ["k1"] and report.upgraded == ["k1"]

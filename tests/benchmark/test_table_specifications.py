@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.experiments.planning import resolve_all
-from benchmark.paper.axes import EXTENDED_METHODS, EXTENDED_TABLE
-from benchmark.paper.grids import build_grid, table_trials
-from benchmark.report.loading import load_store
-from benchmark.report.selection import select
-from benchmark.report.tables import build_table
-from benchmark.store import ResultStore
+from debiasbench.benchmark.experiments.planning import resolve_all
+from debiasbench.benchmark.paper.axes import EXTENDED_METHODS, EXTENDED_TABLE
+from debiasbench.benchmark.paper.grids import build_grid, table_trials
+from debiasbench.benchmark.report.loading import load_store
+from debiasbench.benchmark.report.selection import select
+from debiasbench.benchmark.report.tables import build_table
+from debiasbench.benchmark.store import ResultStore
 
 HERE = Path(__file__).resolve().parent.parent / "fixtures" / "report_golden"
 _spec = importlib.util.spec_from_file_location("report_synthetic", HERE / "synthetic.py")

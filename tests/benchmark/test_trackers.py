@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.experiments import trackers
-from benchmark.experiments.trackers import TrackerError, tracker_callbacks
+from debiasbench.benchmark.experiments import trackers
+from debiasbench.benchmark.experiments.trackers import TrackerError, tracker_callbacks
 
 HAS = {
     name: importlib.util.find_spec(module) is not None
@@ -255,10 +255,10 @@ def test_the_smoke_grid_logs_every_epoch_to_tensorboard_and_mlflow(mnist_paths, 
     the MLflow runs hold every trial's per-epoch metrics, under the results directory."""
     from mlflow.tracking import MlflowClient
 
-    import run_all
+    from debiasbench import cli
 
     results = tmp_path / "results"
-    status = run_all.main(
+    status = cli.main(
         [
             "--grid",
             "smoke",

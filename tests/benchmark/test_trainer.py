@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 import torch.nn.functional as F
 
-from benchmark.experiments.resolve import resolve_trial
-from benchmark.training.trainer import TrainEnv, train_trial
-from benchmark.trial import TrialConfig
-from datasets.base import DataPaths
-from methods.base import METHODS, Batch, Method, StepOutput, Supervision, register_method
+from debiasbench.benchmark.experiments.resolve import resolve_trial
+from debiasbench.benchmark.training.trainer import TrainEnv, train_trial
+from debiasbench.benchmark.trial import TrialConfig
+from debiasbench.datasets.base import DataPaths
+from debiasbench.methods.base import METHODS, Batch, Method, StepOutput, Supervision, register_method
 
 SEEN: dict[str, list] = {}
 
@@ -122,8 +122,8 @@ def test_corrupt_checkpoint_is_ignored(env, tmp_path):
 
 
 def test_unsupervised_method_on_data_without_bias_labels_is_refused_when_it_needs_them(toy_plugin):
-    from benchmark.experiments.resolve import InvalidTrialError
-    from datasets.base import DATASETS
+    from debiasbench.benchmark.experiments.resolve import InvalidTrialError
+    from debiasbench.datasets.base import DATASETS
 
     toy = DATASETS.get("toy")
     try:

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from report_kit import syn as synthetic
 
-from benchmark.store import SCHEMA_VERSION, ResultStore, StoreVersionError
-from benchmark.store.trial_files import inspect_trial_bytes
+from debiasbench.benchmark.store import SCHEMA_VERSION, ResultStore, StoreVersionError
+from debiasbench.benchmark.store.trial_files import inspect_trial_bytes
 
 
 def parquet_with(metadata: dict[bytes, bytes]) -> bytes:

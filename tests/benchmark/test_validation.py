@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
-from benchmark.training.holdout import holdout_indices
-from benchmark.training.trainer import TrainEnv, train_trial
-from benchmark.trial import TrialConfig
-from datasets.base import DataPaths
+from debiasbench.benchmark.experiments.resolve import InvalidTrialError, resolve_trial
+from debiasbench.benchmark.training.holdout import holdout_indices
+from debiasbench.benchmark.training.trainer import TrainEnv, train_trial
+from debiasbench.benchmark.trial import TrialConfig
+from debiasbench.datasets.base import DataPaths
 
 
 def test_holdout_is_stratified_keeps_the_bias_and_is_seeded():
@@ -52,7 +52,7 @@ def test_validation_protocol_trains_on_the_rest_and_evaluates_valid(tmp_path, to
 
 
 def _toy_labels(tmp_path):
-    from datasets.base import DATASETS
+    from debiasbench.datasets.base import DATASETS
 
     toy = DATASETS.get("toy")
     train = toy.load(toy.make_params({}), DataPaths(tmp_path, tmp_path / "c"), 0).train

@@ -1,6 +1,6 @@
 """Shared by the corruption tests: the batch size and the per-image random streams."""
 
-from datasets import corruptions as C
+from debiasbench.datasets import corruptions as C
 
 N = 12
 

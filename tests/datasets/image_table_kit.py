@@ -6,8 +6,8 @@ from collections import Counter
 import numpy as np
 from PIL import Image
 
-from datasets.base import DataPaths
-from datasets.image_table import (
+from debiasbench.datasets.base import DataPaths
+from debiasbench.datasets.image_table import (
     ImageTable,
 )
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
-from benchmark.training.trainer import TrainEnv, train_trial
-from benchmark.trial import TrialConfig
-from datasets.bar import BAR, CLASSES, PUBLISHED_COUNTS, class_counts, stored_size
-from datasets.base import DATASETS, DataNotFoundError, DataPaths
+from debiasbench.benchmark.experiments.resolve import InvalidTrialError, resolve_trial
+from debiasbench.benchmark.training.trainer import TrainEnv, train_trial
+from debiasbench.benchmark.trial import TrialConfig
+from debiasbench.datasets.bar import BAR, CLASSES, PUBLISHED_COUNTS, class_counts, stored_size
+from debiasbench.datasets.base import DATASETS, DataNotFoundError, DataPaths
 
 # Per class: (metadata cls, file prefix on disk, solid colour)
 FIXTURE_CLASSES = [
@@ -108,7 +108,7 @@ def test_shorter_side_resize_then_centre_crop(tmp_path):
 
 def test_cache_is_reused_and_keyed_by_resolution(bar_paths, monkeypatch):
     a = _load(bar_paths)
-    import datasets.bar as bar_module
+    import debiasbench.datasets.bar as bar_module
 
     def fail(*args, **kwargs):
         raise AssertionError("decoded again although cached")
@@ -139,7 +139,7 @@ def test_unknown_class_is_rejected(tmp_path):
 
 
 def test_methods_needing_bias_labels_are_refused():
-    from methods.base import METHODS, Supervision
+    from debiasbench.methods.base import METHODS, Supervision
 
     labelled = [name for name, cls in METHODS if cls.supervision is Supervision.BIAS_LABELS]
     if not labelled:
@@ -173,7 +173,7 @@ def test_real_bar_counts_match_table_7(data_root):
         assert tuple(counts[split][c] for c in CLASSES) == PUBLISHED_COUNTS[split]
     assert sum(counts["train"].values()) == 1941 and sum(counts["test"].values()) == 654
     # Every listed image exists under the published file names.
-    from datasets.bar import read_index
+    from debiasbench.datasets.bar import read_index
 
     index = read_index(DataPaths(data_root, data_root / "unused-cache"))
     assert [len(index[s][0]) for s in ("train", "test")] == [1941, 654]
@@ -183,7 +183,7 @@ def test_real_bar_counts_match_table_7(data_root):
 def test_prepare_fails_early_without_imagenet_weights(bar_paths, tmp_path, monkeypatch):
     import urllib.error
 
-    from models.resnet18 import PretrainedWeightsNotFoundError
+    from debiasbench.models.resnet18 import PretrainedWeightsNotFoundError
 
     previous = torch.hub.get_dir()
     torch.hub.set_dir(str(tmp_path / "empty_hub"))

@@ -10,13 +10,13 @@ import pytest
 import torch
 from bffhq_kit import SIZE, TEST_COUNTS, TRAIN_COUNTS, VALID_COUNTS, fake_face, make_bffhq
 
-import run_all
-from benchmark.experiments.preflight import PreflightError, check_dataset_params
-from benchmark.experiments.resolve import resolve_trial
-from benchmark.training.trainer import TrainEnv, train_trial
-from benchmark.trial import TrialConfig
-from datasets.base import DATASETS, DataNotFoundError, DataPaths
-from datasets.bffhq import BFFHQ, dfa_epochs, parse_name, read_index
+from debiasbench import cli
+from debiasbench.benchmark.experiments.preflight import PreflightError, check_dataset_params
+from debiasbench.benchmark.experiments.resolve import resolve_trial
+from debiasbench.benchmark.training.trainer import TrainEnv, train_trial
+from debiasbench.benchmark.trial import TrialConfig
+from debiasbench.datasets.base import DATASETS, DataNotFoundError, DataPaths
+from debiasbench.datasets.bffhq import BFFHQ, dfa_epochs, parse_name, read_index
 
 CONFLICTING = {group: n for group, n in TEST_COUNTS.items() if group[0] != group[1]}
 
@@ -200,7 +200,7 @@ def test_images_in_the_wrong_train_folder_are_refused(bffhq_paths):
 
 def test_cache_is_built_once_and_shared_by_test_split(bffhq_paths, monkeypatch):
     first = _load(bffhq_paths)
-    import datasets.bffhq as module
+    import debiasbench.datasets.bffhq as module
 
     def fail(*args, **kwargs):
         raise AssertionError("decoded again although cached")
@@ -217,7 +217,7 @@ def test_cache_is_built_once_and_shared_by_test_split(bffhq_paths, monkeypatch):
 
 
 def test_list_shows_bffhq_and_its_parameters(capsys):
-    assert run_all.main(["--list"]) == 0
+    assert cli.main(["--list"]) == 0
     line = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("bffhq "))
     assert "Age/Gender (bias labels)" in line
     assert "'pct': 0.5" in line and "'resolution': 224" in line and "'test_split': 'conflicting'" in line
@@ -225,7 +225,7 @@ def test_list_shows_bffhq_and_its_parameters(capsys):
 
 
 def test_run_without_the_data_fails_before_training(capsys, tmp_path):
-    code = run_all.main(
+    code = cli.main(
         ["--grid", "user", "--datasets", "bffhq", "--methods", "vanilla", "--seeds", "0", "--epochs", "1"]
         + ["--data-root", str(tmp_path / "data"), "--results", str(tmp_path / "results"), "--device", "cpu"]
     )

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from datasets._bias import ASSIGNMENTS, assign_bias, bias_counts
+from debiasbench.datasets._bias import ASSIGNMENTS, assign_bias, bias_counts
 
 MNIST_TRAIN_CLASS_SIZES = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST_CLASS_SIZES = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

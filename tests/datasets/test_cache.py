@@ -1,6 +1,6 @@
 import numpy as np
 
-from datasets._cache import cache_key, load_or_build
+from debiasbench.datasets._cache import cache_key, load_or_build
 
 
 def test_cache_builds_once_and_rebuilds_corrupt_entries(tmp_path):

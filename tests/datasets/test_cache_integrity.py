@@ -10,7 +10,7 @@ import faultkit
 import numpy as np
 import pytest
 
-from datasets._cache import CacheWriteError, atomic_entry, cache_key, load_or_build, read_entry
+from debiasbench.datasets._cache import CacheWriteError, atomic_entry, cache_key, load_or_build, read_entry
 
 
 def _arrays():
@@ -36,7 +36,7 @@ def test_pixels_damaged_behind_an_intact_header_are_caught_and_rebuilt(tmp_path,
     images = tmp_path / "fam" / cache_key({"x": 1}) / "images.npy"
     faultkit.flip(images, _header_size(images) + 1000, 16)  # pixels only: shape and dtype still match
     assert np.load(images).shape == (50, 3, 8, 8)
-    with caplog.at_level(logging.WARNING, logger="datasets._cache"):
+    with caplog.at_level(logging.WARNING, logger="debiasbench.datasets._cache"):
         arrays = load_or_build(tmp_path, "fam", {"x": 1}, build)
     assert len(calls) == 2
     assert "images.npy does not match its checksum" in caplog.text and "rebuilding" in caplog.text
@@ -75,7 +75,7 @@ def test_memory_mapped_entries_are_verified_too(tmp_path, caplog):
     assert json.loads((entry / "meta.json").read_text())["arrays"]["train"]["checksum"].startswith("sha256:")
     assert read_entry(entry, mmap_mode="c")["train"].sum() == 7 * 20 * 48
     faultkit.flip(entry / "train.npy", _header_size(entry / "train.npy") + 100)
-    with caplog.at_level(logging.WARNING, logger="datasets._cache"):
+    with caplog.at_level(logging.WARNING, logger="debiasbench.datasets._cache"):
         assert read_entry(entry, mmap_mode="c") is None
     assert "train.npy does not match its checksum" in caplog.text
 
@@ -96,8 +96,8 @@ def test_a_full_disk_while_building_is_one_clear_error_and_leaves_nothing(tmp_pa
 @pytest.mark.real_data
 def test_colored_mnist_entry_damaged_in_pixels_or_labels_is_rebuilt_not_trained_on(mnist_paths, tmp_path, caplog):
     """The reported case: Colored MNIST pixels (and a label) damaged inside the cached arrays."""
-    from datasets.base import DataPaths
-    from datasets.cmnist import CMNISTParams, ColoredMNIST
+    from debiasbench.datasets.base import DataPaths
+    from debiasbench.datasets.cmnist import CMNISTParams, ColoredMNIST
 
     paths = DataPaths(mnist_paths.data_root, tmp_path / "cache", allow_download=False)
     params = ColoredMNIST.canonical(CMNISTParams(ratio=99.0, difficulty=4))
@@ -107,7 +107,7 @@ def test_colored_mnist_entry_damaged_in_pixels_or_labels_is_rebuilt_not_trained_
     faultkit.flip(images, _header_size(images) + 5_000_000, 4096)  # pixels of ~5 images
     faultkit.flip(digits, _header_size(digits), value=np.array([12], dtype=np.int64).tobytes())  # label 12
 
-    with caplog.at_level(logging.WARNING, logger="datasets._cache"):
+    with caplog.at_level(logging.WARNING, logger="debiasbench.datasets._cache"):
         data = ColoredMNIST.load(params, paths, 0)
     assert "train_images.npy does not match its checksum" in caplog.text
     np.testing.assert_array_equal(data.train.images.numpy(), pristine["train_images"])
@@ -132,7 +132,7 @@ def test_a_legacy_entry_with_an_out_of_range_label_is_rebuilt_not_stamped(tmp_pa
     labels = entry / "labels.npy"
     faultkit.flip(labels, _header_size(labels), value=np.array([12], dtype=np.int64).tobytes())  # decodes fine
 
-    with caplog.at_level(logging.WARNING, logger="datasets._cache"):
+    with caplog.at_level(logging.WARNING, logger="debiasbench.datasets._cache"):
         arrays = load_or_build(tmp_path, "fam", {"x": 1}, _arrays, label_ranges=ranges)
     assert f"dataset cache entry {entry}" in caplog.text
     assert "labels.npy holds the value 12, outside 0..9" in caplog.text and "rebuilding" in caplog.text
@@ -144,7 +144,7 @@ def test_labels_out_of_range_in_a_stamped_entry_are_caught_too(tmp_path, caplog)
     ranges = {"labels": 10}
     bad = {**_arrays(), "labels": np.append(np.arange(49) % 10, -1)}
     load_or_build(tmp_path, "fam", {"x": 1}, lambda: bad)  # stamped as the previous release did: no range check
-    with caplog.at_level(logging.WARNING, logger="datasets._cache"):
+    with caplog.at_level(logging.WARNING, logger="debiasbench.datasets._cache"):
         arrays = load_or_build(tmp_path, "fam", {"x": 1}, _arrays, label_ranges=ranges)
     assert "labels.npy holds the value -1, outside 0..9" in caplog.text
     assert int(arrays["labels"].min()) == 0
@@ -159,8 +159,8 @@ def test_raw_data_that_gives_bad_labels_is_one_error_naming_the_entry(tmp_path):
 
 def test_colored_mnist_legacy_entry_with_an_out_of_range_label_is_rebuilt(mnist_paths, tmp_path, caplog):
     """The reported case: the trial failed on every run with an IndexError that never named the cache."""
-    from datasets.base import DataPaths
-    from datasets.cmnist import CMNISTParams, ColoredMNIST
+    from debiasbench.datasets.base import DataPaths
+    from debiasbench.datasets.cmnist import CMNISTParams, ColoredMNIST
 
     paths = DataPaths(mnist_paths.data_root, tmp_path / "cache", allow_download=False)
     params = ColoredMNIST.canonical(CMNISTParams(ratio=99.0, difficulty=4))
@@ -170,7 +170,7 @@ def test_colored_mnist_legacy_entry_with_an_out_of_range_label_is_rebuilt(mnist_
     colors = entry / "train_colors.npy"
     faultkit.flip(colors, _header_size(colors), value=np.array([10], dtype=np.int64).tobytes())  # colour 10 of 0..9
 
-    with caplog.at_level(logging.WARNING, logger="datasets._cache"):
+    with caplog.at_level(logging.WARNING, logger="debiasbench.datasets._cache"):
         data = ColoredMNIST.load(params, paths, 0)
     assert f"dataset cache entry {entry}" in caplog.text and "train_colors.npy holds the value 10" in caplog.text
     assert int(data.train.biases.max()) == 9
@@ -186,7 +186,7 @@ def test_an_entry_generated_from_other_raw_data_is_regenerated(tmp_path, caplog)
     assert json.loads((entry / "meta.json").read_text())["raw_data"] == "raw-v1:aaaaaaaa00"
     load_or_build(tmp_path, "fam", {"x": 1}, lambda: calls.append(1) or _arrays(), raw="raw-v1:aaaaaaaa00")
     assert len(calls) == 1
-    with caplog.at_level(logging.WARNING, logger="datasets._cache"):
+    with caplog.at_level(logging.WARNING, logger="debiasbench.datasets._cache"):
         load_or_build(tmp_path, "fam", {"x": 1}, lambda: calls.append(1) or _arrays(), raw="raw-v1:bbbbbbbb00")
     assert len(calls) == 2
     assert "generated from other raw data (fingerprint aaaaaaaa, the raw data's is now bbbbbbbb)" in caplog.text
@@ -204,8 +204,8 @@ def test_an_entry_from_before_fingerprints_is_kept_and_stamped(tmp_path):
 
 def test_colored_mnist_from_replaced_raw_files_is_regenerated(mnist_paths, tmp_path, caplog):
     """MNIST's label file replaced in place under the same data root: the entry is not served."""
-    from datasets.base import DataPaths
-    from datasets.cmnist import MNIST_FILES, CMNISTParams, ColoredMNIST
+    from debiasbench.datasets.base import DataPaths
+    from debiasbench.datasets.cmnist import MNIST_FILES, CMNISTParams, ColoredMNIST
 
     raw = tmp_path / "data" / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -220,7 +220,7 @@ def test_colored_mnist_from_replaced_raw_files_is_regenerated(mnist_paths, tmp_p
     labels.unlink()
     data[8] = (data[8] + 1) % 10  # the first training image now has another digit
     labels.write_bytes(bytes(data))
-    with caplog.at_level(logging.WARNING, logger="datasets._cache"):
+    with caplog.at_level(logging.WARNING, logger="debiasbench.datasets._cache"):
         after = ColoredMNIST.arrays(params, paths, 0)["train_digits"]
     assert "generated from other raw data" in caplog.text and "regenerating" in caplog.text
     assert (before != after).sum() >= 1

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from datasets import ccifar
-from datasets._bias import bias_counts
-from datasets.base import DATASETS, DataNotFoundError, DataPaths
-from datasets.cifar10_source import (
+from debiasbench.datasets import ccifar
+from debiasbench.datasets._bias import bias_counts
+from debiasbench.datasets.base import DATASETS, DataNotFoundError, DataPaths
+from debiasbench.datasets.cifar10_source import (
     CIFARBatchError,
     find_cifar10,
     fingerprint,
@@ -177,7 +177,7 @@ def test_dataset_contract(type1):
 
 def test_each_image_is_its_raw_image_under_its_corruption(type1, fake_root):
     """Aligned 'Contrast' images are the raw images with contrast applied at severity 3."""
-    from datasets.corruptions import corrupt, image_rngs
+    from debiasbench.datasets.corruptions import corrupt, image_rngs
 
     raw = read_cifar10(fake_root / "cifar-10-batches-py")
     index = np.flatnonzero(type1.train.biases.numpy() == 4)[:5]  # bias value 4 = Contrast in type 1
@@ -288,7 +288,7 @@ def test_prepare_caches_what_load_reads(paths):
 
 
 def test_contact_sheet_renders_every_corruption_and_severity(fake_root, tmp_path):
-    from datasets import contact_sheet
+    from debiasbench.datasets import contact_sheet
 
     out = tmp_path / "sheet.png"
     assert contact_sheet.main(["--data-root", str(fake_root), "--out", str(out), "--images", "2", "--scale", "1"]) == 0
@@ -300,10 +300,10 @@ def test_contact_sheet_renders_every_corruption_and_severity(fake_root, tmp_path
 
 
 def test_a_partial_copy_is_reported_even_from_a_warm_cache(paths, type1, caplog):
-    import datasets.ccifar as ccifar
+    import debiasbench.datasets.ccifar as ccifar
 
     ccifar._WARNED_PARTIAL.clear()
     cls = DATASETS.get("ccifar1")
-    with caplog.at_level("WARNING", logger="datasets.ccifar"):
+    with caplog.at_level("WARNING", logger="debiasbench.datasets.ccifar"):
         cls.load(cls.make_params({"ratio": 95, "difficulty": 2}), paths)  # cached by the type1 fixture
     assert "partial copy (600 train / 200 test images" in caplog.text

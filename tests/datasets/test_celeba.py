@@ -10,12 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
-from benchmark.training.trainer import TrainEnv, train_trial
-from benchmark.trial import TrialConfig
-from datasets._image_decoding import decode_images
-from datasets.base import DATASETS, DataNotFoundError, DataPaths
-from datasets.celeba import ATTRIBUTES, CelebA, aligned_mapping, attribute_name
+from debiasbench.benchmark.experiments.resolve import InvalidTrialError, resolve_trial
+from debiasbench.benchmark.training.trainer import TrainEnv, train_trial
+from debiasbench.benchmark.trial import TrialConfig
+from debiasbench.datasets._image_decoding import decode_images
+from debiasbench.datasets.base import DATASETS, DataNotFoundError, DataPaths
+from debiasbench.datasets.celeba import ATTRIBUTES, CelebA, aligned_mapping, attribute_name
 
 BLOND, MALE = ATTRIBUTES.index("Blond_Hair"), ATTRIBUTES.index("Male")
 MAKEUP, LIPSTICK = ATTRIBUTES.index("Heavy_Makeup"), ATTRIBUTES.index("Wearing_Lipstick")
@@ -127,8 +127,8 @@ def test_image_cache_is_one_memmap_shared_by_attribute_pairs(celeba, monkeypatch
     entries = list((paths.cache_dir / "celeba").iterdir())
     assert len(entries) == 1
     assert json.loads((entries[0] / "meta.json").read_text())["arrays"]["train"]["shape"] == [32, 3, 16, 16]
-    import datasets._image_decoding as decoding
-    import datasets.celeba as module
+    import debiasbench.datasets._image_decoding as decoding
+    import debiasbench.datasets.celeba as module
 
     arrays = CelebA.images(CelebA.make_params({"resolution": 16}), paths, module.read_metadata(paths))
     assert isinstance(arrays["train"], np.memmap)  # training reads the file, not a copy in memory
@@ -144,7 +144,7 @@ def test_image_cache_is_one_memmap_shared_by_attribute_pairs(celeba, monkeypatch
 
 def test_interrupted_preprocessing_leaves_nothing_behind(celeba, monkeypatch):
     paths, _, _ = celeba
-    import datasets._image_decoding as module
+    import debiasbench.datasets._image_decoding as module
 
     real = module.load_resized
     calls = []
@@ -184,7 +184,7 @@ def test_parallel_decoding_matches_sequential(celeba, tmp_path, monkeypatch):
     decode_images(files, 12, "stretch", two, workers=2, chunk=8)
     # ... and write straight into a memory-mapped .npy file.
     mapped = np.lib.format.open_memmap(tmp_path / "out.npy", mode="w+", dtype=np.uint8, shape=one.shape)
-    import datasets._image_decoding as module
+    import debiasbench.datasets._image_decoding as module
 
     returned = []
     real = module._run_tasks
@@ -275,7 +275,7 @@ def test_balanced_train_keeps_the_smallest_group_size_in_every_group(celeba, tar
 
 
 def test_balanced_rows_exact_counts_seeds_and_empty_groups():
-    from datasets.celeba import balanced_rows
+    from debiasbench.datasets.celeba import balanced_rows
 
     targets = np.array([0] * 10 + [1] * 6 + [0] * 3 + [1] * 5)
     biases = np.array([0] * 10 + [1] * 6 + [1] * 3 + [0] * 5)

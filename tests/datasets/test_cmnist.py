@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from datasets._bias import bias_counts
-from datasets.base import DataNotFoundError, DataPaths
-from datasets.cmnist import COLOR_STD, PALETTE, ColoredMNIST, colorize
+from debiasbench.datasets._bias import bias_counts
+from debiasbench.datasets.base import DataNotFoundError, DataPaths
+from debiasbench.datasets.cmnist import COLOR_STD, PALETTE, ColoredMNIST, colorize
 
 
 def test_colorize_multiplies_grey_by_clamped_noisy_palette_colour_and_truncates():

@@ -12,7 +12,7 @@ from corruptions_kit import rngs
 from PIL import Image
 from scipy import ndimage
 
-from datasets import corruptions as C
+from debiasbench.datasets import corruptions as C
 
 
 def assert_within_one_level(actual: np.ndarray, expected: np.ndarray) -> None:

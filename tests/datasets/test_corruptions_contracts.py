@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from corruptions_kit import N, rngs
 
-from datasets import corruptions as C
+from debiasbench.datasets import corruptions as C
 
 # ---------------------------------------------------------------------------------------------
 # contracts of every corruption

@@ -6,7 +6,7 @@ import pytest
 from corruptions_kit import rngs
 from scipy import ndimage
 
-from datasets import corruptions as C
+from debiasbench.datasets import corruptions as C
 
 
 def truncate(unit: np.ndarray) -> np.ndarray:

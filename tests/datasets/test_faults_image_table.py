@@ -5,7 +5,7 @@ import logging
 
 from image_table_kit import Folder, write_table
 
-from datasets.image_table import ImageTable
+from debiasbench.datasets.image_table import ImageTable
 
 
 def test_an_image_listed_with_contradictory_labels_is_warned_about_naming_the_rows(tmp_path, caplog):
@@ -14,7 +14,7 @@ def test_an_image_listed_with_contradictory_labels_is_warned_about_naming_the_ro
     other = "dog" if first["label"] == "cat" else "cat"
     rows = [*folder.rows, {**first, "label": other}]  # the same file again, as the other class
     write_table(folder.table, rows)
-    with caplog.at_level(logging.WARNING, logger="datasets.image_table"):
+    with caplog.at_level(logging.WARNING, logger="debiasbench.datasets.image_table"):
         ImageTable.plan(folder.params(), folder.paths)
     text = caplog.text
     assert "1 row(s) of" in text and "list an image already listed with other labels" in text
@@ -26,6 +26,6 @@ def test_an_image_listed_with_contradictory_labels_is_warned_about_naming_the_ro
 def test_an_image_listed_twice_with_the_same_labels_is_not_a_contradiction(tmp_path, caplog):
     folder = Folder(tmp_path)
     write_table(folder.table, [*folder.rows, dict(folder.rows[0])])
-    with caplog.at_level(logging.WARNING, logger="datasets.image_table"):
+    with caplog.at_level(logging.WARNING, logger="debiasbench.datasets.image_table"):
         ImageTable.plan(folder.params(), folder.paths)
     assert "other labels" not in caplog.text

@@ -15,10 +15,10 @@ import hashlib
 import numpy as np
 import pytest
 
-import datasets.cmnist as cmnist
-from datasets.base import DataPaths
-from datasets.ccifar import CorruptedCIFAR10Type1, CorruptedCIFAR10Type2
-from datasets.cmnist import ColoredMNIST
+import debiasbench.datasets.cmnist as cmnist
+from debiasbench.datasets.base import DataPaths
+from debiasbench.datasets.ccifar import CorruptedCIFAR10Type1, CorruptedCIFAR10Type2
+from debiasbench.datasets.cmnist import ColoredMNIST
 
 
 def digest(arrays: dict[str, np.ndarray]) -> str:

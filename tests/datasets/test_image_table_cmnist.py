@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 
-from benchmark.experiments.resolve import resolve_trial
-from benchmark.training.trainer import TrainEnv, train_trial
-from benchmark.trial import TrialConfig
-from datasets.base import Split
-from datasets.cmnist import ColoredMNIST
-from datasets.image_table import ImageTable
-from tools.export_cmnist_image_table import main as export_main
+from debiasbench.benchmark.experiments.resolve import resolve_trial
+from debiasbench.benchmark.training.trainer import TrainEnv, train_trial
+from debiasbench.benchmark.trial import TrialConfig
+from debiasbench.datasets.base import Split
+from debiasbench.datasets.cmnist import ColoredMNIST
+from debiasbench.datasets.image_table import ImageTable
+from debiasbench.tools.export_cmnist_image_table import main as export_main
 
 pytestmark = pytest.mark.real_data
 

@@ -5,10 +5,10 @@ import pytest
 from image_table_kit import write_images, write_table
 from PIL import Image
 
-from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
-from benchmark.trial import TrialConfig
-from datasets.base import DataNotFoundError, DataPaths
-from datasets.image_table import (
+from debiasbench.benchmark.experiments.resolve import InvalidTrialError, resolve_trial
+from debiasbench.benchmark.trial import TrialConfig
+from debiasbench.datasets.base import DataNotFoundError, DataPaths
+from debiasbench.datasets.image_table import (
     ImageTable,
     ImageTableError,
     ImageTableNotFoundError,

@@ -10,11 +10,11 @@ import pytest
 import torch
 from image_table_kit import SIZES, colour_of, groups, row_ids, write_table
 
-from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
-from benchmark.training.trainer import TrainEnv, train_trial
-from benchmark.trial import TrialConfig
-from datasets.base import DATASETS
-from datasets.image_table import (
+from debiasbench.benchmark.experiments.resolve import InvalidTrialError, resolve_trial
+from debiasbench.benchmark.training.trainer import TrainEnv, train_trial
+from debiasbench.benchmark.trial import TrialConfig
+from debiasbench.datasets.base import DATASETS
+from debiasbench.datasets.image_table import (
     ImageTable,
     _largest_remainder,
     aligned_mapping,
@@ -81,7 +81,7 @@ def test_split_column_counts_labels_and_pixels(folder):
 
 
 def test_aligned_mapping_by_majority(folder, caplog):
-    caplog.set_level("INFO", logger="datasets.image_table")
+    caplog.set_level("INFO", logger="debiasbench.datasets.image_table")
     data = folder.load()
     assert data.aligned_bias.tolist() == [1, 0]  # cat -> water, dog -> land
     assert int(data.aligned_mask(data.train).sum()) == 22

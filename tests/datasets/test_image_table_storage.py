@@ -10,8 +10,8 @@ import torch
 from image_table_kit import write_images, write_table
 from PIL import Image
 
-from datasets.base import DataPaths
-from datasets.image_table import (
+from debiasbench.datasets.base import DataPaths
+from debiasbench.datasets.image_table import (
     ImageTable,
     ImageTableError,
 )
@@ -91,7 +91,7 @@ def test_array_file_bad_input(tmp_path):
 
 
 def test_cache_is_reused_and_invalidated(folder, monkeypatch):
-    import datasets.image_table.dataset as module
+    import debiasbench.datasets.image_table.dataset as module
 
     first = folder.load()
     assert len(folder.entries()) == 1
@@ -125,7 +125,7 @@ def test_cache_is_reused_and_invalidated(folder, monkeypatch):
 
 
 def test_interrupted_decoding_leaves_no_entry(folder, monkeypatch):
-    import datasets._image_decoding as decoding
+    import debiasbench.datasets._image_decoding as decoding
 
     real = decoding.load_resized
     calls = []

@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 from image_table_kit import Folder
 
-from benchmark.experiments.resolve import resolve_trial
-from benchmark.training.trainer import TrainEnv, train_trial
-from benchmark.trial import TrialConfig
+from debiasbench.benchmark.experiments.resolve import resolve_trial
+from debiasbench.benchmark.training.trainer import TrainEnv, train_trial
+from debiasbench.benchmark.trial import TrialConfig
 
 
 @pytest.fixture

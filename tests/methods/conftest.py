@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from methods.base import MethodContext
+from debiasbench.methods.base import MethodContext
 
 _READ_MESSAGE = "the method read bias labels"
 
@@ -123,10 +123,10 @@ def toy_context() -> Callable[..., MethodContext]:
 
 def _trial_api() -> SimpleNamespace:
     """The trial-resolution and training entry points, imported on first use."""
-    from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
-    from benchmark.training.trainer import TrainEnv, train_trial
-    from benchmark.trial import TrialConfig
-    from datasets.base import DataPaths
+    from debiasbench.benchmark.experiments.resolve import InvalidTrialError, resolve_trial
+    from debiasbench.benchmark.training.trainer import TrainEnv, train_trial
+    from debiasbench.benchmark.trial import TrialConfig
+    from debiasbench.datasets.base import DataPaths
 
     return SimpleNamespace(
         TrialConfig=TrialConfig,

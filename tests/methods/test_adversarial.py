@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.adversarial import Adversarial, AdversarialHparams, perturb
-from methods.base import METHODS, Batch, Supervision
+from debiasbench.methods.adversarial import Adversarial, AdversarialHparams, perturb
+from debiasbench.methods.base import METHODS, Batch, Supervision
 
 SCALE = 1.0 / 255.0  # Colored MNIST's reference scaling: model inputs are pixels x 1/255
 

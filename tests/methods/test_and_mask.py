@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.and_mask import ANDMask, ANDMaskHparams, and_mask
-from methods.base import METHODS, Batch, Supervision, resolve_hparams
+from debiasbench.methods.and_mask import ANDMask, ANDMaskHparams, and_mask
+from debiasbench.methods.base import METHODS, Batch, Supervision, resolve_hparams
 
 NUM_BIAS = 2
 # Two environments, four components: agree (+), disagree, agree (+), one environment exactly 0.

@@ -5,9 +5,9 @@ members; the epoch has ceil(N/B) full batches; bias labels are required."""
 import pytest
 import torch
 
-from methods.balanced_batches import BalancedBatches, balanced_batch_indices
-from methods.base import METHODS, Supervision
-from methods.group_resample import group_members
+from debiasbench.methods.balanced_batches import BalancedBatches, balanced_batch_indices
+from debiasbench.methods.base import METHODS, Supervision
+from debiasbench.methods.group_resample import group_members
 
 # Groups by construction: 0 -> indices 0..9 (10 members), 1 -> 10..12 (3), 2 -> 13 (1).
 GROUP_OF = torch.tensor([0] * 10 + [1] * 3 + [2])

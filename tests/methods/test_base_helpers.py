@@ -4,7 +4,7 @@ epoch (JTT, REPAIR). The shared cross-entropy step is specified through its call
 
 import torch
 
-from methods.base import shuffled_rounds
+from debiasbench.methods.base import shuffled_rounds
 
 
 def test_shuffled_rounds_visit_every_member_once_per_round_then_cut_at_n():

@@ -8,12 +8,12 @@ import math
 
 import pytest
 
-from benchmark.experiments.resolve import resolve_trial
-from benchmark.supervision import Supervision
-from benchmark.training.trainer import TrainEnv, train_trial
-from benchmark.trial import TrialConfig
-from datasets.base import DataPaths
-from methods.base import METHODS
+from debiasbench.benchmark.experiments.resolve import resolve_trial
+from debiasbench.benchmark.supervision import Supervision
+from debiasbench.benchmark.training.trainer import TrainEnv, train_trial
+from debiasbench.benchmark.trial import TrialConfig
+from debiasbench.datasets.base import DataPaths
+from debiasbench.methods.base import METHODS
 
 # Test-only methods registered by other test modules or the toy plugin.
 _FIXTURES = ("always_fails", "spy_")

@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.base import METHODS, Batch, Supervision, resolve_hparams
-from methods.dann import DANN, DANNHparams, adversary_head, reverse_gradient
+from debiasbench.methods.base import METHODS, Batch, Supervision, resolve_hparams
+from debiasbench.methods.dann import DANN, DANNHparams, adversary_head, reverse_gradient
 
 NUM_BIAS = 2
 

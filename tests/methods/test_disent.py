@@ -21,9 +21,9 @@ import pytest
 import torch
 from torch import nn
 
-from methods.base import METHODS, Batch, Supervision, resolve_hparams
-from methods.disent import DisEnt, DisentangledBranch, DisEntHparams, swapped_rate
-from models import build_model
+from debiasbench.methods.base import METHODS, Batch, Supervision, resolve_hparams
+from debiasbench.methods.disent import DisEnt, DisentangledBranch, DisEntHparams, swapped_rate
+from debiasbench.models import build_model
 
 LN2, LN3 = math.log(2), math.log(3)
 Q = 0.7

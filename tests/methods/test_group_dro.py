@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
-from benchmark.trial import TrialConfig
-from datasets.base import DATASETS
-from methods.base import METHODS, Batch, MethodContext, Supervision, resolve_hparams
-from methods.group_dro import GroupDRO, GroupDROHparams, group_mean_losses
+from debiasbench.benchmark.experiments.resolve import InvalidTrialError, resolve_trial
+from debiasbench.benchmark.trial import TrialConfig
+from debiasbench.datasets.base import DATASETS
+from debiasbench.methods.base import METHODS, Batch, MethodContext, Supervision, resolve_hparams
+from debiasbench.methods.group_dro import GroupDRO, GroupDROHparams, group_mean_losses
 
 NUM_CLASSES = 2
 NUM_BIAS = 2

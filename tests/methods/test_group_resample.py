@@ -8,8 +8,8 @@ import collections
 import pytest
 import torch
 
-from methods.base import METHODS, Batch, Supervision, resolve_hparams
-from methods.group_resample import GroupResample, GroupResampleHparams, balanced_indices, group_members
+from debiasbench.methods.base import METHODS, Batch, Supervision, resolve_hparams
+from debiasbench.methods.group_resample import GroupResample, GroupResampleHparams, balanced_indices, group_members
 
 NUM_BIAS = 2
 # Groups g = 2y + b with 5, 2, 0 and 3 training samples: indices 0-4, 5-6, (none), 7-9.

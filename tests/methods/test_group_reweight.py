@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.base import METHODS, Batch, Supervision, resolve_hparams
-from methods.group_reweight import GroupReweight, GroupReweightHparams, group_weights
+from debiasbench.methods.base import METHODS, Batch, Supervision, resolve_hparams
+from debiasbench.methods.group_reweight import GroupReweight, GroupReweightHparams, group_weights
 
 NUM_BIAS = 2
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.base import METHODS, Batch, Supervision, resolve_hparams
-from methods.hard_example import HardExample, HardExampleHparams, kept_count, select_hard
+from debiasbench.methods.base import METHODS, Batch, Supervision, resolve_hparams
+from debiasbench.methods.hard_example import HardExample, HardExampleHparams, kept_count, select_hard
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import METHODS, Batch, MethodContext, Supervision
-from methods.hex import HEX, NGLCM, HEXHparams, project_out, quantise, shifted_difference
+from debiasbench.methods.base import METHODS, Batch, MethodContext, Supervision
+from debiasbench.methods.hex import HEX, NGLCM, HEXHparams, project_out, quantise, shifted_difference
 
 NUM_CLASSES = 3
 

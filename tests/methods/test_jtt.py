@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from methods.base import METHODS, Batch, Supervision, resolve_hparams
-from methods.jtt import JTT, JTTHparams, upsampled_indices
+from debiasbench.methods.base import METHODS, Batch, Supervision, resolve_hparams
+from debiasbench.methods.jtt import JTT, JTTHparams, upsampled_indices
 
 
 def fixed_linear() -> nn.Module:

@@ -13,9 +13,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods import lc as lc_module
-from methods.base import METHODS, Batch, MethodContext, Supervision, resolve_hparams
-from methods.lc import (
+from debiasbench.methods import lc as lc_module
+from debiasbench.methods.base import METHODS, Batch, MethodContext, Supervision, resolve_hparams
+from debiasbench.methods.lc import (
     LC,
     LCHparams,
     column_normalised,

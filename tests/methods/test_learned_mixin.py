@@ -12,15 +12,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from methods.base import METHODS, Batch, Supervision, resolve_hparams
-from methods.learned_mixin import (
+from debiasbench.methods.base import METHODS, Batch, Supervision, resolve_hparams
+from debiasbench.methods.learned_mixin import (
     LearnedMixin,
     LearnedMixinHparams,
     mixed_log_scores,
     scaled_bias_entropy,
     smoothed_log_probs,
 )
-from methods.losses import generalized_ce
+from debiasbench.methods.losses import generalized_ce
 
 C = 3
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from methods.base import Batch, MethodContext, resolve_hparams
-from methods.lff import LfF, LfFCE, class_max
+from debiasbench.methods.base import Batch, MethodContext, resolve_hparams
+from debiasbench.methods.lff import LfF, LfFCE, class_max
 
 N, C, D = 6, 3, 4
 TARGETS = torch.tensor([0, 1, 2, 0, 1, 2])
@@ -103,7 +103,7 @@ def test_class_max_covers_every_sample_of_the_class():
 
 
 def test_gce_gradient_is_q_times_textbook():
-    from methods.losses import generalized_ce
+    from debiasbench.methods.losses import generalized_ce
 
     logits = torch.tensor([[1.0, -0.5, 0.2]], requires_grad=True)
     y = torch.tensor([0])

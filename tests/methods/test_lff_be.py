@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-import methods.lff_be as lff_be
-from methods.base import METHODS, Batch, Supervision, resolve_hparams
-from methods.lff_be import LfFBE, LfFBEHparams, batch_stream, pseudo_aligned, split_holdout
+import debiasbench.methods.lff_be as lff_be
+from debiasbench.methods.base import METHODS, Batch, Supervision, resolve_hparams
+from debiasbench.methods.lff_be import LfFBE, LfFBEHparams, batch_stream, pseudo_aligned, split_holdout
 
 LN3 = math.log(3)
 

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import METHODS, Batch, MethodContext, Supervision
-from methods.lff_rubi import LfFRUBi, LfFRUBiHparams, rubi_fused_logits
-from methods.losses import generalized_ce
+from debiasbench.methods.base import METHODS, Batch, MethodContext, Supervision
+from debiasbench.methods.lff_rubi import LfFRUBi, LfFRUBiHparams, rubi_fused_logits
+from debiasbench.methods.losses import generalized_ce
 
 NUM_CLASSES = 3
 FEATURES = 5

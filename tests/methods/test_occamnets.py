@@ -7,15 +7,15 @@ import math
 import pytest
 import torch
 
-from methods.base import METHODS, Batch, Supervision
-from methods.occamnets import (
+from debiasbench.methods.base import METHODS, Batch, Supervision
+from debiasbench.methods.occamnets import (
     OccamNets,
     OccamNetsHparams,
     balanced_gate_loss,
     cam_suppression,
     early_exit,
 )
-from models import build_model
+from debiasbench.models import build_model
 
 
 def test_each_sample_leaves_at_the_first_confident_exit_from_the_earliest_one():

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import METHODS, Batch, MethodContext, Supervision, resolve_hparams
-from methods.pgd import PGD, PGDHparams, last_layer_gradient_norms, sampling_probabilities
+from debiasbench.methods.base import METHODS, Batch, MethodContext, Supervision, resolve_hparams
+from debiasbench.methods.pgd import PGD, PGDHparams, last_layer_gradient_norms, sampling_probabilities
 
 
 class LinearOnInputs(nn.Module):

@@ -13,14 +13,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchmark.experiments.resolve import resolve_trial
-from benchmark.training.trainer import TrainEnv, train_trial
-from benchmark.trial import TrialConfig
-from datasets.base import DataPaths
-from methods.base import METHODS, Batch, MethodContext, Supervision
-from methods.hsic import hsic_rbf, hsic_unbiased, median_sigma, rbf_kernel, squared_distances
-from methods.rebias import ReBias, ReBiasHparams, auto_biased_net, build_biased_net
-from models import build_model
+from debiasbench.benchmark.experiments.resolve import resolve_trial
+from debiasbench.benchmark.training.trainer import TrainEnv, train_trial
+from debiasbench.benchmark.trial import TrialConfig
+from debiasbench.datasets.base import DataPaths
+from debiasbench.methods.base import METHODS, Batch, MethodContext, Supervision
+from debiasbench.methods.hsic import hsic_rbf, hsic_unbiased, median_sigma, rbf_kernel, squared_distances
+from debiasbench.methods.rebias import ReBias, ReBiasHparams, auto_biased_net, build_biased_net
+from debiasbench.models import build_model
 
 # -- HSIC -----------------------------------------------------------------------------------
 

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.experiments.resolve import InvalidTrialError, resolve_trial
-from benchmark.trial import TrialConfig
-from datasets.base import DATASETS
-from methods.base import METHODS, Batch, MethodContext, Supervision
-from methods.repair import (
+from debiasbench.benchmark.experiments.resolve import InvalidTrialError, resolve_trial
+from debiasbench.benchmark.trial import TrialConfig
+from debiasbench.datasets.base import DATASETS
+from debiasbench.methods.base import METHODS, Batch, MethodContext, Supervision
+from debiasbench.methods.repair import (
     REPAIR,
     ClassMajorLayout,
     REPAIRHparams,

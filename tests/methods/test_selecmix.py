@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import METHODS, Batch, Supervision, resolve_hparams
-from methods.selecmix import (
+from debiasbench.methods.base import METHODS, Batch, Supervision, resolve_hparams
+from debiasbench.methods.selecmix import (
     ProjectionEncoder,
     SelecMix,
     SelecMixHparams,

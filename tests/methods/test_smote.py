@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import METHODS, Batch, Supervision
-from methods.smote import SMOTE, SMOTEHparams, interpolate, nearest_neighbours, rare_groups
+from debiasbench.methods.base import METHODS, Batch, Supervision
+from debiasbench.methods.smote import SMOTE, SMOTEHparams, interpolate, nearest_neighbours, rare_groups
 
 
 class IdentityFeatures(nn.Module):

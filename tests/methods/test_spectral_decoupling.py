@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.base import METHODS, Batch, Supervision, resolve_hparams
-from methods.spectral_decoupling import SpectralDecoupling, SpectralDecouplingHparams, logit_penalty
+from debiasbench.methods.base import METHODS, Batch, Supervision, resolve_hparams
+from debiasbench.methods.spectral_decoupling import SpectralDecoupling, SpectralDecouplingHparams, logit_penalty
 
 
 def test_penalty_value_by_hand() -> None:

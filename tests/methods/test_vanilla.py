@@ -1,8 +1,8 @@
 import torch
 from torch import nn
 
-from methods.base import Batch, MethodContext, resolve_hparams
-from methods.vanilla import Vanilla
+from debiasbench.methods.base import Batch, MethodContext, resolve_hparams
+from debiasbench.methods.vanilla import Vanilla
 
 
 def test_vanilla_step_is_plain_cross_entropy_descent():

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models import MODELS, FeatureModel, build_model
+from debiasbench.models import MODELS, FeatureModel, build_model
 
 # The smallest input each architecture accepts, and its constructor's offline arguments.
 INPUTS = {

@@ -6,8 +6,8 @@ import urllib.error
 import pytest
 import torch
 
-from models import MODELS, build_model
-from models.resnet18 import PretrainedWeightsNotFoundError, imagenet_weights_path
+from debiasbench.models import MODELS, build_model
+from debiasbench.models.resnet18 import PretrainedWeightsNotFoundError, imagenet_weights_path
 
 
 @pytest.fixture

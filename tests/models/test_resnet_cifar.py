@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from models import MODELS, build_model
-from models.resnet_cifar import PadShortcut, ResNetCIFAR
+from debiasbench.models import MODELS, build_model
+from debiasbench.models.resnet_cifar import PadShortcut, ResNetCIFAR
 
 
 def expected_parameters(num_classes: int) -> int:

@@ -1,5 +1,5 @@
 """The shipped Colored MNIST reference results (results/reference/cmnist, a compact store made with
-`python -m benchmark.store compact`): the report regenerates the paper's Colored MNIST tables and
+`python -m debiasbench.benchmark.store compact`): the report regenerates the paper's Colored MNIST tables and
 Figures 2 and 4 from it without training, and every shipped trial fills a table cell."""
 
 import re
@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.report.build import ReportOptions, build_report
-from benchmark.report.loading import load_store
-from benchmark.report.selection import select
-from benchmark.report.tables import build_table
-from benchmark.store import ResultStore
-from tools.cell_explanations import load_explanations
-from tools.results_page import results_markdown
+from debiasbench.benchmark.report.build import ReportOptions, build_report
+from debiasbench.benchmark.report.loading import load_store
+from debiasbench.benchmark.report.selection import select
+from debiasbench.benchmark.report.tables import build_table
+from debiasbench.benchmark.store import ResultStore
+from debiasbench.tools.cell_explanations import load_explanations
+from debiasbench.tools.results_page import results_markdown
 
 REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference" / "cmnist"
 TABLES = (1, 2, 3, 4, 8, 9, 10)
@@ -36,8 +36,8 @@ def test_the_shipped_set_is_the_whole_colored_mnist_share_of_the_paper_grid():
     """All 192 trials of `python run_all.py --grid paper --datasets cmnist`, no more and no fewer:
     a trial key is a hash of the resolved configuration, so this also fails if a protocol change
     leaves the shipped results describing other trials than the grid runs today."""
-    from benchmark.experiments.planning import resolve_all
-    from benchmark.paper.grids import build_grid
+    from debiasbench.benchmark.experiments.planning import resolve_all
+    from debiasbench.benchmark.paper.grids import build_grid
 
     grid = {trial.key for trial in resolve_all(build_grid("paper", datasets=["cmnist"]))}
     shipped = set(ResultStore(REFERENCE).trials()["trial_key"])

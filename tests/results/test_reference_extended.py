@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.paper.axes import EXTENDED_METHODS, EXTENDED_TABLE
-from benchmark.report.loading import load_store
-from benchmark.report.selection import select
-from benchmark.report.tables import build_table
-from benchmark.store import ResultStore
+from debiasbench.benchmark.paper.axes import EXTENDED_METHODS, EXTENDED_TABLE
+from debiasbench.benchmark.report.loading import load_store
+from debiasbench.benchmark.report.selection import select
+from debiasbench.benchmark.report.tables import build_table
+from debiasbench.benchmark.store import ResultStore
 
 REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference"
 

@@ -4,7 +4,7 @@ protocol change, a new hyper-parameter or a new generator version leaves a shipp
 other trials than its commands would run (a rerun would then train them again instead of skipping
 them). The commands are run as `--dry-run`s of the real command line into an empty store.
 
-When it fails: rerun the trials, or re-key them with `python -m tools.rekey_trials` if and only if
+When it fails: rerun the trials, or re-key them with `python -m debiasbench.tools.rekey_trials` if and only if
 the stored runs behaved exactly as the new default does, and say so in results/README.md."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-import run_all
-from benchmark.store import ResultStore
+from debiasbench import cli
+from debiasbench.benchmark.store import ResultStore
 
 REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference"
 EXTENDED_ONLY = "jtt,learned_mixin,hard_example,spectral_decoupling,group_reweight,group_resample,dann,and_mask"
@@ -65,7 +65,7 @@ def resolved_keys(command: str, scratch: Path) -> set[str]:
     """The trial keys `python run_all.py COMMAND --dry-run` lists for an empty store."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-        code = run_all.main([*shlex.split(command), "--dry-run", "--results", str(scratch)])
+        code = cli.main([*shlex.split(command), "--dry-run", "--results", str(scratch)])
     assert code == 0, f"{command}: --dry-run exited {code}"
     return {line.split()[0] for line in out.getvalue().splitlines() if re.match(r"[0-9a-f]{20}  ", line)}
 

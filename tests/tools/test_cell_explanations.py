@@ -3,7 +3,7 @@ most specific matching line; every bad line is an error naming the line and the 
 
 import pytest
 
-from tools.cell_explanations import FIELDS, explain, load_explanations
+from debiasbench.tools.cell_explanations import FIELDS, explain, load_explanations
 
 HEADER = ",".join(FIELDS)
 

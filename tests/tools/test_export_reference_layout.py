@@ -5,8 +5,8 @@ import pickle
 import numpy as np
 import pytest
 
-from datasets.cmnist import CMNISTParams, ColoredMNIST
-from tools.export_reference_layout import export, main, reference_command, reference_tag
+from debiasbench.datasets.cmnist import CMNISTParams, ColoredMNIST
+from debiasbench.tools.export_reference_layout import export, main, reference_command, reference_tag
 
 
 @pytest.mark.parametrize(
@@ -77,7 +77,7 @@ def test_the_reversed_task_and_bad_parameters_are_refused_with_the_fix(tmp_path,
 
 
 def test_a_failed_export_leaves_nothing_behind(mnist_paths, tmp_path, monkeypatch) -> None:
-    import tools.export_reference_layout as module
+    import debiasbench.tools.export_reference_layout as module
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")

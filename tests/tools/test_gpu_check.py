@@ -4,7 +4,7 @@ finite numbers, and four trials share one device through fractional Ray resource
 
 import pytest
 
-from tools import gpu_check
+from debiasbench.tools import gpu_check
 
 
 def test_every_kind_of_the_paper_grid_is_checked():

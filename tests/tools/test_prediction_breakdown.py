@@ -1,8 +1,8 @@
 """tools/prediction_breakdown: aligned and conflicting accuracy, and how often a conflicting sample is
 predicted as its bias's class, from the stored predictions of a small known store."""
 
-from benchmark.store import ResultStore, TrialRecord
-from tools.prediction_breakdown import breakdown, main
+from debiasbench.benchmark.store import ResultStore, TrialRecord
+from debiasbench.tools.prediction_breakdown import breakdown, main
 
 
 def _trial(method: str, predictor_role: str, ratio: float) -> dict:

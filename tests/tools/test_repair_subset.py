@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from tools.repair_subset import main, subset_composition
+from debiasbench.tools.repair_subset import main, subset_composition
 
 
 def test_shares_of_a_subset_that_keeps_every_conflicting_sample_and_half_the_rest() -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.results_page import main, results_markdown
+from debiasbench.tools.results_page import main, results_markdown
 
 REFERENCE = Path(__file__).resolve().parents[2] / "results" / "reference"
 

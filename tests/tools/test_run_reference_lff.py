@@ -12,8 +12,8 @@ import sys
 import pytest
 import torch
 
-from datasets.cmnist import ColoredMNIST
-from tools.run_reference_lff import run, summarise
+from debiasbench.datasets.cmnist import ColoredMNIST
+from debiasbench.tools.run_reference_lff import run, summarise
 
 STAND_IN_CONFIG = """
 from sacred import Experiment

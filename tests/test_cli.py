@@ -1,10 +1,11 @@
-"""The command line: listing, dry runs, and clear errors for bad input."""
+"""The command line (debiasbench.cli, also `python run_all.py` and `debiasbench`): listing, dry runs,
+and clear errors for bad input."""
 
-import run_all
+from debiasbench import cli
 
 
 def run(capsys, *argv):
-    code = run_all.main(list(argv))
+    code = cli.main(list(argv))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
