@@ -7,7 +7,7 @@ import torch
 
 from debiasbench.datasets._bias import bias_counts
 from debiasbench.datasets.base import DataNotFoundError, DataPaths
-from debiasbench.datasets.cmnist import COLOR_STD, PALETTE, ColoredMNIST, colorize
+from debiasbench.datasets.cmnist import COLOR_STD, PALETTE, ColoredMNIST, colorize, load_mnist
 
 
 def test_colorize_multiplies_grey_by_clamped_noisy_palette_colour_and_truncates():
@@ -122,3 +122,148 @@ def test_missing_mnist_says_where_to_put_it(tmp_path):
     paths = DataPaths(data_root=tmp_path / "nothing", cache_dir=tmp_path / "cache", allow_download=False)
     with pytest.raises(DataNotFoundError, match=r"MNIST/raw.*--data-root"):
         ColoredMNIST.load(ColoredMNIST.make_params({}), paths)
+
+
+# On synthetic raw MNIST (the `synthetic_mnist` fixture of conftest.py: 20 train and 6 test 4 x 4
+# digits per class), so these run where the real MNIST is absent too.
+
+
+def test_load_names_the_ten_digits_and_the_ten_colours(synthetic_mnist):
+    data = ColoredMNIST.load(ColoredMNIST.make_params({"ratio": 95.0}), synthetic_mnist)
+    assert data.num_classes == 10 and data.num_bias_values == 10
+    assert data.class_names == ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]
+    assert data.bias_names == [f"color{c}" for c in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)]
+    assert data.aligned_bias.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]  # digit d goes with colour d
+    assert (len(data.train), len(data.test)) == (200, 60)
+    # 95% aligned: 19 of each digit's 20 training samples wear the digit's own colour.
+    assert int((data.train.biases == data.train.targets).sum()) == 190
+    assert data.test.biases is not None and data.test.biases.shape == (60,)
+    # The MLP sees a flattened 3 x 28 x 28 colour digit: 2352 inputs.
+    assert data.model == "mlp" and data.model_kwargs == {"in_features": 2352}
+
+
+def test_reversed_task_on_synthetic_digits(synthetic_mnist):
+    digit = ColoredMNIST.load(ColoredMNIST.make_params({"ratio": 95.0}), synthetic_mnist)
+    colour = ColoredMNIST.load(ColoredMNIST.make_params({"ratio": 95.0, "target": "color"}), synthetic_mnist)
+    assert colour.class_names == [f"color{c}" for c in range(10)] and colour.bias_names == [str(d) for d in range(10)]
+    assert torch.equal(colour.train.targets, digit.train.biases) and torch.equal(
+        colour.train.biases, digit.train.targets
+    )
+    assert torch.equal(colour.test.targets, digit.test.biases) and torch.equal(colour.test.images, digit.test.images)
+
+
+def test_diagnosis_swaps_digit_and_colour():
+    settings = ColoredMNIST.diagnosis_settings({"ratio": 99.0})
+    assert settings.biased == {"ratio": 99.0, "target": "digit", "unbiased_train": False}
+    assert settings.balanced == {"ratio": 99.0, "target": "digit", "unbiased_train": True}
+    assert settings.reversed == {"ratio": 99.0, "target": "color", "unbiased_train": False}
+    assert (settings.target, settings.bias) == ("Digit", "Color")
+    assert settings.target_values == ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9")
+    assert settings.bias_values == tuple(f"color{c}" for c in range(10))
+    reverse = ColoredMNIST.diagnosis_settings(settings.reversed)
+    assert (reverse.target, reverse.bias, reverse.target_values[0], reverse.bias_values[-1]) == (
+        "Color",
+        "Digit",
+        "color0",
+        "9",
+    )
+    with pytest.raises(ValueError, match="Colored MNIST diagnoses target digit or color"):
+        ColoredMNIST.diagnosis_settings({"target": "shape"})
+
+
+def test_raw_data_is_the_four_idx_files_in_torchvisions_layout(tmp_path):
+    paths = DataPaths(data_root=tmp_path, cache_dir=tmp_path / "cache")
+    assert ColoredMNIST.raw_paths(ColoredMNIST.make_params({}), paths) == [
+        tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte",
+        tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte",
+        tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte",
+        tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte",
+    ]
+
+
+class FakeMNIST:
+    """torchvision's MNIST without files: absent unless asked to download, then one 28 x 28 zero digit."""
+
+    calls: list[bool] = []
+
+    def __init__(self, root: str, train: bool, download: bool) -> None:
+        FakeMNIST.calls.append(download)
+        if not download:
+            raise RuntimeError("Dataset not found. You can use download=True to download it")
+        self.data, self.targets = torch.zeros(1, 28, 28, dtype=torch.uint8), torch.tensor([7])
+
+
+def test_missing_mnist_is_downloaded_when_allowed(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", FakeMNIST)
+    FakeMNIST.calls = []
+    paths = DataPaths(data_root=tmp_path, cache_dir=tmp_path / "cache", allow_download=True)
+    images, labels = load_mnist(paths, train=True)
+    assert FakeMNIST.calls == [False, True] and images.shape == (1, 28, 28) and labels.tolist() == [7]
+
+
+def test_colored_mnist_has_bias_labels_so_group_dro_resolves():
+    from debiasbench.benchmark.experiments.resolve import resolve_trial
+    from debiasbench.benchmark.trial import TrialConfig
+
+    assert ColoredMNIST.has_bias_labels is True
+    # Group DRO receives bias labels: a dataset without them is refused (tests/conftest.py's
+    # registry_without_bias_labels), Colored MNIST is not.
+    resolved = resolve_trial(TrialConfig("cmnist", "group_dro", {"ratio": 99.0}))
+    assert (resolved.dataset, resolved.method) == ("cmnist", "group_dro")
+
+
+def test_the_task_and_the_input_scaling_share_one_generated_dataset(synthetic_mnist):
+    # Digit or colour as the target, and how inputs are scaled, change what the model is asked and
+    # sees, not the coloured images: all four load the one cache entry the first built.
+    for values in ({}, {"target": "color"}, {"input_scaling": "unit"}, {"target": "color", "input_scaling": "unit"}):
+        ColoredMNIST.load(ColoredMNIST.make_params({"ratio": 95.0, **values}), synthetic_mnist)
+    assert len(list((synthetic_mnist.cache_dir / "cmnist").iterdir())) == 1
+    ColoredMNIST.load(ColoredMNIST.make_params({"ratio": 98.0}), synthetic_mnist)  # a generation setting
+    assert len(list((synthetic_mnist.cache_dir / "cmnist").iterdir())) == 2
+
+
+def test_make_split_assigns_colours_by_the_reference_rule_unless_told():
+    from debiasbench.datasets.cmnist import make_split
+
+    digits = np.repeat([3, 5], 20)
+    split = make_split(np.zeros((40, 4, 4), np.uint8), digits, 0.9, 0.0, data_seed=0, split="train")
+    # Reference rule, 20 samples at 90%: each other colour's share is 20 * 0.1 / 9 = 0.22, so for
+    # digit 3 the milestones round(20 * cumsum(p)) are 0, 0, 1, 19, 19, 19, 19, 20, 20, 20: one
+    # sample of colour 2, 18 of colour 3, one of colour 7, in raw order (digit 5 alike).
+    assert split["train_colors"].tolist() == [2] + [3] * 18 + [7] + [2] + [5] * 18 + [7]
+    assert split["train_digits"].tolist() == digits.tolist()
+
+
+@pytest.mark.parametrize("name", ["train_digits", "train_colors", "test_digits", "test_colors"])
+def test_a_cached_entry_holding_an_eleventh_digit_or_colour_is_rebuilt(synthetic_mnist, name):
+    import json
+
+    params = ColoredMNIST.make_params({"ratio": 95.0})
+    ColoredMNIST.load(params, synthetic_mnist)
+    (entry,) = (synthetic_mnist.cache_dir / "cmnist").iterdir()
+    # An entry from before checksums (none to catch the change) whose labels hold the value 10.
+    meta = json.loads((entry / "meta.json").read_text())
+    for spec in meta["arrays"].values():
+        del spec["checksum"]
+    (entry / "meta.json").write_text(json.dumps(meta))
+    labels = np.load(entry / f"{name}.npy")
+    labels[0] = 10
+    np.save(entry / f"{name}.npy", labels)
+    data = ColoredMNIST.load(params, synthetic_mnist)
+    split = data.train if name.startswith("train") else data.test
+    assert int(split.targets.max()) == 9 and int(split.biases.max()) == 9  # rebuilt, not trained on
+
+
+def test_missing_mnist_message_names_the_files_and_both_ways_to_point_at_them(tmp_path):
+    paths = DataPaths(data_root=tmp_path / "nothing", cache_dir=tmp_path / "cache", allow_download=False)
+    with pytest.raises(DataNotFoundError) as error:
+        load_mnist(paths, train=True)
+    message = str(error.value)
+    assert message.startswith(f"MNIST not found under {tmp_path / 'nothing' / 'MNIST' / 'raw'}")
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
+        assert name in message
+    assert message.endswith(
+        "point the suite at a directory that has them with --data-root DIR or the DEBIAS_DATA_ROOT environment variable"
+    )
