@@ -123,8 +123,8 @@ def test_two_real_drivers_never_train_the_same_trial(tmp_path, toy_plugin):
     )
     script = (
         f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
-        "from benchmark.experiments.driver import RunOptions, run_grid\n"
-        "from benchmark.trial import TrialConfig\n"
+        "from debiasbench.benchmark.experiments.driver import RunOptions, run_grid\n"
+        "from debiasbench.benchmark.trial import TrialConfig\n"
         f"run_grid([TrialConfig('toy', 'vanilla', epochs=100000)], RunOptions(**{options!r}))\n"
     )
     first = subprocess.Popen(
