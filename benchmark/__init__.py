@@ -4,8 +4,6 @@ Layers point one way: the CLI (debiasbench.cli) -> grids -> runner (Ray) -> trai
 The runner writes the result store; the report reads only the store and needs no torch.
 """
 
-if not __name__.startswith("debiasbench."):  # this folder imported by its old top-level name
-    raise ImportError(
-        f"`{__name__}` is DebiasBench's folder, imported as `debiasbench.{__name__}` since the package has one "
-        f"import name: write `from debiasbench.{__name__}... import ...` (docs/architecture.md)"
-    )
+from debiasbench._layout import refuse_old_name
+
+refuse_old_name(__name__)  # this folder imported by its old top-level name

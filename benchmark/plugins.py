@@ -11,6 +11,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from debiasbench._layout import FOLDERS
+
 
 class PluginError(ValueError):
     """A plugin that cannot be loaded; the message names the file or module, the cause and the fix."""
@@ -47,16 +49,12 @@ def load_plugins(plugins: Iterable[str]) -> None:
                 raise _plugin_error(plugin, error) from None
 
 
-# The folders that were top-level import names before the package had one, `debiasbench`.
-OLD_IMPORT_NAMES = frozenset({"benchmark", "methods", "datasets", "models", "tools"})
-
-
 def _plugin_error(plugin: str, error: BaseException) -> BaseException:
     """One line for a plugin that fails while it is imported (KeyboardInterrupt passes through)."""
     if not isinstance(error, Exception):
         return error
     old = (getattr(error, "name", None) or "").split(".")[0]
-    if isinstance(error, ImportError) and old in OLD_IMPORT_NAMES:
+    if isinstance(error, ImportError) and old in FOLDERS:
         # Installed, `methods` does not exist and `datasets` is Hugging Face's: name the new import.
         return PluginError(
             f"plugin {plugin!r} imports {error.name!r}, which is now {'debiasbench.' + error.name!r}: write "

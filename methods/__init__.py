@@ -1,10 +1,8 @@
 """Debiasing methods, one module each, registered by name (see methods/base.py)."""
 
-if not __name__.startswith("debiasbench."):  # this folder imported by its old top-level name
-    raise ImportError(
-        f"`{__name__}` is DebiasBench's folder, imported as `debiasbench.{__name__}` since the package has one "
-        f"import name: write `from debiasbench.{__name__}... import ...` (docs/architecture.md)"
-    )
+from debiasbench._layout import refuse_old_name
+
+refuse_old_name(__name__)  # this folder imported by its old top-level name
 
 from debiasbench.methods.base import METHODS, Batch, Method, MethodContext, StepOutput, Supervision, register_method
 

@@ -5,11 +5,9 @@ without knowing the architecture."""
 
 from __future__ import annotations
 
-if not __name__.startswith("debiasbench."):  # this folder imported by its old top-level name
-    raise ImportError(
-        f"`{__name__}` is DebiasBench's folder, imported as `debiasbench.{__name__}` since the package has one "
-        f"import name: write `from debiasbench.{__name__}... import ...` (docs/architecture.md)"
-    )
+from debiasbench._layout import refuse_old_name
+
+refuse_old_name(__name__)  # this folder imported by its old top-level name
 
 from typing import Any, Protocol, runtime_checkable
 

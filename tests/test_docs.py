@@ -24,10 +24,11 @@ from pathlib import Path
 
 import pytest
 
+from debiasbench._layout import FOLDERS as OLD_IMPORT_NAMES  # top-level import names before `debiasbench`
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "results" / "README.md"]
-# The folders that were top-level import names before the package had one (`debiasbench`).
-OLD_IMPORT_NAMES = ("benchmark", "tools", "methods", "datasets", "models")
+
 PLACEHOLDER = re.compile(r"^(?:[A-Z][A-Z0-9_]*(?::[0-9A-Z]+)?|.*path/to.*|\.\.\.|.*[A-Z]{2,}[A-Z_]*/.*)$")
 # Errors that a placeholder value may cause (a type or a missing file), not a wrong flag.
 PLACEHOLDER_ERRORS = ("invalid", "not found", "No such file", "does not exist", "cannot")

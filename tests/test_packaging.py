@@ -19,7 +19,7 @@ tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
-OLD_NAMES = ("benchmark", "methods", "datasets", "models", "tools")
+OLD_NAMES = ("benchmark", "methods", "datasets", "models", "tools")  # written out: the test pins them
 
 
 def test_pyproject_lists_every_package_folder_under_its_new_name():

@@ -17,6 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from debiasbench._layout import FOLDERS
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -25,7 +27,7 @@ def package_dirs(pyproject: Path) -> dict[str, str]:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10: the mapping as written in pyproject.toml
-        return {f"debiasbench.{name}": name for name in ("benchmark", "datasets", "methods", "models", "tools")}
+        return {f"debiasbench.{name}": name for name in FOLDERS}
     with pyproject.open("rb") as handle:
         return tomllib.load(handle)["tool"]["setuptools"]["package-dir"]
 
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="debiasbench-layers-") as scratch:
         root = installed_layout(REPO, Path(scratch))
         env = {**os.environ, "PYTHONPATH": str(root)}  # this copy, not the checkout or an installed one
-        command = [lint, "--config", str(REPO / "pyproject.toml"), "--no-cache"]
+        command = [lint, str(REPO / "pyproject.toml"), "--no-cache"]
         return subprocess.run(command, cwd=root, env=env).returncode
 
 
