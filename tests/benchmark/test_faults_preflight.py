@@ -215,8 +215,13 @@ def _trial_needing_weights():
     return resolve_trial(TrialConfig("bar", "vanilla", epochs=1))
 
 
-def test_the_driver_refuses_a_bad_weights_file_before_ray_starts(capsys, hub_dir, tmp_path, ray_never_starts):
+def test_the_driver_refuses_a_bad_weights_file_before_ray_starts(
+    capsys, hub_dir, tmp_path, ray_never_starts, data_root
+):
     from debiasbench.models.resnet18 import imagenet_weights_path
+
+    if not (data_root / "BAR").is_dir():
+        pytest.skip(f"BAR not found under {data_root}; set DEBIAS_DATA_ROOT")
 
     path = imagenet_weights_path()
     path.parent.mkdir(parents=True)
@@ -233,6 +238,8 @@ def test_the_driver_refuses_a_bad_weights_file_before_ray_starts(capsys, hub_dir
         "0",
         "--results",
         str(tmp_path / "r"),
+        "--data-root",  # the suite's data root as conftest finds it (../shared/data), not only $DEBIAS_DATA_ROOT
+        str(data_root),
         "--progress",
         "off",
         "--no-report",
