@@ -53,10 +53,14 @@ class ResolvedTrial:
     validation_fraction: float = 0.1
     # The dataset generator's version: a new generator is a new experiment, so it is part of the key.
     data_generator_version: str = ""
+    # The method's registered defaults for this dataset, recorded (not keyed) so that the torch-free
+    # report can name every hyper-parameter a trial sets off them. Empty: not recorded (older trials).
+    method_defaults: dict[str, Any] = field(default_factory=dict)
 
     def key_fields(self) -> dict[str, Any]:
         fields = asdict(self)
         fields.pop("tables")
+        fields.pop("method_defaults")  # a record of the registry, not of the experiment
         if self.protocol == "paper":
             fields.pop("validation_fraction")  # unused without a validation split
         return fields

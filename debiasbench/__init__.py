@@ -15,7 +15,7 @@ mapping, docs/architecture.md says why).
 
 from pathlib import Path as _Path
 
-__version__ = "0.2.0"  # the one version source (pyproject reads it; trials record it)
+__version__ = "0.2.1"  # the one version source (pyproject reads it; trials record it)
 
 # From a checkout, the subpackages live one folder up: make them importable under this name. An
 # installed wheel has them here, and its parent is site-packages, which must never be searched.

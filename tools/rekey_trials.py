@@ -21,13 +21,10 @@ import argparse
 import json
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
-from debiasbench.benchmark.store.schema import _META_KEY, _META_STATUS, METRIC_FIELDS, TRIAL_FIELDS, TrialRecord
+from debiasbench.benchmark.store.rewrite import rewrite_config, stored_config
+from debiasbench.benchmark.store.schema import _META_KEY
 from debiasbench.benchmark.store.store import ResultStore
 from debiasbench.benchmark.trial import ResolvedTrial
-
-_RUN_INFO = [name for name in TRIAL_FIELDS if name not in ("schema_version", "trial_key", "status", "error")]
 
 
 def _value(text: str) -> tuple[str, object]:
@@ -44,28 +41,13 @@ def rekey(store_path: str, method: str, hparam: str, value: object) -> list[tupl
     store.require_exists()
     moved = []
     for path, meta in store.valid_files().items():
-        table = pq.read_table(path, filesystem=store.fs)
-        first = table.slice(0, 1).to_pylist()[0]
-        config = json.loads(first["config"])
+        config = stored_config(store, path)
         if config["method"] != method or hparam in config["method_hparams"]:
             continue
         config["method_hparams"] = {**config["method_hparams"], hparam: value}
         trial = ResolvedTrial.from_json(json.dumps(config))
         old = meta[_META_KEY].decode()
-        status = meta[_META_STATUS].decode()
-        store.write_trial(
-            TrialRecord(
-                trial=json.loads(trial.to_json()),
-                key=trial.key,
-                status=status,
-                metrics={name: table[name].to_pylist() for name in METRIC_FIELDS},
-                error=first["error"],
-                info={name: first[name] for name in _RUN_INFO if name not in ("method_hparams", "config")},
-            )
-        )
-        if trial.key != old:
-            store.fs.delete_file(path)
-        moved.append((old, trial.key))
+        moved.append((old, rewrite_config(store, path, json.loads(trial.to_json()), key=trial.key)))
     return moved
 
 

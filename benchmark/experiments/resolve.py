@@ -62,4 +62,5 @@ def resolve_trial(config: TrialConfig) -> ResolvedTrial:
         tables=tuple(sorted(set(config.tables))),
         validation_fraction=float(config.validation_fraction),
         data_generator_version=dataset_cls.generator_version,
+        method_defaults=dataclasses.asdict(resolve_hparams(method_cls, config.dataset)),
     )

@@ -5,7 +5,9 @@ flag them against the paper's value as if they were a reproduction). A test chec
 against the registered datasets' and methods' own defaults, so the two cannot drift apart.
 
 Axes of the tables (ratio, difficulty, target, bias, unbiased_train) are not protocol: they are
-what a table varies. Methods beyond the paper have no entry: the paper has no number for them."""
+what a table varies. Methods beyond the paper have no entry here (the paper has no number for
+them); their protocol is their registered defaults, which every trial records beside its
+hyper-parameters (`method_defaults` in its configuration), so a setting off them is named too."""
 
 from __future__ import annotations
 
@@ -81,8 +83,16 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def protocol_departures(dataset: str, method: str, epochs: int | None, params: dict, hparams: dict) -> list[str]:
-    """What of one trial departs from the paper's protocol, as 'name=value (paper: value)' texts.
+def protocol_departures(
+    dataset: str,
+    method: str,
+    epochs: int | None,
+    params: dict,
+    hparams: dict,
+    method_defaults: dict | None = None,
+) -> list[str]:
+    """What of one trial departs from the paper's protocol, as 'name=value (paper: value)' texts, or,
+    for a method beyond the paper, 'name=value (default: value)' against its recorded defaults.
     Empty for a trial made as the paper made its numbers, and for datasets the paper does not have."""
     if dataset not in PAPER_EPOCHS:
         return []
@@ -92,7 +102,11 @@ def protocol_departures(dataset: str, method: str, epochs: int | None, params: d
     for name, paper in PAPER_DATASET_PARAMS[dataset].items():
         if name in params and not _same(params[name], paper):
             out.append(f"{name}={params[name]} (paper: {paper})")
-    for name, paper in PAPER_METHOD_HPARAMS.get(method, {}).items():
-        if name in hparams and not _same(hparams[name], paper):
-            out.append(f"{method}.{name}={hparams[name]} (paper: {paper})")
+    if method in PAPER_METHOD_HPARAMS:
+        reference, source = PAPER_METHOD_HPARAMS[method], "paper"
+    else:  # unknown for trials recorded before defaults were (then nothing is claimed either way)
+        reference, source = method_defaults or {}, "default"
+    for name, value in reference.items():
+        if name in hparams and not _same(hparams[name], value):
+            out.append(f"{method}.{name}={hparams[name]} ({source}: {value})")
     return out

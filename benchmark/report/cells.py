@@ -248,7 +248,9 @@ def trial_departures(trials: list[pd.Series]) -> str:
     for t in trials:
         epochs = t.get("epochs")
         epochs = int(epochs) if epochs is not None and not pd.isna(epochs) else None
-        for text in protocol_departures(t["dataset"], t["method"], epochs, t["params"], t["hparams"]):
+        cfg = t.get("cfg")
+        defaults = cfg.get("method_defaults") if isinstance(cfg, dict) else None
+        for text in protocol_departures(t["dataset"], t["method"], epochs, t["params"], t["hparams"], defaults):
             found[text] = None
     return "; ".join(found)
 

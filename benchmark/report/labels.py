@@ -20,6 +20,7 @@ _CELL_FIELDS = {
     "dataset",
     "method",
     "method_hparams",
+    "method_defaults",  # a record of the registry: departures from it are named in the captions
     "dataset_params",
     "trial_seed",
     "tables",

@@ -132,8 +132,10 @@ def test_two_real_drivers_never_train_the_same_trial(tmp_path, toy_plugin):
     )
     try:
         logs = results / "logs"  # the trial's log appears once its worker is training
-        deadline = time.time() + 120
+        # Generous: Ray's start takes minutes on a loaded 2-core machine; the loop ends as soon as it trains.
+        deadline = time.time() + 300
         while not (logs.is_dir() and any(logs.glob("*.log"))) and time.time() < deadline:
+            assert first.poll() is None, f"the first driver exited ({first.returncode}) before training"
             time.sleep(0.5)
         assert any(logs.glob("*.log")), "the first driver never started its trial"
         summary = run_grid([TrialConfig("toy", "vanilla", epochs=100000)], RunOptions(**options))

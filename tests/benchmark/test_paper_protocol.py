@@ -40,3 +40,18 @@ def test_departures_name_what_differs():
         "lff.q=0.5 (paper: 0.7)",
     ]
     assert protocol_departures("image_table", "vanilla", 1, {}, {}) == []  # no paper protocol to depart from
+
+
+def test_a_method_beyond_the_paper_departs_from_its_recorded_defaults():
+    defaults = {"lr": None, "lr_decay_step": None, "q": 0.7}
+    hparams = {"lr": 0.01, "lr_decay_step": 10000, "q": 0.7}
+    assert protocol_departures("cmnist", "disent", 213, {}, hparams, defaults) == [
+        "epochs=213 (paper: 100)",
+        "disent.lr=0.01 (default: None)",
+        "disent.lr_decay_step=10000 (default: None)",
+    ]
+    assert protocol_departures("cmnist", "disent", 100, {}, defaults, defaults) == []
+    # Recorded before defaults were: nothing is claimed about its hyper-parameters either way.
+    assert protocol_departures("cmnist", "disent", 100, {}, hparams, None) == []
+    # A paper method is judged against the paper's values, never against recorded defaults.
+    assert protocol_departures("cmnist", "lff", 100, {}, {"q": 0.7}, {"q": 0.5}) == []

@@ -100,3 +100,25 @@ def test_off_protocol_cells_say_so_and_are_not_flagged(tmp_path):
     assert "beyond-2se" not in (out / "index.html").read_text().split("<tbody>", 1)[1].split("</table>", 1)[0]
     assert "off the paper&#39;s protocol" in (out / "index.html").read_text()
     assert json.loads(json.dumps(list(cells["departures"])))[0].startswith("epochs=1")
+
+
+@pytest.mark.parametrize("recorded", [True, False])
+def test_a_method_beyond_the_paper_off_its_defaults_says_so(tmp_path, recorded):
+    """DisEnt at its paper's learning rate: the extended table names the hyper-parameter set off the
+    method's recorded defaults; a trial stored before defaults were recorded claims nothing."""
+    store = ResultStore(tmp_path / "store")
+    store.ensure_writable()
+    defaults = {"lr": None, "q": 0.7}
+    extra = {"method_defaults": defaults} if recorded else {}
+    for seed in (0, 1):
+        config = syn.trial(
+            "cmnist", "disent", {"ratio": 99.5, "difficulty": 4}, seed=seed, hparams={"lr": 0.01, "q": 0.7}, **extra
+        )
+        rows = syn.Rows()
+        rows.evaluation(100, "main", "test", 0.6 + 0.01 * seed, conflicting=0.55)
+        syn.write(store, config, rows)
+    out = tmp_path / "report"
+    build_report(str(store.root), out, ReportOptions(tables=[11], figures=False))
+    md = (out / "table_extended.md").read_text()
+    assert ("NOT THE PAPER'S PROTOCOL: disent.lr=0.01 (default: None)." in md) is recorded
+    assert "q=0.7" not in md  # at its default: not a departure
