@@ -70,6 +70,9 @@ SHIPPED: dict[str, list[str]] = {
         "--grid extended --datasets cmnist --methods disent,lff_be --ratios 99.5 --seeds 0 --epochs 213 "
         "--method-param lr=0.01",
         "--grid extended --datasets cmnist --methods lc,selecmix --ratios 99.5 --seeds 0 --epochs 213",
+        # DisEnt's full official Colored MNIST recipe: also its StepLR decay (10k steps, gamma 0.5).
+        "--grid extended --datasets cmnist --methods disent --ratios 99.5 --seeds 0 --epochs 213 "
+        "--method-param lr=0.01 --method-param lr_decay_step=10000",
     ],
 }
 
