@@ -54,8 +54,8 @@ class ResolvedTrial:
     # The dataset generator's version: a new generator is a new experiment, so it is part of the key.
     data_generator_version: str = ""
     # The method's registered defaults for this dataset, recorded (not keyed) so that the torch-free
-    # report can name every hyper-parameter a trial sets off them. Empty: not recorded (older trials).
-    method_defaults: dict[str, Any] = field(default_factory=dict)
+    # report can name every hyper-parameter a trial sets off them. None: not recorded (older trials).
+    method_defaults: dict[str, Any] | None = None
 
     def key_fields(self) -> dict[str, Any]:
         fields = asdict(self)

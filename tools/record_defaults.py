@@ -43,7 +43,7 @@ def record_defaults(store_path: str, dry_run: bool = False) -> DefaultsReport:
     for path in store.valid_files():
         config = stored_config(store, path)
         key = Path(path).stem
-        if config.get("method_defaults"):
+        if config.get("method_defaults") is not None:  # {}: recorded, the method has no hyper-parameters
             report.already += 1
             continue
         if config["method"] not in METHODS:

@@ -28,4 +28,4 @@ def test_a_configuration_stored_before_defaults_were_recorded_still_loads():
     old = json.loads(trial.to_json())
     del old["method_defaults"]
     loaded = ResolvedTrial.from_json(json.dumps(old))
-    assert loaded.method_defaults == {} and loaded.key == trial.key
+    assert loaded.method_defaults is None and loaded.key == trial.key  # None: not recorded

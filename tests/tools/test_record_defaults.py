@@ -38,19 +38,23 @@ def _rows(store, key):
 
 
 def test_defaults_are_recorded_and_nothing_else_changes(tmp_path, capsys):
-    store, keys = _old_store(tmp_path, dis=("disent", {"lr": 0.01}), odd=("disent", {"no_such_field": 1}))
+    store, keys = _old_store(
+        tmp_path, dis=("disent", {"lr": 0.01}), odd=("disent", {"no_such_field": 1}), plain=("vanilla", {})
+    )
     before = _rows(store, keys["dis"])
     assert main([str(store.root), "--dry-run"]) == 0
-    assert "would record the method defaults of 1 trial(s)" in capsys.readouterr().out
+    assert "would record the method defaults of 2 trial(s)" in capsys.readouterr().out
     assert "method_defaults" not in stored_config(store, str(Path(store.root) / "trials" / f"{keys['dis']}.parquet"))
 
     report = record_defaults(str(store.root))
-    assert report.recorded == [keys["dis"]] and report.other_code == [f"{keys['odd']} (disent: ['no_such_field'])"]
+    assert sorted(report.recorded) == sorted([keys["dis"], keys["plain"]])
+    assert report.other_code == [f"{keys['odd']} (disent: ['no_such_field'])"]
     config = stored_config(store, str(Path(store.root) / "trials" / f"{keys['dis']}.parquet"))
     assert config["method_defaults"]["lr"] is None and config["method_hparams"] == {"lr": 0.01}
     assert _rows(store, keys["dis"]) == before  # same key, rows, status and run information
-    assert ResultStore(store.root).statuses() == {keys["dis"]: "completed", keys["odd"]: "completed"}
-    assert record_defaults(str(store.root)).already == 1  # idempotent
+    assert set(ResultStore(store.root).statuses().values()) == {"completed"}
+    again = record_defaults(str(store.root))  # idempotent, also for a method without hyper-parameters ({})
+    assert again.recorded == [] and again.already == 2
 
 
 def test_an_unknown_method_is_listed_not_guessed(tmp_path, capsys):
