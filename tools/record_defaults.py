@@ -23,6 +23,7 @@ from pathlib import Path
 
 from debiasbench.benchmark.plugins import load_plugins
 from debiasbench.benchmark.store.rewrite import rewrite_config, stored_config
+from debiasbench.benchmark.store.schema import StoreError
 from debiasbench.benchmark.store.store import ResultStore
 from debiasbench.methods.base import METHODS, resolve_hparams
 
@@ -71,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.plugins:
         load_plugins([p for p in args.plugins.split(",") if p])
-    report = record_defaults(str(args.store), dry_run=args.dry_run)
+    try:
+        report = record_defaults(str(args.store), dry_run=args.dry_run)
+    except StoreError as error:  # no store there, or not writable: the message names the fix
+        print(f"error: {error}")
+        return 2
     verb = "would record" if args.dry_run else "recorded"
     print(f"{verb} the method defaults of {len(report.recorded)} trial(s); {report.already} had them")
     for title, keys in (

@@ -98,3 +98,9 @@ def test_rekeying_gives_a_trial_the_key_its_new_hyper_parameter_resolves_to(tmp_
     moved = rekey(str(store.root), "learned_mixin", "bias_smoothing", today.method_hparams["bias_smoothing"])
     assert moved == [(old_key, today.key)]
     assert ResultStore(store.root).statuses() == {today.key: "completed"}
+
+
+def test_a_missing_store_is_a_line_that_names_it(tmp_path, capsys):
+    assert main([str(tmp_path / "nowhere")]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("error: ") and "nowhere" in out
