@@ -6,6 +6,7 @@ command that resolves it; nothing is chosen silently."""
 
 from __future__ import annotations
 
+import json
 import warnings
 from typing import TYPE_CHECKING
 
@@ -39,12 +40,24 @@ class DuplicateTrialError(StoreError):
     """Two files of one store hold the same trial key with different results."""
 
 
+def _without_recorded_defaults(config: str | None) -> str | None:
+    """A configuration without `method_defaults`: a record of the registry (tools/record_defaults.py
+    adds it to older trials), not of the experiment, so one copy may have it and the other not."""
+    if not config:
+        return config
+    fields = json.loads(config)
+    fields.pop("method_defaults", None)
+    return json.dumps(fields, sort_keys=True)
+
+
 def comparable(table: pa.Table) -> pd.DataFrame:
     """A trial's rows without what legitimately differs between two runs (timings, host, versions)."""
     frame = table.to_pandas()
     # raw_data is compared on its own (an unknown fingerprint proves nothing): see same_results, merge.
     dropped = [c for c in (*RUN_SPECIFIC, "raw_data") if c in frame]
     frame = frame[frame["metric"] != "seconds"].drop(columns=dropped)
+    if "config" in frame:  # one JSON text per trial, repeated on its rows: normalise each once
+        frame["config"] = frame["config"].map({c: _without_recorded_defaults(c) for c in frame["config"].unique()})
     return frame.sort_values(
         ["epoch", "role", "split", "subset", "target", "bias", "metric"], na_position="first", ignore_index=True
     )

@@ -124,6 +124,21 @@ def test_merge_drops_duplicates_reports_conflicts_and_upgrades_failures(tmp_path
     assert clash == [0.4, 0.6]  # the first copy is kept, not silently overwritten
 
 
+def test_merge_sees_a_copy_with_recorded_method_defaults_as_the_same_trial(tmp_path):
+    """tools/record_defaults.py adds `method_defaults` to one copy; the results are the same."""
+    from debiasbench.benchmark.store import merge_stores
+
+    a, b = ResultStore(tmp_path / "a"), ResultStore(tmp_path / "b")
+    a.write_trial(
+        TrialRecord(trial={**TRIAL, "method_defaults": {"q": 0.7}}, key="k", status="completed", metrics=METRICS)
+    )
+    b.write_trial(TrialRecord(trial=TRIAL, key="k", status="completed", metrics=METRICS))
+    b.write_trial(TrialRecord(trial={**TRIAL, "epochs": 3}, key="other", status="completed", metrics=METRICS))
+    a.write_trial(TrialRecord(trial=TRIAL, key="other", status="completed", metrics=METRICS))
+    report = merge_stores([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "c"))
+    assert report.duplicates == ["k"] and report.conflicts == ["other"]  # any other field still counts
+
+
 def test_partial_records_are_unfinished_until_marked_stopped(tmp_path):
     store = ResultStore(tmp_path)
     store.ensure_writable()
