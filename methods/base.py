@@ -248,3 +248,8 @@ def resolve_hparams(
             )
         values[key] = value
     return method_cls.Hparams(**values)
+
+
+def default_hparams(method_cls: type[Method], dataset: str) -> dict[str, Any]:
+    """The method's registered defaults on `dataset` (hparams_seed 0, no overrides), as a trial records them."""
+    return dataclasses.asdict(resolve_hparams(method_cls, dataset))

@@ -25,7 +25,7 @@ from debiasbench.benchmark.plugins import load_plugins
 from debiasbench.benchmark.store.rewrite import rewrite_config, stored_config
 from debiasbench.benchmark.store.schema import StoreError
 from debiasbench.benchmark.store.store import ResultStore
-from debiasbench.methods.base import METHODS, resolve_hparams
+from debiasbench.methods.base import METHODS, default_hparams
 
 
 @dataclasses.dataclass
@@ -50,7 +50,7 @@ def record_defaults(store_path: str, dry_run: bool = False) -> DefaultsReport:
         if config["method"] not in METHODS:
             report.unknown_method.append(f"{key} ({config['method']})")
             continue
-        defaults = dataclasses.asdict(resolve_hparams(METHODS.get(config["method"]), config["dataset"]))
+        defaults = default_hparams(METHODS.get(config["method"]), config["dataset"])
         if set(config["method_hparams"]) - set(defaults):
             report.other_code.append(
                 f"{key} ({config['method']}: {sorted(set(config['method_hparams']) - set(defaults))})"

@@ -7,7 +7,7 @@ import dataclasses
 
 from debiasbench.benchmark.trial import SELECTION_PROTOCOLS, ResolvedTrial, TrialConfig
 from debiasbench.datasets.base import DATASETS
-from debiasbench.methods.base import METHODS, resolve_hparams
+from debiasbench.methods.base import METHODS, default_hparams, resolve_hparams
 
 
 class InvalidTrialError(ValueError):
@@ -62,5 +62,5 @@ def resolve_trial(config: TrialConfig) -> ResolvedTrial:
         tables=tuple(sorted(set(config.tables))),
         validation_fraction=float(config.validation_fraction),
         data_generator_version=dataset_cls.generator_version,
-        method_defaults=dataclasses.asdict(resolve_hparams(method_cls, config.dataset)),
+        method_defaults=default_hparams(method_cls, config.dataset),
     )

@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from debiasbench.benchmark.store.schema import _META_KEY, _META_STATUS, METRIC_FIELDS, TRIAL_FIELDS, TrialRecord
+from debiasbench.benchmark.store.schema import _META_KEY, _META_STATUS, METRIC_FIELDS, RUN_INFO, TrialRecord
 from debiasbench.benchmark.store.store import ResultStore
-
-_RUN_INFO = [name for name in TRIAL_FIELDS if name not in ("schema_version", "trial_key", "status", "error")]
 
 
 @dataclass
@@ -57,7 +55,7 @@ def compact_store(source: str, into: str, statuses: tuple[str, ...] = ("complete
                 status=status,
                 metrics=metrics,
                 error=first["error"],
-                info={name: first.get(name) for name in _RUN_INFO},  # raw_data: absent in old files
+                info={name: first.get(name) for name in RUN_INFO},  # raw_data: absent in old files
             )
         )
         report.written.append(key)

@@ -11,15 +11,8 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from debiasbench.benchmark.store.schema import _META_KEY, _META_STATUS, METRIC_FIELDS, TRIAL_FIELDS, TrialRecord
+from debiasbench.benchmark.store.schema import _META_KEY, _META_STATUS, METRIC_FIELDS, RUN_INFO, TrialRecord
 from debiasbench.benchmark.store.store import ResultStore
-
-# The run information copied as it was: what the trial's configuration does not determine.
-_RUN_INFO = [
-    name
-    for name in TRIAL_FIELDS
-    if name not in ("schema_version", "trial_key", "status", "error", "method_hparams", "config")
-]
 
 
 def stored_config(store: ResultStore, path: str) -> dict[str, Any]:
@@ -43,7 +36,7 @@ def rewrite_config(store: ResultStore, path: str, config: Mapping[str, Any], key
             status=meta[_META_STATUS].decode(),
             metrics={name: table[name].to_pylist() for name in METRIC_FIELDS},
             error=first["error"],
-            info={name: first.get(name) for name in _RUN_INFO},
+            info={name: first.get(name) for name in RUN_INFO},
         )
     )
     if new != old:

@@ -51,6 +51,9 @@ TRIAL_FIELDS: dict[str, pa.DataType] = {
     "cuda_version": pa.string(),
     "finished_at": pa.string(),
 }
+# The run information a record carries beside its configuration (copied as it was when a store is
+# compacted or a stored trial is rewritten).
+RUN_INFO = [name for name in TRIAL_FIELDS if name not in ("schema_version", "trial_key", "status", "error")]
 METRIC_FIELDS: dict[str, pa.DataType] = {
     "epoch": pa.int64(),
     "role": pa.string(),
