@@ -12,7 +12,7 @@ The record is not part of a trial's key, so keys, rows, status and run informati
 `code_version` included) stay as they were; each file goes through the store's write path
 (checksummed, atomic). A trial whose hyper-parameters name a field today's defaults lack ran on
 other code: it is left alone and listed. Trials of methods the registry does not know (a plugin's)
-are listed too; pass --plugins to load them.
+are listed too; pass --plugin to load them.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from debiasbench.benchmark.plugins import load_plugins
+from debiasbench.benchmark.plugins import PluginError, load_plugins
 from debiasbench.benchmark.store.rewrite import rewrite_config, stored_config
 from debiasbench.benchmark.store.schema import StoreError
 from debiasbench.benchmark.store.store import ResultStore
@@ -67,20 +67,21 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m debiasbench.tools.record_defaults", description=__doc__.splitlines()[0]
     )
     parser.add_argument("store", type=Path, help="the result store to complete in place")
-    parser.add_argument("--plugins", default="", help="comma-separated plugin modules that register more methods")
+    parser.add_argument(
+        "--plugin", action="append", default=[], help="a module or .py file that registers more methods (repeatable)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="list what would be recorded, write nothing")
     args = parser.parse_args(argv)
-    if args.plugins:
-        load_plugins([p for p in args.plugins.split(",") if p])
     try:
+        load_plugins(args.plugin)
         report = record_defaults(str(args.store), dry_run=args.dry_run)
-    except StoreError as error:  # no store there, or not writable: the message names the fix
+    except (StoreError, PluginError) as error:  # no store, not writable, no such plugin: the message names the fix
         print(f"error: {error}")
         return 2
     verb = "would record" if args.dry_run else "recorded"
     print(f"{verb} the method defaults of {len(report.recorded)} trial(s); {report.already} had them")
     for title, keys in (
-        ("unknown method (pass --plugins)", report.unknown_method),
+        ("unknown method (pass --plugin)", report.unknown_method),
         ("hyper-parameters today's defaults lack (other code; left alone)", report.other_code),
     ):
         if keys:

@@ -61,7 +61,7 @@ def test_an_unknown_method_is_listed_not_guessed(tmp_path, capsys):
     store, keys = _old_store(tmp_path, mine=("my_plugin_method", {}))
     assert main([str(store.root)]) == 0
     out = capsys.readouterr().out
-    assert "unknown method (pass --plugins)" in out and f"{keys['mine']} (my_plugin_method)" in out
+    assert "unknown method (pass --plugin)" in out and f"{keys['mine']} (my_plugin_method)" in out
 
 
 def test_a_rewrite_under_a_new_key_moves_the_whole_record(tmp_path):
@@ -104,3 +104,10 @@ def test_a_missing_store_is_a_line_that_names_it(tmp_path, capsys):
     assert main([str(tmp_path / "nowhere")]) == 2
     out = capsys.readouterr().out
     assert out.startswith("error: ") and "nowhere" in out
+
+
+def test_a_missing_plugin_is_a_line_that_names_it(tmp_path, capsys):
+    store, _ = _old_store(tmp_path, a=("vanilla", {}))
+    assert main([str(store.root), "--plugin", "no_such_module_here"]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("error: ") and "no_such_module_here" in out
