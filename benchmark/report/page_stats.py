@@ -141,7 +141,8 @@ def _selection(path: Path) -> dict[str, Any]:
                 continue
             r = by.loc[selector]
             cells.append(f"{fmt_value(r['mean'])} {_pair(r['ci_low'], r['ci_high'])} (#{float(r['rank']):g})")
-        rows.append([f"{part['dataset'].iloc[0]} {condition}".strip(), method, *cells])
+        symbol = str(part["supervision"].iloc[0]) if "supervision" in part else ""
+        rows.append([f"{part['dataset'].iloc[0]} {condition}".strip(), f"{method} {symbol}".strip(), *cells])
     metric = str(frame["metric"].iloc[0]) if len(frame) else "unbiased"
     return {
         "selection": rows,

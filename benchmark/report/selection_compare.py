@@ -16,11 +16,13 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
+from debiasbench.benchmark.paper.axes import METHOD_LABELS
 from debiasbench.benchmark.report.comparison import comparison_tables
 from debiasbench.benchmark.report.loading import StoreData
 from debiasbench.benchmark.report.selection import select
 from debiasbench.benchmark.report.statistics import t_interval
 from debiasbench.benchmark.report.stats_report import cell_values
+from debiasbench.benchmark.supervision import SUPERVISION_SYMBOLS
 
 SELECTOR_ORDER = ("last", "val_accuracy", "val_worst_group", "test_oracle")
 SELECTOR_HEADERS = {
@@ -34,12 +36,18 @@ CAPTION = (
     "with the epoch chosen by the final epoch (the paper's rule), the biased hold-out's accuracy (no bias "
     "labels), its worst-group accuracy (uses validation bias labels) and the TEST ORACLE, the best test "
     "epoch: an optimistic upper bound, not a protocol. tau: Kendall's rank correlation of a selector's "
-    "ranking with the final epoch's in the cell."
+    "ranking with the final epoch's in the cell. Supervision: ○ none, ◐ bias-tailored, ● bias labels (in training)."
 )
 
 
 def selection_frame(data: StoreData, metric: str = "unbiased") -> pd.DataFrame:
-    """One row per (cell, method, selector): mean, std, ci_low, ci_high, n, rank (1 = best)."""
+    """One row per (cell, method, selector): mean, std, ci_low, ci_high, n, rank (1 = best) and the
+    method's supervision symbol, so "best without bias labels" can be read off the table."""
+    # Labels as the comparison tables print them; a variant's label adds " [variant]" to its method's.
+    symbols = {
+        METHOD_LABELS.get(method, method): SUPERVISION_SYMBOLS.get(supervision, "")
+        for method, supervision in zip(data.trials["method"], data.trials["supervision"])
+    }
     rows = []
     for selector in SELECTOR_ORDER:
         sel = select(data, "validation", selector)
@@ -59,6 +67,7 @@ def selection_frame(data: StoreData, metric: str = "unbiased") -> pd.DataFrame:
                         "condition": condition,
                         "metric": metric,
                         "method": method,
+                        "supervision": symbols.get(method.split(" [")[0], ""),
                         "selector": selector,
                         "mean": means[method],
                         "std": std,
@@ -107,7 +116,8 @@ def write_selection_comparison(data: StoreData, out: Path, metric: str = "unbias
             for selector in SELECTOR_ORDER:
                 hit = part[(part["method"] == method) & (part["selector"] == selector)]
                 cells.append(_cell(hit.iloc[0]) if len(hit) else "—")
-            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+            symbol = part.loc[part["method"] == method, "supervision"].iloc[0]
+            lines.append(f"| {f'{method} {symbol}'.strip()} | " + " | ".join(cells) + " |")
         tau = taus[(taus["dataset"] == cell[0]) & (taus["setting"] == cell[1]) & (taus["condition"] == cell[2])]
         lines.append(
             "| tau with final epoch | — | "

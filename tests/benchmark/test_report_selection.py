@@ -67,6 +67,9 @@ def test_table_labels_the_oracle_and_gives_kendall_tau(report):
     # Kendall's tau with the final epoch's ranking of two methods: val accuracy reverses it (-1), the
     # worst-group selector keeps it (1), the oracle reverses it (-1).
     assert "| tau with final epoch | — | -1.00 | 1.00 | -1.00 |" in text
-    assert "| LfF | 66.00 [63.52, 68.48] (#1) | 51.00 [48.52, 53.48] (#2) |" in text
+    # Each method carries its supervision symbol (both are ○ here) and the caption says what it means.
+    assert "| LfF ○ | 66.00 [63.52, 68.48] (#1) | 51.00 [48.52, 53.48] (#2) |" in text
+    assert "Supervision: ○ none, ◐ bias-tailored, ● bias labels" in text
+    assert set(pd.read_csv(out / "selection.csv")["supervision"]) == {"○"}
     page = (out / "index.html").read_text()
-    assert 'id="selection"' in page and "test oracle (upper bound)" in page
+    assert 'id="selection"' in page and "test oracle (upper bound)" in page and 'data-sort="LfF ○">LfF ○</td>' in page

@@ -23,8 +23,8 @@ PARAMS = {"ratio": 99.5, "difficulty": 4, "target": "digit", "unbiased_train": F
 def _store(root, protocol="validation"):
     store = ResultStore(root)
     store.ensure_writable()
-    # Final-epoch test accuracy 0.60 / 0.65 (+0.01 per seed): Vanilla 61.00, LfF 66.00 on average.
-    for method, final in (("vanilla", 0.60), ("lff", 0.65)):
+    # Final-epoch test accuracy 0.60 / 0.65 (+0.01 per seed): Group DRO 61.00, LfF 66.00 on average.
+    for method, final in (("group_dro", 0.60), ("lff", 0.65)):
         for seed in (0, 1, 2):
             extra = {"validation_fraction": 0.1} if protocol == "validation" else {}
             config = syn.trial("cmnist", method, PARAMS, seed, protocol=protocol, **extra)
@@ -44,8 +44,9 @@ def test_the_tables_are_the_reports_cells_without_its_heading(store):
     assert lines[0] == "cmnist:"  # one cell: the report names no setting
     assert lines[2].startswith("| method | final epoch |") and "test oracle (upper bound)" in lines[2]
     # LfF first at the final epoch: 66.00, std 1 over three seeds -> t(0.975, 2) / sqrt(3) = 2.48.
-    assert lines[4].startswith("| LfF | 66.00 [63.52, 68.48] (#1) |")
-    assert lines[5].startswith("| Vanilla | 61.00 [58.52, 63.48] (#2) |")
+    # Each method with its supervision: LfF none (○), Group DRO bias labels (●).
+    assert lines[4].startswith("| LfF ○ | 66.00 [63.52, 68.48] (#1) |")
+    assert lines[5].startswith("| Group DRO ● | 61.00 [58.52, 63.48] (#2) |")
     assert lines[-1].startswith("| tau with final epoch | — |")
     assert "###" not in tables and "TEST ORACLE" not in tables  # the caption stays with the report
 
@@ -69,7 +70,7 @@ def test_check_rewrite_check(store, tmp_path, capsys):
     assert main([store, str(doc)]) == 0
     text = doc.read_text()
     assert text.startswith("# Results\n\nprose\n\n") and text.endswith(f"{END}\n\nmore prose\n")
-    assert "| LfF | 66.00" in text
+    assert "| LfF ○ | 66.00" in text
     assert main([store, str(doc), "--check"]) == 0
     assert "are the store's" in capsys.readouterr().out
 
