@@ -13,6 +13,7 @@ document's tables differ from the store's (tests/results/test_reference_validati
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 from pathlib import Path
 
@@ -36,9 +37,8 @@ def selection_tables(store: str) -> str:
         if not write_selection_comparison(load_store(store), Path(scratch)):
             raise StoreError(f"{store} holds no validation-protocol trials: run them with --protocol validation")
         text = (Path(scratch) / "selection.md").read_text(encoding="utf-8")
-    lines = text.splitlines()
-    first_cell = next(i for i, line in enumerate(lines) if line.endswith(":") and not line.startswith("Selection"))
-    return "\n".join(lines[first_cell:]).strip()
+    _heading, _caption, cells = text.split("\n\n", 2)  # the layout write_selection_comparison writes
+    return cells.strip()
 
 
 def replace_block(document: str, block: str) -> str:
@@ -72,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         print(f"{args.document}: the selection tables differ from {args.store}'s; rerun without --check")
         return 1
-    args.document.write_text(updated, encoding="utf-8")
+    # Through a sibling file and a rename, so an interrupted write leaves the old document whole.
+    partial = args.document.with_name(args.document.name + ".partial")
+    partial.write_text(updated, encoding="utf-8")
+    os.replace(partial, args.document)
     print(f"{args.document}: selection tables rewritten from {args.store}")
     return 0
 

@@ -71,6 +71,7 @@ def test_check_rewrite_check(store, tmp_path, capsys):
     text = doc.read_text()
     assert text.startswith("# Results\n\nprose\n\n") and text.endswith(f"{END}\n\nmore prose\n")
     assert "| LfF ○ | 66.00" in text
+    assert [p.name for p in tmp_path.iterdir()] == ["results.md"]  # written through a rename, nothing left over
     assert main([store, str(doc), "--check"]) == 0
     assert "are the store's" in capsys.readouterr().out
 
