@@ -33,11 +33,11 @@ class MarkerError(ValueError):
 def selection_tables(store: str) -> str:
     """The per-cell tables of the report's selection.md for `store` (its heading and caption dropped)."""
     ResultStore(store).require_exists()
-    with tempfile.TemporaryDirectory() as scratch:
-        if not write_selection_comparison(load_store(store), Path(scratch)):
-            raise StoreError(f"{store} holds no validation-protocol trials: run them with --protocol validation")
-        text = (Path(scratch) / "selection.md").read_text(encoding="utf-8")
-    _heading, _caption, cells = text.split("\n\n", 2)  # the layout write_selection_comparison writes
+    with tempfile.TemporaryDirectory() as scratch:  # it also writes selection.csv/.md, not needed here
+        lines = write_selection_comparison(load_store(store), Path(scratch))
+    if not lines:
+        raise StoreError(f"{store} holds no validation-protocol trials: run them with --protocol validation")
+    _heading, _caption, cells = lines[-1].split("\n\n", 2)  # the text selection.md holds: heading, caption, cells
     return cells.strip()
 
 
