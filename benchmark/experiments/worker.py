@@ -149,6 +149,7 @@ def run_one_trial(trial: ResolvedTrial, spec: WorkerSpec | Mapping[str, Any], re
             "seconds_per_epoch": output.seconds_per_epoch,
             "peak_memory_mb": output.peak_memory_mb,
             "device": output.device_name,
+            "cpu": output.cpu,
             "torch_version": output.torch_version,
             "cuda_version": output.cuda_version,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

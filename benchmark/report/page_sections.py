@@ -20,6 +20,7 @@ PROVENANCE_LABELS = {
     "cuda_version": "CUDA",
     "device": "Devices",
     "hostname": "Hosts",
+    "cpu": "CPUs (model, torch kernels)",
     "selection_protocol": "Selection protocols",
     "status": "Trials per status",
     "trials": "Trials",

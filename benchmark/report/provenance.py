@@ -18,6 +18,7 @@ _PROVENANCE_FIELDS = (
     "cuda_version",
     "device",
     "hostname",
+    "cpu",  # absent from files written before it was recorded: "unknown"
     "selection_protocol",
     "finished_at",
 )
@@ -35,15 +36,16 @@ def provenance_from_store(results: str | Path) -> dict[str, Any]:
     finished = []
     for path in store.unique_files():
         with store.fs.open_input_file(path) as handle:
-            batch = next(pq.ParquetFile(handle).iter_batches(batch_size=1, columns=["status", *_PROVENANCE_FIELDS]))
-        row = batch.to_pylist()[0]
-        statuses[row["status"] or "unknown"] += 1
+            parquet = pq.ParquetFile(handle)
+            present = [name for name in ("status", *_PROVENANCE_FIELDS) if name in parquet.schema_arrow.names]
+            row = next(parquet.iter_batches(batch_size=1, columns=present)).to_pylist()[0]
+        statuses[row.get("status") or "unknown"] += 1
         for name in _PROVENANCE_FIELDS:
             if name == "finished_at":
-                if row[name]:
+                if row.get(name):
                     finished.append(row[name])
                 continue
-            values[name][row[name] or "unknown"] += 1
+            values[name][row.get(name) or "unknown"] += 1
     out: dict[str, Any] = {
         "results": str(results),
         "trials": sum(statuses.values()),

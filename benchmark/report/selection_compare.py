@@ -16,7 +16,6 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats
 
-from debiasbench.benchmark.paper.axes import METHOD_LABELS
 from debiasbench.benchmark.report.comparison import comparison_tables
 from debiasbench.benchmark.report.loading import StoreData
 from debiasbench.benchmark.report.selection import select
@@ -43,9 +42,8 @@ CAPTION = (
 def selection_frame(data: StoreData, metric: str = "unbiased") -> pd.DataFrame:
     """One row per (cell, method, selector): mean, std, ci_low, ci_high, n, rank (1 = best) and the
     method's supervision symbol, so "best without bias labels" can be read off the table."""
-    # Labels as the comparison tables print them; a variant's label adds " [variant]" to its method's.
     symbols = {
-        METHOD_LABELS.get(method, method): SUPERVISION_SYMBOLS.get(supervision, "")
+        method: SUPERVISION_SYMBOLS.get(supervision, "")
         for method, supervision in zip(data.trials["method"], data.trials["supervision"])
     }
     rows = []
@@ -67,7 +65,7 @@ def selection_frame(data: StoreData, metric: str = "unbiased") -> pd.DataFrame:
                         "condition": condition,
                         "metric": metric,
                         "method": method,
-                        "supervision": symbols.get(method.split(" [")[0], ""),
+                        "supervision": symbols.get(values.methods[method], ""),
                         "selector": selector,
                         "mean": means[method],
                         "std": std,

@@ -48,6 +48,7 @@ class CellValues:
 
     cells: dict[tuple[str, str, str, str], dict[str, list[float]]] = field(default_factory=dict)
     keys: dict[tuple[str, str, str, str], dict[str, list[str]]] = field(default_factory=dict)  # their trials
+    methods: dict[str, str] = field(default_factory=dict)  # each printed label -> its registry name
 
 
 def method_name(method: str, variant: str) -> str:
@@ -71,6 +72,7 @@ def cell_values(tables: Sequence[TableResult], summaries: pd.DataFrame) -> CellV
                 method = method_name(record["method"], record["method_variant"])
                 out.cells.setdefault(cell, {})[method] = [v for _, v in pairs]
                 out.keys.setdefault(cell, {})[method] = [k for k, _ in pairs]
+                out.methods[method] = record["method"]
     return out
 
 
@@ -86,7 +88,7 @@ def _selected(values: CellValues, options: StatsOptions) -> dict[tuple[str, str,
             methods = {
                 m: v
                 for m, v in methods.items()
-                if any(m.split(" [")[0] == METHOD_LABELS.get(x, x) for x in options.methods)
+                if any(x in (values.methods[m], m.split(" [")[0]) for x in options.methods)  # name or label
             }
         chosen[cell] = methods
     return chosen

@@ -28,6 +28,7 @@ RUN_SPECIFIC = (
     "peak_memory_mb",
     "device",
     "hostname",
+    "cpu",
     "ray_node_id",
     "finished_at",
     "code_version",
@@ -69,13 +70,32 @@ def raw_data_of(table: pa.Table) -> str | None:
     return value.decode() if value else None
 
 
+def cpu_of(table: pa.Table) -> str | None:
+    """The CPU a trial file was trained on (None: not recorded, written before the column existed)."""
+    if "cpu" not in table.column_names or len(table) == 0:
+        return None
+    return table.column("cpu")[0].as_py()
+
+
+def cpu_note(one: pa.Table, other: pa.Table) -> str:
+    """Why two copies of one trial may hold different results: they ran on different CPUs, whose
+    vector kernels round differently (docs/protocol.md); "" when that is not known to be the case."""
+    first, second = cpu_of(one), cpu_of(other)
+    if not first or not second or first == second:
+        return ""
+    return (
+        f" (they ran on different CPUs, {first} and {second}: one seed is bit-reproducible on one CPU only, "
+        "docs/protocol.md)"
+    )
+
+
 def difference(store: ResultStore, first: str, second: str) -> str | None:
     """How two files of one trial differ ("with different results", "trained on different raw data"),
     or None when they hold the same results from the same (or unknown) raw data."""
     one, other = store.read_file(first), store.read_file(second)
     if differ(raw_data_of(one), raw_data_of(other)):
         return "trained on different raw data"
-    return None if comparable(one).equals(comparable(other)) else "with different results"
+    return None if comparable(one).equals(comparable(other)) else "with different results" + cpu_note(one, other)
 
 
 def conflict_line(key: str, first: str, second: str, store: str, how: str = "with different results") -> str:

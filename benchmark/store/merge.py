@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pyarrow.fs as pafs
 
 from debiasbench.benchmark.raw_data import differ, short
-from debiasbench.benchmark.store.duplicates import comparable, one_file_per_key, raw_data_of
+from debiasbench.benchmark.store.duplicates import comparable, cpu_note, one_file_per_key, raw_data_of
 from debiasbench.benchmark.store.schema import _META_KEY, _META_STATUS
 from debiasbench.benchmark.store.store import ResultStore
 
@@ -44,7 +44,8 @@ def merge_stores(sources: list[str], into: str) -> MergeReport:
             table = source.read_file(path)
             if key in present:
                 old_status, old_path = present[key]
-                old_raw, new_raw = raw_data_of(target.read_file(old_path)), raw_data_of(table)
+                old_table = target.read_file(old_path)
+                old_raw, new_raw = raw_data_of(old_table), raw_data_of(table)
                 if old_status in ("failed", "partial") and status in ("completed", "stopped"):
                     report.upgraded.append(key)
                 elif differ(old_raw, new_raw):
@@ -56,13 +57,14 @@ def merge_stores(sources: list[str], into: str) -> MergeReport:
                         "to keep both"
                     )
                     continue
-                elif comparable(table).equals(comparable(target.read_file(old_path))):
+                elif comparable(table).equals(comparable(old_table)):
                     report.duplicates.append(key)
                     continue
                 else:
                     report.conflicts.append(key)
                     report.conflict_lines.append(
-                        f"trial {key}: {path} and {old_path} hold different results; kept {old_path}"
+                        f"trial {key}: {path} and {old_path} hold different results{cpu_note(table, old_table)}; "
+                        f"kept {old_path}"
                     )
                     continue
             else:

@@ -24,9 +24,9 @@ def stored_config(store: ResultStore, path: str) -> dict[str, Any]:
 def rewrite_config(store: ResultStore, path: str, config: Mapping[str, Any], key: str | None = None) -> str:
     """Write the trial stored at `path` again with `config`, under `key` (default: its own key);
     the old file is removed when the key changes. Returns the key written."""
-    meta = pq.read_schema(path, filesystem=store.fs).metadata or {}
-    old = meta[_META_KEY].decode()
     table = pq.read_table(path, filesystem=store.fs)
+    meta = table.schema.metadata or {}
+    old = meta[_META_KEY].decode()
     first = table.slice(0, 1).to_pylist()[0]
     new = key or old
     store.write_trial(

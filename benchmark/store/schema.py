@@ -46,6 +46,8 @@ TRIAL_FIELDS: dict[str, pa.DataType] = {
     "peak_memory_mb": pa.float64(),
     "device": pa.string(),
     "hostname": pa.string(),
+    # CPU model and torch's kernel level ("AMD EPYC, AVX2"); null: written before it was recorded.
+    "cpu": pa.string(),
     "ray_node_id": pa.string(),
     "torch_version": pa.string(),
     "cuda_version": pa.string(),

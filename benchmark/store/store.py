@@ -20,9 +20,10 @@ Schema version 1, one row per (trial, epoch, role, split, subset, target, bias, 
                    predictor_role, dataset_params (JSON), method_hparams (JSON), config (JSON of
                    the resolved trial), trial_seed, data_seed, hparams_seed, epochs,
                    selection_protocol, code_version, data_generator_version, wall_time_s,
-                   seconds_per_epoch, peak_memory_mb, device, hostname, ray_node_id,
-                   torch_version, cuda_version, finished_at (ISO 8601, UTC), raw_data (fingerprint
-                   of the raw data, benchmark/raw_data.py; null when unknown: written before it)
+                   seconds_per_epoch, peak_memory_mb, device, hostname, cpu (model and torch's
+                   kernel level; null: written before it), ray_node_id, torch_version,
+                   cuda_version, finished_at (ISO 8601, UTC), raw_data (fingerprint of the raw
+                   data, benchmark/raw_data.py; null when unknown: written before it)
     metric columns epoch (1-based), role, split ("train"/"test"/"valid"), subset ("all",
                    "aligned", "conflicting", "group", "class", or "method" for a method's own
                    per-epoch diagnostics, role "-"), target, bias (cell of a "group"/"class"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import platform
 import resource
 import time
 from collections.abc import Callable
@@ -44,9 +45,24 @@ class TrialOutput:
     seconds_per_epoch: float
     peak_memory_mb: float
     device_name: str
+    cpu: str  # the CPU model and the vector kernels torch chose: CPU results differ between them
     torch_version: str
     cuda_version: str | None
     resumed_from_epoch: int
+
+
+def cpu_description() -> str:
+    """The host CPU's model and the instruction set torch's CPU kernels use (e.g. "AMD EPYC, AVX2").
+    Floating-point sums run in a different order under AVX2 and AVX-512 kernels, so one seed gives
+    bit-identical results on one machine but not across CPUs (docs/protocol.md, measured)."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
+    except OSError:
+        pass
+    model = model or platform.processor() or platform.machine() or "unknown CPU"
+    return f"{model}, {torch.backends.cpu.get_cpu_capability()}"
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -193,6 +209,7 @@ def train_trial(
         seconds_per_epoch=float(np.mean(epoch_seconds)) if epoch_seconds else float("nan"),
         peak_memory_mb=_peak_memory_mb(device),
         device_name=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        cpu=cpu_description(),
         torch_version=torch.__version__,
         cuda_version=torch.version.cuda,
         resumed_from_epoch=start_epoch,

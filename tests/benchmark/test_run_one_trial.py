@@ -74,3 +74,16 @@ def test_without_a_scheduler_nothing_partial_is_written(tmp_path, toy_trial):
         report=lambda summary: statuses.append(set(store.trials()["status"]) if summary["epoch"] < 3 else None),
     )
     assert statuses[:2] == [set(), set()] and store.completed_keys() == {toy_trial.key}
+
+
+def test_the_stored_trial_records_the_cpu_it_ran_on(tmp_path, toy_trial):
+    """CPU results are bit-reproducible on one CPU model and kernel level only, so both are stored."""
+    import torch
+
+    from debiasbench.benchmark.training.trainer import cpu_description
+
+    run_one_trial(toy_trial, _env(tmp_path, None))
+    (cpu,) = ResultStore(tmp_path / "r").trials()["cpu"].tolist()
+    assert cpu == cpu_description()
+    model, level = cpu.rsplit(", ", 1)
+    assert model and level == torch.backends.cpu.get_cpu_capability()

@@ -1,5 +1,6 @@
 import warnings
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -159,3 +160,56 @@ def test_merge_replaces_a_partial_record_with_a_finished_one(tmp_path):
     report = merge_stores([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "into"))
     assert report.copied == ["k1"] and report.upgraded == ["k1"]
     assert ResultStore(tmp_path / "into").completed_keys() == {"k1"}
+
+
+def test_merge_names_the_two_cpus_of_a_trial_whose_copies_differ(tmp_path):
+    """One seed is bit-reproducible on one CPU only: a conflict between copies run on different CPUs
+    says so, and copies on the same CPU (or unrecorded ones) get no such excuse."""
+    from debiasbench.benchmark.store import merge_stores
+
+    a, b = ResultStore(tmp_path / "a"), ResultStore(tmp_path / "b")
+    other = {**METRICS, "value": [0.4, 0.61]}
+    a.write_trial(TrialRecord(trial=TRIAL, key="cpus", status="completed", metrics=METRICS, info={"cpu": "X, AVX2"}))
+    b.write_trial(TrialRecord(trial=TRIAL, key="cpus", status="completed", metrics=other, info={"cpu": "Y, AVX512"}))
+    a.write_trial(TrialRecord(trial=TRIAL, key="one", status="completed", metrics=METRICS, info={"cpu": "X, AVX2"}))
+    b.write_trial(TrialRecord(trial=TRIAL, key="one", status="completed", metrics=other, info={"cpu": "X, AVX2"}))
+    a.write_trial(TrialRecord(trial=TRIAL, key="same", status="completed", metrics=METRICS, info={"cpu": "X, AVX2"}))
+    b.write_trial(TrialRecord(trial=TRIAL, key="same", status="completed", metrics=METRICS, info={"cpu": "Y, AVX512"}))
+
+    report = merge_stores([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "c"))
+
+    assert sorted(report.conflicts) == ["cpus", "one"] and report.duplicates == ["same"]  # the CPU is run-specific
+    (cpus,) = [line for line in report.conflict_lines if line.startswith("trial cpus")]
+    (one,) = [line for line in report.conflict_lines if line.startswith("trial one")]
+    assert "they ran on different CPUs, Y, AVX512 and X, AVX2" in cpus and "docs/protocol.md" in cpus
+    assert "CPUs" not in one
+
+
+def test_a_trial_file_written_before_the_cpu_column_reads_as_unknown_cpu(tmp_path):
+    from debiasbench.benchmark.report.provenance import provenance_from_store
+
+    store = ResultStore(tmp_path / "store")
+    store.write_trial(TrialRecord(trial=TRIAL, key="new", status="completed", metrics=METRICS, info={"cpu": "X, AVX2"}))
+    store.write_trial(TrialRecord(trial=TRIAL, key="old", status="completed", metrics=METRICS))
+    path = tmp_path / "store" / "trials" / "old.parquet"
+    old = pq.read_table(path)
+    store._atomic_write(old.drop_columns(["cpu"]).replace_schema_metadata(old.schema.metadata), "trials", "old.parquet")
+    assert "cpu" not in pq.read_schema(path).names
+
+    trials = ResultStore(tmp_path / "store").trials().set_index("trial_key")
+    assert trials.loc["new", "cpu"] == "X, AVX2" and pd.isna(trials.loc["old", "cpu"])
+    assert provenance_from_store(tmp_path / "store")["cpu"] == {"X, AVX2": 1, "unknown": 1}
+
+
+def test_a_reader_meeting_two_differing_copies_from_two_cpus_names_both(tmp_path):
+    import shutil
+
+    from debiasbench.benchmark.store import StoreError
+
+    a, b = ResultStore(tmp_path / "a"), ResultStore(tmp_path / "b")
+    a.write_trial(TrialRecord(trial=TRIAL, key="k", status="completed", metrics=METRICS, info={"cpu": "X, AVX2"}))
+    other = {**METRICS, "value": [0.4, 0.61]}
+    b.write_trial(TrialRecord(trial=TRIAL, key="k", status="completed", metrics=other, info={"cpu": "Y, AVX512"}))
+    shutil.copy(tmp_path / "b" / "trials" / "k.parquet", tmp_path / "a" / "trials" / "k (copy).parquet")
+    with pytest.raises(StoreError, match=r"different results \(they ran on different CPUs, X, AVX2 and Y, AVX512"):
+        ResultStore(tmp_path / "a").read()
