@@ -53,8 +53,8 @@ class TrialOutput:
 
 def cpu_description() -> str:
     """The host CPU's model and the instruction set torch's CPU kernels use (e.g. "AMD EPYC, AVX2").
-    Floating-point sums run in a different order under AVX2 and AVX-512 kernels, so one seed gives
-    bit-identical results on one machine but not across CPUs (docs/protocol.md, measured)."""
+    Kernels of another level (AVX2, AVX-512, generic) round sums differently, so one seed gives
+    bit-identical results on one CPU but not across CPUs (measured: docs/protocol.md)."""
     model = ""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
