@@ -16,6 +16,7 @@ import dataclasses
 import json
 
 from debiasbench.benchmark.store import ResultStore, StoreError
+from debiasbench.benchmark.store.schema import _META_KEY
 from debiasbench.benchmark.training.trainer import TrainEnv, train_trial
 from debiasbench.benchmark.trial import ResolvedTrial
 from debiasbench.datasets.base import DataPaths
@@ -33,10 +34,10 @@ def test_accuracy(rows: dict[str, list], epochs: int) -> dict[tuple[int, str], f
 
 def stored_trial(store: ResultStore, key: str) -> tuple[ResolvedTrial, dict[str, list], str | None]:
     """The stored trial's configuration, its metric rows and the CPU it ran on (None: not recorded)."""
-    frame = store.read()
-    frame = frame[frame["trial_key"] == key]
-    if frame.empty:
+    paths = [path for path, meta in store.unique_files().items() if meta[_META_KEY].decode() == key]
+    if not paths:
         raise StoreError(f"no trial {key!r} in {store.location!r}; the keys are the file names under trials/")
+    frame = store.read_file(paths[0]).to_pandas()  # this trial's file only, verified against its checksum
     if frame["status"].iloc[0] != "completed":
         raise StoreError(f"trial {key} is {frame['status'].iloc[0]!r}, not completed: rerun it with run_all.py first")
     cpu = frame["cpu"].iloc[0]

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 from pathlib import Path
 
 from debiasbench.benchmark.report.loading import load_store
-from debiasbench.benchmark.report.selection_compare import write_selection_comparison
+from debiasbench.benchmark.report.selection_compare import selection_comparison
 from debiasbench.benchmark.store.schema import StoreError
 from debiasbench.benchmark.store.store import ResultStore
 
@@ -33,11 +32,10 @@ class MarkerError(ValueError):
 def selection_tables(store: str) -> str:
     """The per-cell tables of the report's selection.md for `store` (its heading and caption dropped)."""
     ResultStore(store).require_exists()
-    with tempfile.TemporaryDirectory() as scratch:  # it also writes selection.csv/.md, not needed here
-        lines = write_selection_comparison(load_store(store), Path(scratch))
-    if not lines:
+    comparison = selection_comparison(load_store(store))
+    if comparison is None:
         raise StoreError(f"{store} holds no validation-protocol trials: run them with --protocol validation")
-    _heading, _caption, cells = lines[-1].split("\n\n", 2)  # the text selection.md holds: heading, caption, cells
+    _heading, _caption, cells = comparison[1].split("\n\n", 2)  # selection.md's text: heading, caption, cells
     return cells.strip()
 
 

@@ -93,14 +93,14 @@ def kendall_taus(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def write_selection_comparison(data: StoreData, out: Path, metric: str = "unbiased") -> list[str]:
-    """selection.csv and selection.md for the store's validation-protocol trials; report.md's lines."""
+def selection_comparison(data: StoreData, metric: str = "unbiased") -> tuple[pd.DataFrame, str] | None:
+    """The selection frame of the store's validation-protocol trials and selection.md's text (heading,
+    caption, one table per cell); None when the store holds no such trials. Writes nothing."""
     if not len(data.trials) or not (data.trials["selection_protocol"] == "validation").any():
-        return []
+        return None
     frame = selection_frame(data, metric)
     if frame.empty:
-        return []
-    frame.to_csv(out / "selection.csv", index=False)
+        return None
     taus = kendall_taus(frame)
     lines = ["### Selection: final epoch, validation selectors and the test oracle", "", CAPTION.format(metric=metric)]
     for cell, part in frame.groupby(["dataset", "setting", "condition"], sort=False):
@@ -125,7 +125,16 @@ def write_selection_comparison(data: StoreData, out: Path, metric: str = "unbias
             )
             + " |"
         )
-    text = "\n".join(lines)
+    return frame, "\n".join(lines)
+
+
+def write_selection_comparison(data: StoreData, out: Path, metric: str = "unbiased") -> list[str]:
+    """selection.csv and selection.md for the store's validation-protocol trials; report.md's lines."""
+    comparison = selection_comparison(data, metric)
+    if comparison is None:
+        return []
+    frame, text = comparison
+    frame.to_csv(out / "selection.csv", index=False)
     (out / "selection.md").write_text(text + "\n", encoding="utf-8")
     return ["", text]
 
