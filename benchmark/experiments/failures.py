@@ -35,7 +35,8 @@ def summary_line(text: str) -> str:
 
 def record_failure(store: ResultStore, trial: ResolvedTrial, error: Any, code_version: str) -> str:
     """Record a trial that failed after Tune's retries: the full error goes to its log file and to
-    a "failed" record; returns the one line the console shows (with where to read more)."""
+    a "failed" record; returns the one line the console shows (with where to read more). The record's
+    hostname is this driver's; the worker's own lines in the log name the host and CPU it ran on."""
     text = _error_text(error)
     line = summary_line(text)
     log_file = trial_log_file(store, trial.key)

@@ -63,7 +63,7 @@ def trial_checkpoint_dir(results: str, key: str) -> Path:
 
 def run_one_trial(trial: ResolvedTrial, spec: WorkerSpec | Mapping[str, Any], report=None) -> None:
     """Train one trial and write it to the store. Runs inside a Ray worker (or inline)."""
-    from debiasbench.benchmark.training.trainer import TrainEnv, train_trial
+    from debiasbench.benchmark.training.trainer import TrainEnv, cpu_description, train_trial
 
     spec = spec if isinstance(spec, WorkerSpec) else WorkerSpec.from_dict(spec)
     store = ResultStore(spec.results)
@@ -80,8 +80,11 @@ def run_one_trial(trial: ResolvedTrial, spec: WorkerSpec | Mapping[str, Any], re
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             logging.getLogger().addHandler(handler)
             logging.getLogger().setLevel(logging.INFO)
+    # A failed trial's record is written by the driver, which may run on another host: the trial's
+    # own log names the host and CPU it ran on (CPU results differ across CPUs, docs/protocol.md).
+    where = f"{socket.gethostname()} ({cpu_description()})"
     try:
-        log.info("trial %s: %s", trial.key, trial.to_json())
+        log.info("trial %s on %s: %s", trial.key, where, trial.to_json())
         env = TrainEnv(
             paths=DataPaths(Path(spec.data_root), Path(spec.cache_dir)),
             device=spec.device,
@@ -175,7 +178,7 @@ def run_one_trial(trial: ResolvedTrial, spec: WorkerSpec | Mapping[str, Any], re
         log.info("trial %s stopped early by the scheduler", trial.key)
         raise
     except BaseException:
-        log.error("trial %s failed:\n%s", trial.key, traceback.format_exc())
+        log.error("trial %s failed on %s:\n%s", trial.key, where, traceback.format_exc())
         raise
     finally:
         if handler is not None:

@@ -87,3 +87,17 @@ def test_the_stored_trial_records_the_cpu_it_ran_on(tmp_path, toy_trial):
     assert cpu == cpu_description()
     model, level = cpu.rsplit(", ", 1)
     assert model and level == torch.backends.cpu.get_cpu_capability()
+
+
+def test_a_failed_trial_logs_the_host_and_cpu_it_ran_on(tmp_path, toy_trial):
+    """The driver writes a failed trial's record and may run elsewhere; the trial's log says where it ran."""
+    import socket
+
+    from debiasbench.benchmark.training.trainer import cpu_description
+
+    failing = resolve_trial(TrialConfig("toy", "always_fails", epochs=1))
+    with pytest.raises(RuntimeError, match="always fails"):
+        run_one_trial(failing, _env(tmp_path, None))
+    log_text = (tmp_path / "r" / "logs" / f"{failing.key}.log").read_text()
+    assert f"trial {failing.key} failed on {socket.gethostname()} ({cpu_description()}):" in log_text
+    assert f"trial {failing.key} on {socket.gethostname()} ({cpu_description()}):" in log_text
