@@ -40,7 +40,7 @@ SHIPPED: dict[str, list[str]] = {
     ],
     # The extended comparison under the validation protocol (issue 26), methods measured so far.
     "cmnist_validation": [
-        "--grid extended --datasets cmnist --ratios 95,99.5 --methods vanilla,lff,group_dro,group_reweight,disent,lc,pgd,lff_be,selecmix,hard_example,spectral_decoupling,dann,and_mask,smote,adversarial,learned_mixin,occamnets,hex,selecmix_lff,balanced_batches,jtt,repair "
+        "--grid extended --datasets cmnist --ratios 95,99.5 --methods vanilla,lff,group_dro,group_reweight,disent,lc,pgd,lff_be,selecmix,hard_example,spectral_decoupling,dann,and_mask,smote,adversarial,learned_mixin,occamnets,hex,selecmix_lff,balanced_batches,jtt,repair,group_resample "
         "--protocol validation"
     ],
     "cmnist_random": [
