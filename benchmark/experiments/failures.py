@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from debiasbench.benchmark.experiments.worker import attempt_origin
 from debiasbench.benchmark.integrity import disk_error_message, os_errno
 from debiasbench.benchmark.store import ResultStore, StoreError, TrialRecord
 from debiasbench.benchmark.trial import ResolvedTrial
@@ -35,12 +36,18 @@ def summary_line(text: str) -> str:
 
 def record_failure(store: ResultStore, trial: ResolvedTrial, error: Any, code_version: str) -> str:
     """Record a trial that failed after Tune's retries: the full error goes to its log file and to
-    a "failed" record; returns the one line the console shows (with where to read more). The record's
-    hostname is this driver's; the worker's own lines in the log name the host and CPU it ran on."""
+    a "failed" record; returns the one line the console shows (with where to read more). The record
+    names the host and CPU of the last attempt, read from the trial's log (the attempt may have run
+    on another node, or died without a word); without that line, this driver's host and no CPU."""
     text = _error_text(error)
     line = summary_line(text)
     log_file = trial_log_file(store, trial.key)
+    origin = None
     if log_file is not None:
+        try:
+            origin = attempt_origin(log_file.read_text(encoding="utf-8", errors="replace"), trial.key)
+        except OSError:
+            pass  # never started (no log) or unreadable: the driver's host stands in
         try:
             log_file.parent.mkdir(parents=True, exist_ok=True)
             with open(log_file, "a") as handle:
@@ -58,7 +65,8 @@ def record_failure(store: ResultStore, trial: ResolvedTrial, error: Any, code_ve
                 error=text,
                 info={
                     "code_version": code_version,
-                    "hostname": socket.gethostname(),
+                    "hostname": origin[0] if origin else socket.gethostname(),
+                    **({"cpu": origin[1]} if origin else {}),
                     "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 },
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import shutil
 import socket
 import traceback
@@ -26,6 +27,18 @@ from debiasbench.benchmark.trial import ResolvedTrial
 from debiasbench.datasets.base import DATASETS, DataPaths
 
 log = logging.getLogger(__name__)
+
+# The first line each attempt writes to the trial's log. A failed trial's record is written by the
+# driver, which may run on another host, so the driver reads the attempt's host and CPU from here.
+ATTEMPT_START = "trial {key} on {host} ({cpu}): "
+
+
+def attempt_origin(log_text: str, key: str) -> tuple[str, str] | None:
+    """(host, CPU) of the last attempt of trial `key` that started in `log_text`, or None. A
+    hostname holds no spaces; a CPU model may hold parentheses ("Intel(R) Xeon(R) ..., AVX512")."""
+    pattern = re.compile(rf"trial {re.escape(key)} on (?P<host>\S+) \((?P<cpu>[^\n]*?)\): \{{")
+    attempts = list(pattern.finditer(log_text))
+    return (attempts[-1]["host"], attempts[-1]["cpu"]) if attempts else None
 
 
 @dataclass(frozen=True)
@@ -80,11 +93,10 @@ def run_one_trial(trial: ResolvedTrial, spec: WorkerSpec | Mapping[str, Any], re
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             logging.getLogger().addHandler(handler)
             logging.getLogger().setLevel(logging.INFO)
-    # A failed trial's record is written by the driver, which may run on another host: the trial's
-    # own log names the host and CPU it ran on (CPU results differ across CPUs, docs/protocol.md).
-    where = f"{socket.gethostname()} ({cpu_description()})"
+    # CPU results differ across CPUs (docs/protocol.md): the log names where this attempt runs.
+    host, cpu = socket.gethostname(), cpu_description()
     try:
-        log.info("trial %s on %s: %s", trial.key, where, trial.to_json())
+        log.info("%s%s", ATTEMPT_START.format(key=trial.key, host=host, cpu=cpu), trial.to_json())
         env = TrainEnv(
             paths=DataPaths(Path(spec.data_root), Path(spec.cache_dir)),
             device=spec.device,
@@ -95,7 +107,7 @@ def run_one_trial(trial: ResolvedTrial, spec: WorkerSpec | Mapping[str, Any], re
         )
         base_info = {
             "code_version": spec.code_version,
-            "hostname": socket.gethostname(),
+            "hostname": host,
             "ray_node_id": _ray_node_id(),
             "raw_data": raw_fingerprint(trial, env.paths),  # the raw data this node trains on
         }
@@ -178,7 +190,7 @@ def run_one_trial(trial: ResolvedTrial, spec: WorkerSpec | Mapping[str, Any], re
         log.info("trial %s stopped early by the scheduler", trial.key)
         raise
     except BaseException:
-        log.error("trial %s failed on %s:\n%s", trial.key, where, traceback.format_exc())
+        log.error("trial %s failed on %s (%s):\n%s", trial.key, host, cpu, traceback.format_exc())
         raise
     finally:
         if handler is not None:

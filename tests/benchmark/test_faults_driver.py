@@ -251,6 +251,10 @@ def test_a_failed_trial_is_one_console_line_and_its_tracebacks_go_to_its_log(tmp
     log_text = log_file.read_text()
     assert log_text.count("Traceback") >= 2 and "failed after Tune's retries" in log_text
     assert " failed on " in log_text  # the worker names its host and CPU (tests/benchmark/test_run_one_trial.py)
+    from debiasbench.benchmark.training.trainer import cpu_description
+
+    (row,) = ResultStore(tmp_path / "r").trials().to_dict("records")
+    assert (row["status"], row["cpu"]) == ("failed", cpu_description())  # read from the attempt's log
 
 
 # -- ISSUE 29, item 6: a claim file that is not valid JSON --------------------------------------------

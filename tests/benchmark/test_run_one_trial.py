@@ -5,7 +5,7 @@ epoch is reported only after the completed record is written."""
 import pytest
 
 from debiasbench.benchmark.experiments.resolve import resolve_trial
-from debiasbench.benchmark.experiments.worker import run_one_trial
+from debiasbench.benchmark.experiments.worker import attempt_origin, run_one_trial
 from debiasbench.benchmark.plugins import load_plugins
 from debiasbench.benchmark.store import ResultStore
 from debiasbench.benchmark.trial import TrialConfig
@@ -101,3 +101,4 @@ def test_a_failed_trial_logs_the_host_and_cpu_it_ran_on(tmp_path, toy_trial):
     log_text = (tmp_path / "r" / "logs" / f"{failing.key}.log").read_text()
     assert f"trial {failing.key} failed on {socket.gethostname()} ({cpu_description()}):" in log_text
     assert f"trial {failing.key} on {socket.gethostname()} ({cpu_description()}):" in log_text
+    assert attempt_origin(log_text, failing.key) == (socket.gethostname(), cpu_description())
