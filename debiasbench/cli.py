@@ -144,6 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--validation-fraction", type=float, default=0.1, help="held-out fraction under --protocol validation"
     )
     p.add_argument(
+        "--selector",
+        choices=("last", "val_accuracy", "val_worst_group"),
+        default="last",
+        help="the epoch each trial is read at by --seeds auto's comparisons and by the report after the run: last "
+        "(the paper's final epoch), or the hold-out's best val_accuracy (no bias labels) or val_worst_group (reads "
+        "its bias labels); the val_ ones need --protocol validation (default: last)",
+    )
+    p.add_argument(
         "--diagnose",
         action="store_true",
         help="the paper's Section 2 bias diagnosis of one (target, bias) pair in both directions: "

@@ -1,7 +1,9 @@
 """--seeds auto: seeds added, in rounds through Ray Tune, where a comparison is not resolved.
 
 Every grid entry first runs with seeds 0, 1, 2. Then, each round, the store is read as the report
-reads it (comparison tables, benchmark.report.stats_report.leading_comparisons): in every cell the
+reads it (comparison tables, benchmark.report.stats_report.leading_comparisons), each trial at the
+epoch the chosen selector picks (--selector: the final epoch, or under --protocol validation the
+hold-out's choice, so seeds go where the comparison the user will report is open): in every cell the
 best method against the runner-up (or the pair the user names) on the chosen metric. Where that
 comparison's 95% Welch interval neither excludes zero nor (with --resolve POINTS) lies within
 +-POINTS, both methods of the comparison get the next seed(s), up to --max-seeds per method. The
@@ -39,9 +41,10 @@ class AutoSeeds:
 class AutoSeedsOutcome:
     rounds: list[RunSummary] = field(default_factory=list)
     resolution: pd.DataFrame = field(default_factory=pd.DataFrame)  # the final leading comparison per cell
+    selector: str = "last"  # the epoch the comparisons read each trial at
 
     def describe(self) -> str:
-        lines = [f"--seeds auto: {len(self.rounds)} round(s) of trials"]
+        lines = [f"--seeds auto: {len(self.rounds)} round(s) of trials, comparisons at selector {self.selector}"]
         for r in self.resolution.itertuples(index=False):
             where = " / ".join(x for x in (r.dataset, r.setting, r.condition, r.metric) if x)
             state = "resolved" if r.resolved else "NOT resolved (seed cap reached)"
@@ -86,7 +89,7 @@ def run_auto_seeds(
         for s in range(settings.max_seeds)
     }
     attempted = {(i, s) for i in range(len(templates)) for s in DEFAULT_SEEDS}
-    outcome = AutoSeedsOutcome()
+    outcome = AutoSeedsOutcome(selector=settings.selector)
     outcome.rounds.append(run([replace(t, trial_seed=s) for t in templates for s in DEFAULT_SEEDS], options))
     while not outcome.rounds[-1].aborted:  # Ray Tune itself stopped (e.g. a full disk): the caller reports it
         outcome.resolution = leading(options.results, settings)

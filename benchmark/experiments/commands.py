@@ -85,6 +85,11 @@ def run_grid_command(args: argparse.Namespace, DATASETS: Registry, METHODS: Regi
         "difficulties": args.difficulties,
     }
     auto = args.seeds == "auto"
+    if args.selector != "last" and args.protocol != "validation":
+        raise ValueError(
+            f"--selector {args.selector} chooses each trial's epoch on the hold-out, which only --protocol "
+            "validation keeps: add --protocol validation, or leave --selector at last"
+        )
     if auto and args.search:
         raise ValueError("--seeds auto adds seeds to a grid's comparisons; --search chooses its own seeds: use one")
     # --seeds auto starts from seeds 0, 1, 2 (what --dry-run lists); later seeds depend on the results.
@@ -168,7 +173,7 @@ def run_grid_command(args: argparse.Namespace, DATASETS: Registry, METHODS: Regi
         from debiasbench.datasets.base import DataPaths
 
         data_root = str(DataPaths.resolve(args.data_root).data_root)
-        print(write_report(results, protocol=args.protocol, data_root=data_root, stats=stats))
+        print(write_report(results, protocol=args.protocol, selector=args.selector, data_root=data_root, stats=stats))
         from debiasbench.benchmark.report.build import default_out
         from debiasbench.benchmark.report.page import PAGE
 
@@ -186,7 +191,9 @@ def _auto_seeds(args: argparse.Namespace, configs: list[TrialConfig], options: R
     if args.pair is not None and len(args.pair) != 2:
         raise ValueError(f"--pair takes two method names like lff,group_dro, got {','.join(args.pair)!r}")
     pair = tuple(args.pair) if args.pair else None
-    settings = AutoSeeds(max_seeds=args.max_seeds, precision=args.resolve, pair=pair, protocol=args.protocol)
+    settings = AutoSeeds(
+        max_seeds=args.max_seeds, precision=args.resolve, pair=pair, protocol=args.protocol, selector=args.selector
+    )
     outcome = run_auto_seeds(configs, options, settings)
     total = RunSummary()
     for r in outcome.rounds:
@@ -216,7 +223,8 @@ def diagnose_command(args: argparse.Namespace) -> int:
         raise ValueError("--diagnose runs fixed seeds; give --seeds 0,1,2 (or leave it out), not auto")
     if not args.datasets or len(args.datasets) != 1:
         raise ValueError("--diagnose needs exactly one dataset: --datasets NAME (e.g. cmnist, celeba, image_table)")
-    for flag, given in (("--tables", args.tables), ("--methods", args.methods), ("--search", args.search)):
+    refused = (("--tables", args.tables), ("--methods", args.methods), ("--search", args.search))
+    for flag, given in (*refused, ("--selector", args.selector != "last")):
         if given:
             raise ValueError(f"--diagnose runs its own trials (Vanilla, Table 1's protocol) and takes no {flag}")
     results = args.results or str(Path("results") / "diagnose")

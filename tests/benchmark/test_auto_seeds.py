@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 from report_kit import syn
 
-from debiasbench.benchmark.experiments.auto_seeds import AutoSeeds, run_auto_seeds
+from debiasbench.benchmark.experiments.auto_seeds import AutoSeeds, AutoSeedsOutcome, run_auto_seeds
 from debiasbench.benchmark.experiments.driver import RunOptions, RunSummary
 from debiasbench.benchmark.experiments.resolve import resolve_trial
 from debiasbench.benchmark.paper.grids import build_grid
@@ -107,3 +107,63 @@ def test_command_line(tmp_path, capsys):
     assert "--seeds auto" in capsys.readouterr().err
     assert main(["--grid", "smoke", "--seeds", "auto", "--max-seeds", "2", "--results", str(tmp_path / "s")]) == 2
     assert "--max-seeds must be at least 3" in capsys.readouterr().err
+
+
+def fake_validation_run(log):
+    """Validation-protocol trials at 99.5%: at the final epoch the two alternate around 50 (never
+    resolved); at epoch 1, which the hold-out's accuracy picks (0.9 against 0.8), LfF 70 and Vanilla
+    30 (+-1 by seed): resolved with three seeds."""
+
+    def run(configs, options: RunOptions) -> RunSummary:
+        store = ResultStore(options.results)
+        store.ensure_writable()
+        for config in configs:
+            trial = resolve_trial(config)
+            final = accuracy(99.5, config.method, config.trial_seed)
+            early = (0.70 if config.method == "lff" else 0.30) + 0.01 * (config.trial_seed % 3 - 1)
+            config_json = json.loads(trial.to_json())
+            valid = [(0.9, 0.5), (0.8, 0.5)]
+            syn.simple(store, config_json, (final, final), first=(early, early), valid=valid, key=trial.key)
+        log.append(sorted((c.method, c.trial_seed) for c in configs))
+        return RunSummary(scheduled=len(configs), completed=[resolve_trial(c).key for c in configs])
+
+    return run
+
+
+@pytest.mark.parametrize(("selector", "rounds"), [("val_accuracy", 1), ("last", 2)])
+def test_the_comparisons_read_each_trial_at_the_selectors_epoch(tmp_path, selector, rounds):
+    grid = [
+        replace(c, epochs=2, protocol="validation", dataset_params={**c.dataset_params, "ratio": 99.5})
+        for c in build_grid("smoke")
+    ]
+    log = []
+    settings = AutoSeeds(max_seeds=4, protocol="validation", selector=selector)
+    outcome = run_auto_seeds(grid, RunOptions(results=str(tmp_path / "store")), settings, run=fake_validation_run(log))
+    # The hold-out's epoch resolves LfF - Vanilla (40 points) at three seeds; the final epoch never does.
+    assert len(log) == rounds and bool(outcome.resolution["resolved"].all()) == (selector == "val_accuracy")
+    assert f"comparisons at selector {selector}" in outcome.describe()
+
+
+def test_a_hold_out_selector_without_the_validation_protocol_is_refused(tmp_path, capsys):
+    args = ["--grid", "smoke", "--seeds", "auto", "--selector", "val_accuracy", "--dry-run"]
+    assert main([*args, "--results", str(tmp_path / "s")]) == 2
+    assert "add --protocol validation" in capsys.readouterr().err
+    assert main([*args, "--protocol", "validation", "--results", str(tmp_path / "s")]) == 0
+
+
+def test_the_command_line_reads_the_rounds_and_the_report_at_the_selector(tmp_path, monkeypatch):
+    seen = {}
+
+    def rounds(configs, options, settings, run=None):
+        seen["rounds"] = (settings.protocol, settings.selector)
+        return AutoSeedsOutcome(rounds=[RunSummary(scheduled=len(configs))], selector=settings.selector)
+
+    def report(results, **options):
+        seen["report"] = (options["protocol"], options["selector"])
+        return ""
+
+    monkeypatch.setattr("debiasbench.benchmark.experiments.auto_seeds.run_auto_seeds", rounds)
+    monkeypatch.setattr("debiasbench.benchmark.report.build.write_report", report)
+    args = ["--grid", "smoke", "--seeds", "auto", "--protocol", "validation", "--selector", "val_worst_group"]
+    main([*args, "--results", str(tmp_path / "s")])
+    assert seen == {"rounds": ("validation", "val_worst_group"), "report": ("validation", "val_worst_group")}
