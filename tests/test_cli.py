@@ -60,3 +60,22 @@ def test_dry_run_lists_trials_and_counts(capsys, tmp_path):
     )
     assert code == 0
     assert "24 trial(s) to run, 0 already complete" in out  # 4 ratios x 2 methods x 3 seeds
+
+
+def test_a_dry_run_with_everything_stored_says_there_is_nothing_to_run(capsys, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from debiasbench.benchmark.store import ResultStore
+
+    shipped = Path(__file__).resolve().parents[1] / "results" / "reference" / "cmnist_validation"
+    trials = ResultStore(shipped).trials()
+    (tmp_path / "trials").mkdir()
+    for key in trials.loc[trials["method"] == "vanilla", "trial_key"]:
+        shutil.copy(shipped / "trials" / f"{key}.parquet", tmp_path / "trials")
+    code, out, _ = run(
+        capsys,
+        *("--grid", "extended", "--datasets", "cmnist", "--ratios", "95,99.5", "--methods", "vanilla"),
+        *("--protocol", "validation", "--dry-run", "--results", str(tmp_path)),
+    )
+    assert code == 0 and "0 trial(s) to run, 6 already complete; nothing to run" in out

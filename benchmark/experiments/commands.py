@@ -136,14 +136,15 @@ def run_grid_command(args: argparse.Namespace, DATASETS: Registry, METHODS: Regi
             )
         concurrency = args.max_concurrent or 1
         seconds, measured = estimate_seconds(todo, store, concurrency)
-        cost = (
-            (
+        if seconds:
+            cost = (
                 f"estimated {seconds / 3600:.2f} h at concurrency {concurrency} "
                 f"(from measured seconds/epoch for {measured} of {len(todo)} trials)"
             )
-            if seconds
-            else "no measured seconds/epoch in the store yet, so no cost estimate"
-        )
+        elif todo:
+            cost = "no measured seconds/epoch in the store yet, so no cost estimate"
+        else:
+            cost = "nothing to run"
         print(f"{len(todo)} trial(s) to run, {len(done)} already complete; {cost}")
         return 0
 
