@@ -43,6 +43,11 @@ SHIPPED: dict[str, list[str]] = {
         "--grid extended --datasets cmnist --ratios 95,99.5 --methods vanilla,lff,group_dro,group_reweight,disent,lc,pgd,lff_be,selecmix,hard_example,spectral_decoupling,dann,and_mask,smote,adversarial,learned_mixin,occamnets,hex,selecmix_lff,balanced_batches,jtt,repair,group_resample "
         "--protocol validation"
     ],
+    # --seeds auto under the validation protocol on SelecMix - PGD at 99.5% (the hold-out's epoch): the seeds it added.
+    "cmnist_validation_seeds": [
+        "--grid extended --datasets cmnist --ratios 99.5 --methods selecmix,pgd --protocol validation "
+        "--seeds 3,4,5,6,7,8,9"
+    ],
     "cmnist_random": [
         "--grid paper --tables 2 --datasets cmnist --methods vanilla,lff --ratios 95,99.5 "
         "--dataset-param assignment=random"
