@@ -51,6 +51,7 @@ def key_value(text: str) -> tuple[str, object]:
 
 def build_parser() -> argparse.ArgumentParser:
     from debiasbench.benchmark.paper.grids import GRIDS
+    from debiasbench.benchmark.report.selectors import DEFAULT_SELECTOR, SELECTORS
 
     program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "debiasbench"
     p = argparse.ArgumentParser(
@@ -145,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--selector",
-        choices=("last", "val_accuracy", "val_worst_group"),
-        default="last",
+        choices=[name for name in SELECTORS if name != "test_oracle"],  # the oracle is an upper bound, not a rule
+        default=DEFAULT_SELECTOR,
         help="the epoch each trial is read at by --seeds auto's comparisons and by the report after the run: last "
         "(the paper's final epoch), or the hold-out's best val_accuracy (no bias labels) or val_worst_group (reads "
         "its bias labels); the val_ ones need --protocol validation (default: last)",

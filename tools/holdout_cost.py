@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Sequence
 
@@ -26,6 +25,7 @@ from debiasbench.benchmark.report.loading import load_store
 from debiasbench.benchmark.report.selection import SUMMARY_METRICS, select
 from debiasbench.benchmark.report.statistics import t_interval
 from debiasbench.benchmark.store.schema import StoreError
+from debiasbench.benchmark.store.store import ResultStore
 
 # Configuration fields that say how a trial is selected, not what it trains.
 PROTOCOL_FIELDS = ("protocol", "validation_fraction", "tables")
@@ -38,16 +38,17 @@ def pairing_key(config: dict) -> str:
 
 
 def _final_epochs(store: str, protocol: str, metric: str) -> pd.DataFrame:
+    ResultStore(store).require_exists()  # a mistyped path is named, not read as an empty store
     summaries = select(load_store(store), protocol, "last").summaries
     if summaries.empty:
-        return pd.DataFrame(columns=["pair", "method", "dataset", "params", "variant", "value"])
+        return pd.DataFrame(columns=["pair", "method", "seed", "dataset", "params", "value"])
     return pd.DataFrame(
         {
             "pair": [pairing_key(c) for c in summaries["cfg"]],
             "method": summaries["method"],
+            "seed": summaries["trial_seed"],
             "dataset": summaries["dataset"],
             "params": summaries["params"],
-            "variant": [json.dumps(h, sort_keys=True) for h in summaries["hparams"]],
             "value": 100 * summaries[metric],
         }
     )
@@ -63,7 +64,7 @@ def cell_labels(datasets: Sequence[str], params: Sequence[dict]) -> list[str]:
 
 
 def _interval_row(values: Sequence[float]) -> dict[str, float]:
-    low, high = t_interval(list(values)) if len(values) > 1 else (math.nan, math.nan)
+    low, high = t_interval(values)
     return {"difference": sum(values) / len(values), "ci_low": low, "ci_high": high, "n": len(values)}
 
 
@@ -80,7 +81,7 @@ def holdout_cost(
     per_method = []
     for (cell, method), part in pairs.groupby(["cell", "method"], sort=True):
         # A method with several variants (REPAIR) is one unit: its seeds' differences averaged over variants.
-        by_seed = part.groupby(part["pair"].map(lambda p: json.loads(p)["trial_seed"]))["difference"].mean()
+        by_seed = part.groupby("seed")["difference"].mean()
         per_method.append(
             {
                 "cell": cell,
@@ -107,9 +108,9 @@ def _markdown(methods: pd.DataFrame, cells: pd.DataFrame, metric: str) -> str:
     def interval(row: pd.Series) -> str:
         return f"{row['difference']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
 
-    lines = []
+    lines, per_cell = [], cells.set_index("cell")
     for cell, part in methods.groupby("cell", sort=True):
-        summary = cells.set_index("cell").loc[cell]
+        summary = per_cell.loc[cell]
         lines += [
             f"{cell}: {metric} test accuracy at the final epoch, validation - paper protocol, "
             f"over {int(summary['n'])} methods: {interval(summary)} (95% t interval over methods; "
@@ -151,7 +152,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unpaired:
         print(f"{unpaired} validation-protocol trial(s) have no paper-protocol twin and are left out.")
     if args.csv:
-        methods.to_csv(args.csv, index=False)
+        try:
+            methods.to_csv(args.csv, index=False)
+        except OSError as error:
+            print(f"holdout_cost: cannot write {args.csv} ({error}); pass --csv a writable path", file=sys.stderr)
+            return 2
     return 0
 
 

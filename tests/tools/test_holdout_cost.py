@@ -93,3 +93,14 @@ def test_a_trial_shipped_in_two_paper_stores_is_one_twin(stores):
     validation, paper = stores
     methods, _, unpaired = holdout_cost(validation, [paper, paper])
     assert unpaired == 1 and methods.set_index("method").loc["vanilla", "n"] == 3
+
+
+def test_a_missing_store_or_an_unwritable_csv_is_one_line_naming_the_fix(stores, tmp_path, capsys):
+    validation, paper = stores
+    assert main([validation, "--paper", str(tmp_path / "no_such_store")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "no result store at" in err and "Check the path" in err
+    (tmp_path / "a_file").write_text("")
+    assert main([validation, "--paper", paper, "--csv", str(tmp_path / "a_file" / "cost.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "pass --csv a writable path" in err
