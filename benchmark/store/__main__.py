@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from debiasbench.benchmark.store.merge import merge_stores
@@ -47,4 +48,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Arrow's reader threads must be joined while Arrow is alive: left to the interpreter's final
+    # teardown they can abort the process (SIGABRT, apache/arrow#34314) after the work is done.
+    gc.collect()
+    sys.exit(code)
